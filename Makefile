@@ -1,0 +1,36 @@
+# keras-asc: the two README commands are `make demo` and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: install install-oracle lint test demo bench clean
+
+install:
+	$(PIP) install -q -e ".[dev]"
+
+# The PyTorch parity oracle: the CPU torch wheel, timm, and hear21passt/torchaudio without their
+# (CUDA-pulling) dependencies. Only tests and the checkpoint converter use it.
+install-oracle: install
+	$(PIP) install -q -e ".[dev,oracle]"
+	$(PIP) install -q --no-deps "hear21passt==0.0.26" "torchaudio==2.11.0"
+
+lint:
+	$(PYTHON) -m ruff check .
+
+test: install-oracle lint
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Main job: synthetic corpus in the real layouts -> TFRecords -> inspection summary.
+demo: install
+	$(PYTHON) -m tfrecords_builder synthetic --out $(DEMO_DIR)/raw --size small --seed 0
+	$(PYTHON) -m tfrecords_builder tau22 --source $(DEMO_DIR)/raw/TAU-urban-acoustic-scenes-2022-mobile-development --out $(DEMO_DIR)/tfrecords/tau22
+	$(PYTHON) -m tfrecords_builder micirp --source $(DEMO_DIR)/raw/micirp --out $(DEMO_DIR)/tfrecords/micirp
+	$(PYTHON) -m tfrecords_builder multi-dirs --source $(DEMO_DIR)/raw/Microphone_Impulse_Responses --out $(DEMO_DIR)/tfrecords/multi_dirs
+	$(PYTHON) -m tfrecords_builder inspect --out $(DEMO_DIR)/tfrecords/tau22
+
+bench: install-oracle
+	$(PYTHON) benchmarks/bench_builder.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
