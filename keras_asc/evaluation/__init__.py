@@ -1,0 +1,5 @@
+"""Evaluation: scene metrics, paper tables, the device probe and plots.
+
+Submodules are imported by full path (``keras_asc.evaluation.metrics`` ...); this package imports
+nothing heavy so that ``metrics`` and ``tables`` stay usable without TensorFlow.
+"""
