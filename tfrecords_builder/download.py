@@ -23,24 +23,18 @@ variable; the mirror serves every file under ``URL/<filename>``.
 
 import csv
 import dataclasses
-import hashlib
-import http.client
 import json
 import os
 import shutil
-import socket
 import stat
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 from pathlib import PurePosixPath
 
-from tqdm import tqdm
-
 from keras_asc.errors import UserError
+from keras_asc.utils.download import fetch_resumable
+from keras_asc.utils.download import file_digest
 
 DEFAULT_TABLE = Path(__file__).parent / "data" / "checksums.tsv"
 MIRROR_ENV = "KERAS_ASC_DATA_MIRROR"
@@ -48,13 +42,6 @@ STATE_NAME = ".keras_asc_download.json"
 # Extracted TAU audio is ~11% larger than its zips (30.5 GB vs 27.5 GB); keep a margin.
 EXTRACTION_FACTOR = 1.15
 CHUNK = 1 << 20
-_RETRYABLE = (
-    urllib.error.URLError,
-    http.client.HTTPException,
-    ConnectionError,
-    TimeoutError,
-    socket.timeout,
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,14 +109,6 @@ def _gb(n):
     return f"{n / 1e9:.2f} GB"
 
 
-def md5_of(path):
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _State:
     """What is already downloaded, verified and extracted under one target folder."""
 
@@ -178,81 +157,15 @@ def _resolve_url(entry, base_url):
     return base_url.rstrip("/") + "/" + urllib.parse.quote(entry.filename)
 
 
-def _transfer(url, part, expected_size, timeout, desc):
-    """One attempt: continue ``part`` from its current length. Returns the final length."""
-    have = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and have == expected_size:
-        return have
-    request = urllib.request.Request(url, headers={"User-Agent": "keras-asc-downloader"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http/https only)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # the range starts at the end: nothing left to fetch
-            return have
-        raise
-    with response:
-        if have and response.status != 206:
-            have = 0  # the server ignored the range: start over
-        total = None
-        if response.headers.get("Content-Length") is not None:
-            total = have + int(response.headers["Content-Length"])
-        mode = "ab" if have else "wb"
-        with (
-            open(part, mode) as f,
-            tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=desc,
-                leave=False,
-                disable=None,
-            ) as bar,
-        ):
-            while True:
-                chunk = response.read(CHUNK)
-                if not chunk:
-                    break
-                f.write(chunk)
-                bar.update(len(chunk))
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise http.client.IncompleteRead(b"", total - size)
-    return size
-
-
 def fetch(entry, folder, base_url=None, retries=5, backoff=1.0, timeout=60):
     """Downloads one entry into its final place, verified; returns the final path."""
     final = _final_path(entry, folder)
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
     url = _resolve_url(entry, base_url)
-    for attempt in range(retries + 1):
-        try:
-            _transfer(url, part, entry.size, timeout, entry.filename)
-            break
-        except urllib.error.HTTPError as err:
-            if err.code < 500 and err.code != 429:
-                raise UserError(
-                    f"download of {entry.filename} failed: HTTP {err.code} {err.reason} for {url}"
-                ) from None
-            last = f"HTTP {err.code} {err.reason}"
-        except _RETRYABLE as err:
-            last = f"{type(err).__name__}: {err}"
-        if attempt == retries:
-            raise UserError(
-                f"download of {entry.filename} from {url} failed after {retries + 1} "
-                f"attempts (last error: {last}); re-run the same command to resume "
-                f"from {part}"
-            )
-        delay = backoff * 2**attempt
-        print(f"  {entry.filename}: {last}; retrying in {delay:.1f}s", flush=True)
-        time.sleep(delay)
+    fetch_resumable(url, part, entry.size, retries, backoff, timeout, desc=entry.filename)
     got_size = part.stat().st_size
-    got_md5 = md5_of(part)
+    got_md5 = file_digest(part, "md5")
     problems = []
     if entry.size is not None and got_size != entry.size:
         problems.append(f"size {got_size} != expected {entry.size}")
