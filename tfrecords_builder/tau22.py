@@ -1,0 +1,571 @@
+"""``tau22``: TAU Urban Acoustic Scenes 2022 Mobile (development or evaluation set) → TFRecords.
+
+Input: the extracted dataset folder (``meta.csv`` and/or ``evaluation_setup/`` at the top or one
+folder down), TAB-separated CSVs with headers. Splits:
+
+* ``evaluation_setup/fold1_train.csv`` → ``train``; ``fold1_evaluate.csv`` → ``evaluate``;
+* ``fold1_test.csv`` → ``test``. In the development set it lists exactly the files of
+  ``fold1_evaluate.csv`` without labels; it is then recorded as an alias of ``evaluate``
+  (``info.json`` ``aliases``) instead of being written twice. When it lists other files (an
+  evaluation set, which has no ``fold1_evaluate.csv``) it is written as its own split;
+* each ``--split-file NAME.csv`` (e.g. the DCASE2024 subsets ``split5.csv``) → split ``NAME``.
+
+Labels come from the split CSV's ``scene_label`` and from ``meta.csv`` (``scene_label``,
+``identifier`` = ``<city>-<location>``, ``source_label`` = device); the segment id, the 1-s index
+and (without ``meta.csv``) the device/city/location come from the file name
+``<scene>-<city>-<location>-<segment>-<index>-<device>.wav``. Anonymised evaluation files
+(``audio/<int>.wav``, ``filename`` column only) are kept unlabelled (``""`` and -1).
+
+Each split is written twice: the ``1s`` view (one record per file, resampled 44.1 → 32 kHz,
+32000 samples) and, where names carry a segment, the ``10s`` view: the ten 1-s parts of one
+recording (same name without the index, grouped only within the split) concatenated in index
+order at 44.1 kHz and resampled as one signal (320000 samples; no filter edges at the joins).
+A recording without exactly the parts 0..9 is an error; with ``--on-error skip`` it is left out
+of the 10s view and reported (its parts stay in the 1s view). Nothing is ever padded.
+
+Decoding and resampling run in a process pool that never imports TensorFlow; the results come
+back in a fixed order, so the shards are byte-identical for any ``--workers``. Records are stored
+in a pseudo-random order fixed by ``--seed`` (recordings of one scene are not adjacent).
+"""
+
+import contextlib
+import os
+import re
+from collections import Counter
+from collections import defaultdict
+
+import numpy as np
+
+from keras_asc import vocab
+from keras_asc.errors import UserError
+from tfrecords_builder import csvutil
+from tfrecords_builder import parallel
+from tfrecords_builder import writer as writer_lib
+
+SOURCE_RATE = 44100
+CLIP_SECONDS = 1
+PARTS = 10
+CLIP_SAMPLES = vocab.SAMPLE_RATE * CLIP_SECONDS
+TARGET_SHARD_BYTES = 256 << 20
+SPLIT_FILES = (
+    ("train", "fold1_train.csv"),
+    ("evaluate", "fold1_evaluate.csv"),
+    ("test", "fold1_test.csv"),
+)
+HELD_OUT = ("evaluate", "test")
+NAME_PATTERN = re.compile(
+    r"^(?P<scene>[^-/]+)-(?P<city>[^-/]+)-(?P<loc>\d+)-(?P<segment>\d+)-(?P<index>\d+)"
+    r"-(?P<device>[^-/]+)\.wav$"
+)
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+UNKNOWN = "unknown"
+
+
+def add_arguments(parser):
+    parser.add_argument("--source", required=True, help="extracted TAU22 folder (meta.csv)")
+    parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
+    parser.add_argument(
+        "--split-file",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="extra split CSV like fold1_train.csv (e.g. DCASE2024 split5.csv); split name = "
+        "file stem; repeatable",
+    )
+    parser.add_argument("--on-error", choices=writer_lib.ON_ERROR_CHOICES, default="raise")
+    parser.add_argument(
+        "--shards", type=int, default=None, help="shards per split and view (default: ~256 MB)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: all cores)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the stored record order")
+
+
+def run(args):
+    info = build(
+        args.source,
+        args.out,
+        split_files=args.split_file,
+        on_error=args.on_error,
+        shards=args.shards,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    print(summary(info, args.out))
+    return 0
+
+
+# === Source discovery and CSVs ===
+
+
+def find_root(source):
+    """The dataset folder: ``source`` or its only child holding meta.csv / evaluation_setup/."""
+    source = os.path.abspath(os.fspath(source))
+    if not os.path.isdir(source):
+        raise UserError(f"--source {source} is not a folder; expected the extracted TAU22 folder")
+
+    def is_root(path):
+        return os.path.isfile(os.path.join(path, "meta.csv")) or os.path.isdir(
+            os.path.join(path, "evaluation_setup")
+        )
+
+    if is_root(source):
+        return source
+    children = sorted(
+        os.path.join(source, name)
+        for name in os.listdir(source)
+        if os.path.isdir(os.path.join(source, name)) and is_root(os.path.join(source, name))
+    )
+    if len(children) == 1:
+        return children[0]
+    if not children:
+        raise UserError(
+            f"--source {source}: no meta.csv or evaluation_setup/ in it or one folder down; "
+            "expected the extracted TAU-urban-acoustic-scenes-2022-mobile-* folder"
+        )
+    raise UserError(
+        f"--source {source}: several dataset folders one level down "
+        f"({', '.join(os.path.basename(c) for c in children)}); expected exactly one"
+    )
+
+
+def parse_name(filename):
+    """Fields of ``…/<scene>-<city>-<loc>-<segment>-<index>-<device>.wav``, or None."""
+    match = NAME_PATTERN.match(filename.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    fields = match.groupdict()
+    return {
+        "scene": fields["scene"],
+        "city": fields["city"],
+        "location": f"{fields['city']}-{fields['loc']}",
+        "segment_id": int(fields["segment"]),
+        "index": int(fields["index"]),
+        "device": fields["device"],
+        "key": f"{fields['scene']}-{fields['city']}-{fields['loc']}-{fields['segment']}"
+        f"-{fields['device']}",
+    }
+
+
+def _read_meta(root, policy):
+    path = os.path.join(root, "meta.csv")
+    if not os.path.isfile(path):
+        return None, None
+    _, rows = csvutil.read_tsv(path, ["filename"], display="meta.csv")
+    meta = {}
+    for row in rows:
+        name = row["filename"]
+        if name in meta:
+            policy.fail(
+                "meta", name, f"meta.csv line {row.line}: duplicate row for {name} "
+                f"(first at line {meta[name].line}); expected each file once",
+            )
+            continue
+        meta[name] = row
+    return meta, len(rows)
+
+
+class Clip:
+    """One listed 1-s file with its labels (plain data, picklable)."""
+
+    __slots__ = ("line", "filename", "path", "scene", "device", "city", "location", "segment_id",
+                 "index", "key")
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            setattr(self, name, values[name])
+
+    def labels(self):
+        return {
+            "scene": self.scene,
+            "device": self.device,
+            "city": self.city,
+            "location": self.location,
+            "segment_id": self.segment_id,
+        }
+
+
+def _resolve_clip(row, csv_name, root, meta, policy, split):
+    """Labels of one split-CSV row; None (after policy.fail) when the row is unusable."""
+    name = row["filename"]
+    where = f"{csv_name} line {row.line} ({name})"
+    parsed = parse_name(name)
+    meta_row = None
+    if meta is not None:
+        meta_row = meta.get(name)
+        if meta_row is None:
+            policy.fail(split, name, f"{where}: file is not listed in meta.csv; expected every "
+                        "listed file to have a meta.csv row")
+            return None
+    scene = row.get("scene_label", "")
+    if meta_row is not None and meta_row.get("scene_label", ""):
+        if scene and scene != meta_row["scene_label"]:
+            policy.fail(split, name, f"{where}: scene_label {scene!r} disagrees with meta.csv "
+                        f"line {meta_row.line} ({meta_row['scene_label']!r})")
+            return None
+        scene = meta_row["scene_label"]
+    device = city = location = ""
+    segment_id = index = -1
+    key = None
+    if parsed is not None:
+        device, city, location = parsed["device"], parsed["city"], parsed["location"]
+        segment_id, index, key = parsed["segment_id"], parsed["index"], parsed["key"]
+    if meta_row is not None:
+        if meta_row.get("source_label", ""):
+            if parsed is not None and meta_row["source_label"] != device:
+                policy.fail(split, name, f"{where}: meta.csv line {meta_row.line} source_label "
+                            f"{meta_row['source_label']!r} disagrees with the device "
+                            f"{device!r} in the file name")
+                return None
+            device = meta_row["source_label"]
+        if meta_row.get("identifier", ""):
+            location = meta_row["identifier"]
+            city = location.split("-")[0]
+    if scene and scene not in vocab.SCENES:
+        policy.fail(split, name, f"{where}: unknown scene {scene!r}; expected one of "
+                    f"{', '.join(vocab.SCENES)}")
+        return None
+    if device and device not in vocab.DEVICES:
+        policy.fail(split, name, f"{where}: unknown device {device!r}; expected one of "
+                    f"{', '.join(vocab.DEVICES)}")
+        return None
+    return Clip(
+        line=row.line, filename=name, path=os.path.join(root, *name.split("/")), scene=scene,
+        device=device, city=city, location=location, segment_id=segment_id, index=index, key=key,
+    )
+
+
+def _split_sources(root, split_files):
+    """``[(split, csv path, display name)]`` in build order."""
+    sources = []
+    setup = os.path.join(root, "evaluation_setup")
+    for split, name in SPLIT_FILES:
+        path = os.path.join(setup, name)
+        if os.path.isfile(path):
+            sources.append((split, path, f"evaluation_setup/{name}"))
+    for path in split_files:
+        path = os.path.abspath(os.fspath(path))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if not SPLIT_NAME.match(stem):
+            raise UserError(f"--split-file {path}: split name {stem!r} (the file stem) must use "
+                            "only letters, digits and _")
+        if not os.path.isfile(path):
+            raise UserError(f"--split-file {path} does not exist; expected a split CSV like "
+                            "fold1_train.csv")
+        if any(stem == s for s, _, _ in sources):
+            raise UserError(f"--split-file {path}: split name {stem!r} is already used; rename "
+                            "the file")
+        sources.append((stem, path, os.path.basename(path)))
+    if not sources:
+        raise UserError(f"{root}: no evaluation_setup/fold1_*.csv and no --split-file; expected "
+                        "at least one split CSV")
+    return sources
+
+
+# === Planning: rows → clips → work units ===
+
+
+def _plan_split(split, csv_path, display, root, meta, policy):
+    """Reads one split CSV; returns ``(rows, clips)`` (bad rows raised, or skipped and reported)."""
+    _, rows = csvutil.read_tsv(csv_path, ["filename"], display=display)
+    if not rows:
+        raise UserError(f"{display} lists no files (header only); expected at least one row for "
+                        f"split {split!r}")
+    seen = {}
+    clips = []
+    for row in rows:
+        name = row["filename"]
+        if name in seen:
+            policy.fail(split, name, f"{display} line {row.line}: duplicate row for {name} "
+                        f"(first at line {seen[name]}); expected each file once")
+            continue
+        seen[name] = row.line
+        clip = _resolve_clip(row, display, root, meta, policy, split)
+        if clip is None:
+            continue
+        if not os.path.isfile(clip.path):
+            policy.fail(split, name, f"{display} line {row.line}: listed file {clip.path} does "
+                        "not exist; expected the audio file of this row")
+            continue
+        clips.append(clip)
+    return len(rows), clips
+
+
+def _group(split, clips, display):
+    """Splits clips into 10-s recordings (by key) and returns ``(groups, problems)``.
+
+    ``groups`` maps key -> clips sorted by index; ``problems`` maps key -> reason for recordings
+    without exactly the parts 0..9 (or whose parts disagree on their labels).
+    """
+    by_key = defaultdict(list)
+    for clip in clips:
+        if clip.key is not None:
+            by_key[clip.key].append(clip)
+    groups, problems = {}, {}
+    for key, parts in by_key.items():
+        parts.sort(key=lambda c: c.index)
+        indices = [c.index for c in parts]
+        if indices != list(range(PARTS)):
+            missing = sorted(set(range(PARTS)) - set(indices))
+            extra = sorted(i for i, n in Counter(indices).items() if n > 1 or not 0 <= i < PARTS)
+            detail = []
+            if missing:
+                detail.append(f"missing index {', '.join(map(str, missing))}")
+            if extra:
+                detail.append(f"unexpected index {', '.join(map(str, extra))}")
+            problems[key] = (
+                f"{display}: recording {key!r} of split {split!r} has {len(parts)} of its "
+                f"{PARTS} one-second parts ({'; '.join(detail)}); expected indices 0-{PARTS - 1} "
+                "once each"
+            )
+        elif len({(c.scene, c.city, c.location) for c in parts}) != 1:
+            problems[key] = (f"{display}: the parts of recording {key!r} of split {split!r} "
+                             "disagree on scene/city/location")
+        else:
+            groups[key] = parts
+    return groups, problems
+
+
+def _units(clips, groups, seed):
+    """Work units in a seeded pseudo-random order: a complete recording or a single clip."""
+    in_group = {id(c) for parts in groups.values() for c in parts}
+    units, placed = [], set()
+    for clip in clips:  # CSV order first, then a fixed permutation
+        if id(clip) in in_group:
+            if clip.key not in placed:
+                placed.add(clip.key)
+                units.append((clip.key, groups[clip.key]))
+        else:
+            units.append((None, [clip]))
+    order = np.random.default_rng(seed).permutation(len(units))
+    return [units[i] for i in order]
+
+
+# === Worker (no TensorFlow) ===
+
+
+def _process_unit(task):
+    """Decodes, validates and encodes one unit; runs in a worker process.
+
+    Args:
+        task: ``(split, key, clips, where)``; ``where[i]`` names the CSV row of ``clips[i]``.
+
+    Returns:
+        ``(records_1s, record_10s, errors)``: serialized 1-s records (None for a failed clip),
+        the 10-s record (None when ``key`` is None or a part failed), and
+        ``(filename, message)`` for each failed clip.
+    """
+    from keras_asc import audio as audio_lib
+    from keras_asc.data import schema
+
+    split, key, clips, where = task
+    records, raws, errors = [], [], []
+    for clip, place in zip(clips, where):
+        try:
+            raw, _ = audio_lib.read_audio(
+                clip.path, expected_rate=SOURCE_RATE, expected_frames=SOURCE_RATE * CLIP_SECONDS
+            )
+        except UserError as err:
+            records.append(None)
+            raws.append(None)
+            errors.append((clip.filename, f"{place}: {err}"))
+            continue
+        wave = np.clip(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), -1.0, 1.0)
+        records.append(
+            schema.encode_audio_example(wave, filename=clip.filename, index=clip.index,
+                                        **clip.labels())
+        )
+        raws.append(raw)
+    record_10s = None
+    if key is not None and not errors:
+        wave = audio_lib.resample(np.concatenate(raws), SOURCE_RATE, vocab.SAMPLE_RATE)
+        record_10s = schema.encode_audio_example(
+            np.clip(wave, -1.0, 1.0), filename=key, index=-1, **clips[0].labels()
+        )
+    return records, record_10s, errors
+
+
+# === Build ===
+
+
+def _auto_shards(num_records, samples):
+    record_bytes = samples * 4 + 400
+    return max(1, min(num_records, -(-num_records * record_bytes // TARGET_SHARD_BYTES)))
+
+
+def _count_table(counter):
+    """``{device: {scene: n}}`` in vocabulary order, ``unknown`` last, zero cells left out."""
+    devices = list(vocab.DEVICES) + [UNKNOWN]
+    scenes = list(vocab.SCENES) + [UNKNOWN]
+    table = {}
+    for device in devices:
+        row = {scene: counter[(device, scene)] for scene in scenes if counter[(device, scene)]}
+        if row:
+            table[device] = row
+    return table
+
+
+def build(source, out, *, split_files=(), on_error="raise", shards=None, workers=None, seed=0,
+          progress=None):
+    """Builds the TAU22 TFRecords; see the module docstring.
+
+    Args:
+        source: extracted dataset folder (or its parent).
+        out: output folder; replaced only when the new build is complete.
+        split_files: extra split CSVs (split name = file stem).
+        on_error: ``"raise"`` or ``"skip"`` (skip bad rows/files/recordings and report them).
+        shards: shards per split and view (None: about 256 MB each).
+        workers: decoding processes (None: all cores; 0: in this process).
+        seed: seed of the stored record order.
+        progress: show a progress bar (None: only on a terminal).
+
+    Returns:
+        the info dict written to ``OUT/info.json``.
+    """
+    from tqdm import tqdm
+
+    policy = writer_lib.ErrorPolicy(on_error)
+    if shards is not None and shards < 1:
+        raise UserError(f"--shards must be at least 1, got {shards}")
+    workers = parallel.default_workers() if workers is None else max(0, int(workers))
+    root = find_root(source)
+    sources = _split_sources(root, split_files)
+    meta, meta_rows = _read_meta(root, policy)
+
+    checksums = {}
+    if meta is not None:
+        checksums["meta.csv"] = {"md5": writer_lib.md5_file(os.path.join(root, "meta.csv")),
+                                 "rows": meta_rows}
+    plans = {}
+    for split, path, display in sources:
+        num_rows, clips = _plan_split(split, path, display, root, meta, policy)
+        checksums[display] = {"md5": writer_lib.md5_file(path), "rows": num_rows}
+        plans[split] = (display, clips)
+
+    aliases = {}
+    if "test" in plans and "evaluate" in plans:
+        if {c.filename for c in plans["test"][1]} == {c.filename for c in plans["evaluate"][1]}:
+            aliases["test"] = "evaluate"
+            del plans["test"]
+    _check_disjoint(plans)
+
+    # Everything that can be checked without decoding audio is checked before any output exists.
+    tasks, splits_info, view_sizes = [], {}, {}
+    hint = " (--on-error skip leaves it out of the 10s view and reports it)"
+    for split, (display, clips) in plans.items():
+        groups, problems = _group(split, clips, display)
+        incomplete = []
+        for key, reason in problems.items():
+            policy.fail(split, key, reason + (hint if on_error == "raise" else ""))
+            incomplete.append({"key": key, "reason": reason})
+        splits_info[split] = {"csv": display, "labelled": any(c.scene for c in clips),
+                              "rows": len(clips), "views": {}, "incomplete_groups": incomplete}
+        view_sizes[(split, "1s")] = len(clips)
+        if any(c.key is not None for c in clips):
+            view_sizes[(split, "10s")] = len(groups)
+        for key, unit_clips in _units(clips, groups, seed):
+            where = [f"{display} line {c.line} ({c.filename})" for c in unit_clips]
+            tasks.append((split, key, unit_clips, where))
+
+    with writer_lib.OutputDir(out, builder="tau22", policy=policy) as output:
+        writers, counters = {}, {}
+        for (split, view), count in view_sizes.items():
+            if count == 0:
+                continue
+            samples = CLIP_SAMPLES * (PARTS if view == "10s" else 1)
+            num = min(shards, count) if shards else _auto_shards(count, samples)
+            writers[(split, view)] = output.sharded_writer(f"{split}-{view}", num)
+            counters[(split, view)] = Counter()
+        total_clips = sum(len(task[2]) for task in tasks)
+        bar = tqdm(total=total_clips, unit="clip", desc="tau22",
+                   disable=None if progress is None else not progress)
+        results = parallel.ordered_map(_process_unit, tasks, workers)
+        with contextlib.closing(results), bar:
+            for task, result in zip(tasks, results):
+                _write_unit(task, result, policy, writers, counters, splits_info)
+                bar.update(len(task[2]))
+
+        for (split, view), shard_writer in writers.items():
+            seconds = CLIP_SECONDS * (PARTS if view == "10s" else 1)
+            splits_info[split]["views"][view] = {
+                "num_examples": shard_writer.num_examples,
+                "num_samples": vocab.SAMPLE_RATE * seconds,
+                "seconds": seconds,
+                "shards": list(shard_writer.names),
+                "counts": _count_table(counters[(split, view)]),
+            }
+        for split, split_info in splits_info.items():
+            if not any(v["num_examples"] for v in split_info["views"].values()):
+                raise UserError(f"split {split!r} ({split_info['csv']}) has no usable files "
+                                "after skipping; see the skipped items")
+        info = {
+            "dataset": "TAU Urban Acoustic Scenes 2022 Mobile",
+            "kind": "audio",
+            "sample_rate": vocab.SAMPLE_RATE,
+            "source_sample_rate": SOURCE_RATE,
+            "resampler": "soxr HQ (librosa's default soxr_hq); 10s = parts joined at 44.1 kHz, "
+                         "then resampled",
+            "vocabularies": {"scene": list(vocab.SCENES), "device": list(vocab.DEVICES)},
+            "source": {"root": root, "files": checksums},
+            "seed": seed,
+            "splits": splits_info,
+            "aliases": aliases,
+            "incomplete_groups": sum(len(s["incomplete_groups"]) for s in splits_info.values()),
+        }
+        output.finish(info)
+    info = writer_lib.read_info(out)
+    return info
+
+
+def _write_unit(task, result, policy, writers, counters, splits_info):
+    """Writes one processed unit's records (in the main process) and applies the policy."""
+    split, key, unit_clips, _ = task
+    records, record_10s, errors = result
+    for filename, message in errors:
+        policy.fail(split, filename, message)
+    for clip, record in zip(unit_clips, records):
+        if record is not None:
+            writers[(split, "1s")].write(record)
+            counters[(split, "1s")][(clip.device or UNKNOWN, clip.scene or UNKNOWN)] += 1
+    if key is None:
+        return
+    if record_10s is None:
+        reason = (f"recording {key!r} of split {split!r} left out of the 10s view: one of its "
+                  "parts was skipped")
+        splits_info[split]["incomplete_groups"].append({"key": key, "reason": reason})
+        policy.skipped.append({"split": split, "item": key, "reason": reason})
+        return
+    writers[(split, "10s")].write(record_10s)
+    first = unit_clips[0]
+    counters[(split, "10s")][(first.device or UNKNOWN, first.scene or UNKNOWN)] += 1
+
+
+def _check_disjoint(plans):
+    """Training splits must share no file with held-out splits (no test leakage)."""
+    held = {s: {c.filename for c in plans[s][1]} for s in HELD_OUT if s in plans}
+    for split, (display, clips) in plans.items():
+        if split in HELD_OUT:
+            continue
+        for other, names in held.items():
+            for clip in clips:
+                if clip.filename in names:
+                    raise UserError(
+                        f"{display} line {clip.line}: {clip.filename} is also in split {other!r} "
+                        f"({plans[other][0]}); training and held-out files must not overlap"
+                    )
+
+
+def summary(info, out):
+    """A few lines saying what was written."""
+    lines = [f"wrote {os.path.abspath(out)}"]
+    for split, split_info in info["splits"].items():
+        views = ", ".join(f"{view}: {v['num_examples']} records in {len(v['shards'])} shard(s)"
+                          for view, v in split_info["views"].items())
+        lines.append(f"  {split:<10} {views}")
+    for alias, target in info.get("aliases", {}).items():
+        lines.append(f"  {alias:<10} same files as {target!r} (not written twice)")
+    if info["skipped"]:
+        lines.append(f"  skipped {len(info['skipped'])} item(s); reasons in "
+                     f"{os.path.join(os.path.abspath(out), writer_lib.SKIPPED_NAME)}")
+    return "\n".join(lines)
