@@ -1,0 +1,122 @@
+"""Fixed recording-device models of the synthetic TAU22-like corpus.
+
+A device is a member of the microphone family of ``synthetic_mics`` (linear, minimum phase)
+followed by a fixed non-linearity (dynamic range compression and soft clipping) and self-noise.
+The models do not depend on the corpus seed: a device keeps its identity across corpora.
+
+- ``a``: near-flat reference (the majority device, like the binaural rig of TAU22).
+- ``b``, ``c``: consumer devices: band-limited (high-pass, low-pass), a presence bump or dip,
+  compression; ``c`` adds soft clipping.
+- ``s1``-``s3``: "simulated" devices: further band-limiting EQs plus compression.
+- ``s4``-``s6`` (evaluation only): microphones of the family in regions the training devices
+  never show: a figure-8 ribbon close up (proximity bass boost, dark top), a cardioid heard from
+  150 degrees off axis (rear notch, treble loss), and a vintage dynamic with a strong narrow
+  resonance. All training devices cut the bass and have at most mild resonances, so nothing in
+  the training audio looks like these; the synthetic MicIRP and Surrey DIR sets do.
+"""
+
+import numpy as np
+from scipy.signal import oaconvolve
+
+from tfrecords_builder.synthetic_mics import response_ir
+
+IR_LENGTH = 2048
+
+DEVICE_MODELS = {
+    "a": {
+        "response": {"hp_hz": 25.0, "hp_order": 1, "lp_hz": 19000.0, "lp_order": 2},
+        "compression": None, "drive": None, "noise_db": -90.0, "gain_db": 0.0,
+    },
+    "b": {
+        "response": {"hp_hz": 300.0, "hp_order": 2, "lp_hz": 8000.0, "lp_order": 3,
+                     "resonances": [(2500.0, 5.0, 0.5)]},
+        "compression": (-32.0, 3.0), "drive": None, "noise_db": -72.0, "gain_db": 2.0,
+    },
+    "c": {
+        "response": {"hp_hz": 150.0, "hp_order": 2, "lp_hz": 11000.0, "lp_order": 2,
+                     "resonances": [(1200.0, -6.0, 0.4), (5500.0, 6.0, 0.4)]},
+        "compression": (-30.0, 2.0), "drive": 3.0, "noise_db": -74.0, "gain_db": 1.0,
+    },
+    "s1": {
+        "response": {"hp_hz": 100.0, "hp_order": 1, "lp_hz": 7000.0, "lp_order": 2,
+                     "resonances": [(800.0, 4.0, 0.7)]},
+        "compression": (-34.0, 4.0), "drive": None, "noise_db": -80.0, "gain_db": 0.0,
+    },
+    "s2": {
+        "response": {"hp_hz": 400.0, "hp_order": 1, "lp_hz": 14000.0, "lp_order": 1,
+                     "tilt": 1.5},
+        "compression": (-30.0, 2.5), "drive": None, "noise_db": -80.0, "gain_db": -1.0,
+    },
+    "s3": {
+        "response": {"hp_hz": 80.0, "hp_order": 2, "lp_hz": 5000.0, "lp_order": 4,
+                     "resonances": [(3000.0, -6.0, 0.5)]},
+        "compression": (-32.0, 3.0), "drive": 2.0, "noise_db": -80.0, "gain_db": 1.0,
+    },
+    "s4": {  # figure-8 ribbon at 50 cm on axis: proximity bass boost, dark top
+        "response": {"hp_hz": 30.0, "hp_order": 1, "lp_hz": 6000.0, "lp_order": 2,
+                     "tilt": -1.5, "resonances": [(150.0, 4.0, 0.8)]},
+        "polar": ("bidirectional", 0.0, 0.5),
+        "compression": (-32.0, 3.0), "drive": None, "noise_db": -80.0, "gain_db": -3.0,
+    },
+    "s5": {  # cardioid condenser, source 150 degrees off axis at 1.25 m
+        "response": {"hp_hz": 30.0, "hp_order": 1, "lp_hz": 17000.0, "lp_order": 2,
+                     "resonances": [(9000.0, 5.0, 0.5)]},
+        "polar": ("cardioid", 150.0, 1.25),
+        "compression": (-30.0, 2.5), "drive": None, "noise_db": -80.0, "gain_db": 9.0,
+    },
+    "s6": {  # vintage dynamic: narrow +10 dB resonance, dip, steep low-pass
+        "response": {"hp_hz": 120.0, "hp_order": 2, "lp_hz": 9000.0, "lp_order": 4,
+                     "resonances": [(1800.0, 10.0, 0.25), (4500.0, -8.0, 0.3)]},
+        "compression": (-32.0, 3.0), "drive": 2.0, "noise_db": -80.0, "gain_db": -4.0,
+    },
+}
+
+
+def device_ir(device, sample_rate):
+    """Linear part of a device model: minimum-phase IR `[IR_LENGTH]` at `sample_rate`."""
+    model = DEVICE_MODELS[device]
+    pattern, angle, distance = model.get("polar", ("omni", 0.0, None))
+    return response_ir(sample_rate, IR_LENGTH, model["response"], pattern, angle, distance)
+
+
+def _compress(x, sample_rate, threshold_db, ratio):
+    """Feed-forward RMS compressor with 10-ms frames and ~50-ms smoothing, applied per sample."""
+    frame = sample_rate // 100
+    num_frames = len(x) // frame
+    power = np.mean(np.square(x[: num_frames * frame]).reshape(num_frames, frame), axis=1)
+    power = np.convolve(power, np.ones(5) / 5.0, mode="same")
+    level_db = 10.0 * np.log10(power + 1e-12)
+    gain_db = np.minimum(0.0, (threshold_db - level_db) * (1.0 - 1.0 / ratio))
+    centres = (np.arange(num_frames) + 0.5) * frame
+    gain = 10.0 ** (np.interp(np.arange(len(x)), centres, gain_db) / 20.0)
+    return x * gain.astype(np.float32)
+
+
+def apply_device(x, sample_rate, device, rng, ir=None):
+    """Records a scene signal with a device.
+
+    Args:
+        x: float32 `[samples]` scene signal.
+        sample_rate: Hz.
+        device: a key of `DEVICE_MODELS`.
+        rng: generator for the device self-noise.
+        ir: optional precomputed `device_ir(device, sample_rate)`.
+
+    Returns:
+        float32 `[samples]`, clipped to the 24-bit range.
+    """
+    model = DEVICE_MODELS[device]
+    if ir is None:
+        ir = device_ir(device, sample_rate)
+    y = oaconvolve(x, ir.astype(np.float32))[: len(x)]
+    if model["compression"] is not None:
+        threshold_db, ratio = model["compression"]
+        y = _compress(y, sample_rate, threshold_db, ratio)
+        # Make-up gain, as phone AGCs do, so the level stays comparable to the input.
+        y *= 10.0 ** ((-threshold_db - 26.0) * (1.0 - 1.0 / ratio) / 20.0)
+    y *= np.float32(10.0 ** (model["gain_db"] / 20.0))
+    if model["drive"] is not None:
+        y = np.tanh(model["drive"] * y) / model["drive"]
+    noise_gain = np.float32(10.0 ** (model["noise_db"] / 20.0))
+    y += rng.standard_normal(len(y), dtype=np.float32) * noise_gain
+    return np.clip(y, -1.0, 1.0 - 2.0**-23).astype(np.float32)
