@@ -1,0 +1,347 @@
+"""Frequency responses of device impulse response (DIR) sets: the paper's Figures 1 and 2.
+
+- Figure 1: the distribution of the magnitude responses of a whole DIR set on a log-frequency
+  axis: bands holding 100 % (min–max), 80 % (10–90 % quantiles) and 50 % (25–75 %) of the
+  responses, and their mean.
+- Figure 2: one microphone at one distance, one curve per incidence angle 0°–180°, coloured by
+  angle (the paper shows the Røde NT2-A cardioid at 50 cm: ``--mic RodeNT2A --pattern cardioid
+  --distance 50``).
+
+Responses are computed as follows (the paper does not say how its figure was made, so these are
+our choices, all arguments): power spectrum of the zero-padded IR (``n_fft`` ≥ 8192, i.e. ≤ 4 Hz
+bins at 32 kHz); averaged over ``smoothing_octaves``-wide bands centred on ``num_points``
+log-spaced frequencies from ``f_min`` to ``f_max``; in dB; shifted so that each response is
+0 dB at ``reference_hz`` (1 kHz), because the stored IRs keep their own gains and only the shape
+of the response is compared. Quantiles use NumPy's default linear interpolation; the mean is the
+mean of the dB values.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+from keras_asc.errors import UserError
+
+MIN_FFT = 8192
+BAND_QUANTILES = {"q10": 0.10, "q90": 0.90, "q25": 0.25, "q75": 0.75}
+
+
+# === Arrays ===
+
+
+def magnitude_responses(
+    irs,
+    sample_rate,
+    num_points=512,
+    f_min=20.0,
+    f_max=None,
+    smoothing_octaves=1 / 6,
+    reference_hz=1000.0,
+    n_fft=None,
+):
+    """Smoothed magnitude responses in dB on a log-frequency grid.
+
+    Args:
+        irs: list of 1-D arrays (any lengths) or an ``[N, L]`` array.
+        sample_rate: Hz.
+        num_points: grid size.
+        f_min, f_max: grid limits in Hz (``f_max`` defaults to the Nyquist frequency).
+        smoothing_octaves: band width of the power averaging; ``0``/``None`` = no smoothing
+            (linear interpolation of the bins).
+        reference_hz: each response is shifted to 0 dB here; ``None`` keeps absolute levels.
+        n_fft: FFT size (default: the next power of two ≥ the longest IR, at least 8192).
+
+    Returns:
+        ``(freqs [P], responses_db [N, P])``.
+    """
+    irs = [np.asarray(ir, dtype=np.float64).ravel() for ir in irs]
+    if not irs:
+        raise UserError("no impulse responses to analyse")
+    longest = max(ir.size for ir in irs)
+    if n_fft is None:
+        n_fft = max(MIN_FFT, 1 << int(np.ceil(np.log2(max(longest, 1)))))
+    nyquist = sample_rate / 2.0
+    f_max = nyquist if f_max is None else min(f_max, nyquist)
+    if not 0 < f_min < f_max:
+        raise ValueError(f"need 0 < f_min < f_max, got f_min={f_min}, f_max={f_max}")
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    power = np.stack([np.abs(np.fft.rfft(ir, n_fft)) ** 2 for ir in irs])
+    freqs = np.geomspace(f_min, f_max, num_points)
+    if smoothing_octaves:
+        half = 2.0 ** (smoothing_octaves / 2.0)
+        lo = np.searchsorted(bins, freqs / half, side="left")
+        hi = np.searchsorted(bins, freqs * half, side="right")
+        # A band narrower than one bin at low frequencies takes the nearest bin.
+        nearest = np.clip(np.round(freqs * n_fft / sample_rate).astype(int), 0, bins.size - 1)
+        empty = hi <= lo
+        lo = np.where(empty, nearest, lo)
+        hi = np.where(empty, nearest + 1, hi)
+        cumulative = np.concatenate([np.zeros((power.shape[0], 1)), power.cumsum(axis=1)], axis=1)
+        smoothed = (cumulative[:, hi] - cumulative[:, lo]) / (hi - lo)
+    else:
+        smoothed = np.stack([np.interp(freqs, bins, p) for p in power])
+    db = 10.0 * np.log10(np.maximum(smoothed, 1e-30))
+    if reference_hz is not None:
+        log_f = np.log(freqs)
+        ref = np.array([np.interp(np.log(reference_hz), log_f, row) for row in db])
+        db = db - ref[:, None]
+    return freqs, db
+
+
+def response_bands(responses_db):
+    """Per-frequency distribution of responses ``[N, P]``.
+
+    Returns:
+        dict of ``[P]`` arrays: ``min``, ``max`` (the 100 % band), ``q10``, ``q90`` (80 %),
+        ``q25``, ``q75`` (50 %), ``mean``; and ``count`` = N. With one response every array equals
+        it.
+    """
+    db = np.asarray(responses_db, dtype=np.float64)
+    if db.ndim != 2 or db.shape[0] == 0:
+        raise ValueError(f"responses_db must be [N, P] with N >= 1, got shape {db.shape}")
+    bands = {"min": db.min(axis=0), "max": db.max(axis=0), "mean": db.mean(axis=0)}
+    for key, q in BAND_QUANTILES.items():
+        bands[key] = np.quantile(db, q, axis=0)
+    bands["count"] = int(db.shape[0])
+    return bands
+
+
+# === Figures ===
+
+
+def _freq_axis(ax, freqs):
+    ax.set_xscale("log")
+    ax.set_xlim(freqs[0], freqs[-1])
+    ax.set_xlabel("frequency [Hz]")
+    ax.grid(which="both", alpha=0.25)
+
+
+def plot_response_bands(freqs, bands, path, title=None, ylabel="magnitude [dB re 1 kHz]"):
+    """Figure 1: 100 %, 80 % and 50 % bands and the mean on a log-frequency axis."""
+    from keras_asc.evaluation.plots import _pyplot
+    from keras_asc.evaluation.plots import save_figure
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.fill_between(freqs, bands["min"], bands["max"], color="tab:blue", alpha=0.15, lw=0,
+                    label="100 %")
+    ax.fill_between(freqs, bands["q10"], bands["q90"], color="tab:blue", alpha=0.3, lw=0,
+                    label="80 %")
+    ax.fill_between(freqs, bands["q25"], bands["q75"], color="tab:blue", alpha=0.55, lw=0,
+                    label="50 %")
+    ax.plot(freqs, bands["mean"], color="black", lw=1.2, label="mean")
+    _freq_axis(ax, freqs)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title or f"{bands['count']} impulse responses")
+    return save_figure(fig, path)
+
+
+def plot_angle_responses(freqs, responses_db, angles, path, title=None,
+                         ylabel="magnitude [dB re 1 kHz]"):
+    """Figure 2: one curve per angle, coloured by angle (viridis), with a colour bar."""
+    from keras_asc.evaluation.plots import _pyplot
+    from keras_asc.evaluation.plots import save_figure
+
+    plt = _pyplot()
+    import matplotlib
+
+    angles = np.asarray(angles, dtype=np.float64)
+    order = np.argsort(angles)
+    norm = matplotlib.colors.Normalize(vmin=0.0, vmax=max(float(angles.max()), 1.0))
+    cmap = matplotlib.colormaps["viridis"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in order:
+        ax.plot(freqs, responses_db[i], color=cmap(norm(angles[i])), lw=1.0)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="angle [°]")
+    _freq_axis(ax, freqs)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
+# === DIR TFRecords ===
+
+
+def load_dir_records(paths):
+    """Reads DIR TFRecord folders with their metadata.
+
+    Args:
+        paths: list of DIR set folders (``micirp``, ``multi-dirs`` builder outputs).
+
+    Returns:
+        ``(irs, records, sample_rate)``: list of float32 IR arrays, list of metadata dicts
+        (``name``, ``set``, ``microphone`` (the file stem when the record has none),
+        ``pattern``, ``variant``, ``distance_cm``, ``angle_deg``, ``folder``) and the common
+        sample rate.
+    """
+    import tensorflow as tf
+
+    from keras_asc.data.dirs import dir_shard_files
+    from keras_asc.data.schema import parse_dir_example
+
+    irs, records, rates = [], [], set()
+    for path in paths:
+        for serialized in tf.data.TFRecordDataset(dir_shard_files(path)).as_numpy_iterator():
+            f = parse_dir_example(serialized)
+            name = f["name"].numpy().decode("utf-8")
+            # MicIRP stores one file per microphone and no name: the file stem names it (as
+            # keras_asc.data.dirs.load_dirs does).
+            microphone = f["microphone"].numpy().decode("utf-8") or os.path.splitext(
+                os.path.basename(name)
+            )[0]
+            records.append(
+                {
+                    "name": name,
+                    "set": f["set"].numpy().decode("utf-8"),
+                    "microphone": microphone,
+                    "pattern": f["pattern"].numpy().decode("utf-8"),
+                    "variant": f["variant"].numpy().decode("utf-8"),
+                    "distance_cm": int(f["distance_cm"].numpy()),
+                    "angle_deg": int(f["angle_deg"].numpy()),
+                    "folder": os.fspath(path),
+                }
+            )
+            irs.append(f["ir"].numpy().astype(np.float32))
+            rates.add(int(f["sample_rate"].numpy()))
+    if not irs:
+        folders = " ".join(map(str, paths))
+        raise UserError(f"--dirs {folders}: the DIR sets hold no impulse response")
+    if len(rates) > 1:
+        raise UserError(
+            f"--dirs: the sets store IRs at different sample rates {sorted(rates)}; rebuild them "
+            "at one rate"
+        )
+    return irs, records, rates.pop()
+
+
+def select_angle_series(records, microphone, distance_cm=None, pattern=None, max_angle=180):
+    """Indices of one microphone's IRs at one distance, angles ``0..max_angle``, sorted by angle.
+
+    ``microphone`` matches the record's ``microphone`` case-insensitively. A microphone measured
+    with several patterns needs ``pattern``; one measured at several distances needs
+    ``distance_cm``.
+
+    Raises:
+        UserError: naming what is available when nothing (or more than one series) matches.
+    """
+    mic = microphone.lower()
+    matches = [i for i, r in enumerate(records) if r["microphone"].lower() == mic]
+    if not matches:
+        known = sorted({r["microphone"] for r in records if r["microphone"]})
+        raise UserError(
+            f"--mic {microphone}: no IR of that microphone; the sets hold "
+            f"{', '.join(known) if known else 'no microphone names'}"
+        )
+    if all(records[i]["angle_deg"] < 0 for i in matches):
+        raise UserError(
+            f"--mic {microphone}: its IRs carry no angle (angle_deg = -1); Figure 2 needs a set "
+            "measured at several angles, such as multi-dirs"
+        )
+    patterns = sorted({records[i]["pattern"] for i in matches})
+    if pattern is not None:
+        matches = [i for i in matches if records[i]["pattern"].lower() == pattern.lower()]
+        if not matches:
+            raise UserError(
+                f"--pattern {pattern}: {microphone} was measured with {', '.join(patterns)}"
+            )
+    elif len(patterns) > 1:
+        raise UserError(
+            f"--mic {microphone}: measured with several patterns ({', '.join(patterns)}); "
+            "choose one with --pattern"
+        )
+    distances = sorted({records[i]["distance_cm"] for i in matches})
+    if distance_cm is not None:
+        if distance_cm not in distances:
+            raise UserError(
+                f"--distance {distance_cm}: {microphone} was measured at "
+                f"{', '.join(f'{d} cm' for d in distances)}"
+            )
+        matches = [i for i in matches if records[i]["distance_cm"] == distance_cm]
+    elif len(distances) > 1:
+        raise UserError(
+            f"--mic {microphone}: measured at several distances "
+            f"({', '.join(f'{d} cm' for d in distances)}); choose one with --distance"
+        )
+    matches = [i for i in matches if 0 <= records[i]["angle_deg"] <= max_angle]
+    if not matches:
+        raise UserError(f"--mic {microphone}: no IR with an angle in [0, {max_angle}] degrees")
+    seen = {}
+    for i in matches:
+        angle = records[i]["angle_deg"]
+        if angle in seen:
+            raise UserError(
+                f"--mic {microphone}: two IRs at {angle} degrees ({records[seen[angle]]['name']}, "
+                f"{records[i]['name']}); narrow the selection (--pattern, --distance) or pass one "
+                "DIR set"
+            )
+        seen[angle] = i
+    return sorted(matches, key=lambda i: records[i]["angle_deg"])
+
+
+# === Command line ===
+
+
+def _fraction(text):
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a fraction like 1/6, got {text!r}"
+        ) from None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="plot_dirs.py",
+        description="Figure 1 (response bands of DIR sets) or, with --mic, Figure 2 (one "
+        "microphone at one distance, one curve per angle).",
+    )
+    parser.add_argument("--dirs", nargs="+", required=True, help="DIR TFRecord folders")
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("--mic", help="Figure 2: microphone name (e.g. RodeNT2A)")
+    parser.add_argument("--pattern", help="Figure 2: polar pattern (e.g. cardioid)")
+    parser.add_argument("--distance", type=int, help="Figure 2: distance in cm (e.g. 50)")
+    parser.add_argument("--max-angle", type=int, default=180, help="Figure 2: largest angle")
+    parser.add_argument("--smoothing", type=_fraction, default=1 / 6,
+                        help="smoothing band in octaves (0 = none), e.g. 1/6")
+    parser.add_argument("--title", help="figure title")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    irs, records, rate = load_dir_records(args.dirs)
+    if args.mic is None:
+        for flag in ("pattern", "distance"):
+            if getattr(args, flag) is not None:
+                raise UserError(f"--{flag} selects a Figure 2 series and needs --mic")
+        freqs, db = magnitude_responses(irs, rate, smoothing_octaves=args.smoothing)
+        bands = response_bands(db)
+        if len(irs) == 1:
+            print(f"note: {records[0]['name']} is the only IR; the bands collapse onto it")
+        title = args.title or f"{', '.join(sorted({r['set'] for r in records}))}: {len(irs)} IRs"
+        path = plot_response_bands(freqs, bands, args.out, title)
+    else:
+        chosen = select_angle_series(
+            records, args.mic, args.distance, args.pattern, args.max_angle
+        )
+        freqs, db = magnitude_responses(
+            [irs[i] for i in chosen], rate, smoothing_octaves=args.smoothing
+        )
+        angles = [records[i]["angle_deg"] for i in chosen]
+        first = records[chosen[0]]
+        if len(chosen) == 1:
+            print(f"note: only one angle ({angles[0]} degrees) in the selection")
+        title = args.title or (
+            f"{first['microphone']} {first['pattern']} at {first['distance_cm']} cm, "
+            f"{angles[0]}–{angles[-1]}°"
+        )
+        path = plot_angle_responses(freqs, db, angles, args.out, title)
+    print(f"wrote {path}")
+    return 0
