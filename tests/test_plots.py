@@ -166,7 +166,7 @@ def test_select_angle_series(dir_sets):
         dir_plots.select_angle_series(records, "RodeNT2A", pattern="omni")
     with pytest.raises(UserError, match="--distance 75: RodeNT2A was measured at 50 cm, 125 cm"):
         dir_plots.select_angle_series(records, "RodeNT2A", 75, "omni")
-    with pytest.raises(UserError, match="--mic U87: no IR of that microphone; the sets hold RodeNT"):
+    with pytest.raises(UserError, match="--mic U87: no IR of that microphone; the sets hold Rode"):
         dir_plots.select_angle_series(records, "U87", 50, "omni")
 
 
