@@ -1,0 +1,129 @@
+"""Loading device impulse response (DIR) TFRecord sets into one padded array.
+
+A DIR set is the output folder of ``tfrecords_builder micirp`` (the paper's "Vintage DIRs"),
+``multi-dirs`` ("Multi DIRs") or a generated set: ``dirs.tfrecord-*`` shards of
+``tf.train.Example`` records (``docs/design.md``). Several sets can be combined ("both").
+
+The result is a :class:`DirBank`: an ``[N, L]`` float32 array of IRs zero-padded to the longest
+one, their true lengths, and two class ids per IR for the contrastive loss's device labels: the
+IR's own index and the id of its microphone (all IRs of one microphone, e.g. every angle and
+distance of a Multi-DIR microphone, share a microphone id).
+"""
+
+import glob
+import os
+
+import numpy as np
+
+from keras_asc import vocab
+from keras_asc.data.schema import parse_dir_example
+from keras_asc.errors import UserError
+
+
+class DirBank:
+    """Impulse responses of one or more DIR sets.
+
+    Attributes:
+        irs: float32 ``[N, L]``, IRs zero-padded at the end to ``L = max(lengths)``.
+        lengths: int32 ``[N]``, samples of each IR before padding.
+        ir_ids: int32 ``[N]``, ``0..N-1`` (one class per IR).
+        microphone_ids: int32 ``[N]``, index into ``microphones``.
+        microphones: list of str, ``"{set}/{microphone}"`` in first-seen order.
+        names: list of str, the record ``name`` of each IR (path inside its source).
+        sets: list of str, the record ``set`` of each IR.
+        sample_rate: int, the rate of every IR.
+    """
+
+    def __init__(self, irs, lengths, microphone_ids, microphones, names, sets, sample_rate):
+        self.irs = irs
+        self.lengths = lengths
+        self.ir_ids = np.arange(len(lengths), dtype=np.int32)
+        self.microphone_ids = microphone_ids
+        self.microphones = microphones
+        self.names = names
+        self.sets = sets
+        self.sample_rate = sample_rate
+
+    def __len__(self):
+        return int(self.irs.shape[0])
+
+    def __repr__(self):
+        return (
+            f"DirBank({len(self)} IRs, {len(self.microphones)} microphones, "
+            f"max {self.irs.shape[1]} samples at {self.sample_rate} Hz)"
+        )
+
+
+def dir_shard_files(path):
+    """Sorted ``dirs.tfrecord-*`` shards of a DIR folder; UserError when there are none."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise UserError(
+            f"dirs.sets: {path}: DIR folder not found; expected the output folder of "
+            "`python -m tfrecords_builder micirp` or `multi-dirs`"
+        )
+    files = sorted(glob.glob(os.path.join(glob.escape(path), "dirs.tfrecord-*")))
+    if not files:
+        raise UserError(f"dirs.sets: {path}: no dirs.tfrecord-* shards; expected a DIR set folder")
+    return files
+
+
+def load_dirs(paths, sample_rate=vocab.SAMPLE_RATE, max_ir_samples=None):
+    """Reads DIR sets into a :class:`DirBank`.
+
+    Args:
+        paths: str or list of str, DIR TFRecord folders (in this order).
+        sample_rate: int, the audio sample rate; every IR must be stored at this rate.
+        max_ir_samples: int or None, truncate longer IRs to this many samples (the tail of a
+            causal IR matters least; it bounds the FFT size of the augmentation).
+
+    Returns:
+        :class:`DirBank`.
+
+    Raises:
+        UserError: a folder is missing or has no shards, an IR is stored at another sample
+            rate, an IR is empty, or the sets hold no IR at all.
+    """
+    import tensorflow as tf
+
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    if not paths:
+        raise UserError("dirs.sets: empty; expected at least one DIR TFRecord folder")
+    irs, names, sets, mic_keys = [], [], [], []
+    for path in paths:
+        files = dir_shard_files(path)
+        for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
+            features = parse_dir_example(serialized)
+            name = features["name"].numpy().decode("utf-8")
+            rate = int(features["sample_rate"].numpy())
+            if rate != sample_rate:
+                raise UserError(
+                    f"dirs.sets: {path}: IR {name!r} is stored at {rate} Hz; expected "
+                    f"{sample_rate} Hz, the sample rate of the audio (rebuild the DIR set with "
+                    f"--sample-rate {sample_rate})"
+                )
+            ir = features["ir"].numpy().astype(np.float32)
+            if ir.size == 0:
+                raise UserError(f"dirs.sets: {path}: IR {name!r} has no samples")
+            if max_ir_samples is not None:
+                ir = ir[:max_ir_samples]
+            set_name = features["set"].numpy().decode("utf-8")
+            microphone = features["microphone"].numpy().decode("utf-8")
+            if not microphone:
+                # MicIRP: one file per microphone; the file stem names it.
+                microphone = os.path.splitext(name)[0]
+            irs.append(ir)
+            names.append(name)
+            sets.append(set_name)
+            mic_keys.append(f"{set_name}/{microphone}")
+    if not irs:
+        raise UserError(f"dirs.sets: {', '.join(map(str, paths))}: no impulse responses found")
+    lengths = np.array([len(ir) for ir in irs], dtype=np.int32)
+    bank = np.zeros((len(irs), int(lengths.max())), dtype=np.float32)
+    for i, ir in enumerate(irs):
+        bank[i, : len(ir)] = ir
+    microphones = list(dict.fromkeys(mic_keys))
+    index = {key: i for i, key in enumerate(microphones)}
+    microphone_ids = np.array([index[k] for k in mic_keys], dtype=np.int32)
+    return DirBank(bank, lengths, microphone_ids, microphones, names, sets, sample_rate)

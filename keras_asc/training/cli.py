@@ -1,0 +1,64 @@
+"""``scripts/train.py``: train one config into a run directory (resumable), or several seeds.
+
+Usage::
+
+    python scripts/train.py --config configs/demo.yaml [--set training.epochs=3 ...]
+                            [--run-dir runs/demo] [--seeds 3]
+
+Without ``--run-dir`` the run goes to ``runs/<config file stem>``. Running the same command
+again resumes an interrupted run (or does nothing more when it has finished).
+"""
+
+import argparse
+import json
+import os
+
+from keras_asc.config.loader import load_config
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a scene classifier from a YAML config into a resumable run directory.",
+    )
+    parser.add_argument("--config", required=True, help="YAML config file (configs/*.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.learning_rate=1.0e-4 (repeatable; "
+        "the value is parsed as YAML)",
+    )
+    parser.add_argument(
+        "--run-dir", default=None, help="output folder (default: runs/<config stem>)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="train N seeds (seed, seed+1, ...) into RUN_DIR/seed-S and summarise them",
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or os.path.join(
+        "runs", os.path.splitext(os.path.basename(args.config))[0]
+    )
+    from keras_asc.training.runner import train
+    from keras_asc.training.runner import train_seeds
+
+    if args.seeds is None:
+        summary = train(config, run_dir)
+        print(
+            f"done: {summary['epochs']} epochs in {summary['run_dir']}; best "
+            f"{summary['monitor']} {summary['best']} (epoch {summary['best_epoch']})"
+        )
+    else:
+        summary = train_seeds(config, run_dir, args.seeds)
+        print(json.dumps({k: summary[k] for k in ("monitor", "best", "best_mean", "best_std")}))
+    return 0

@@ -1,0 +1,247 @@
+"""The run directory: what ``scripts/train.py`` writes and how a killed run resumes from it.
+
+Layout (``docs/design.md``)::
+
+    RUN_DIR/config.yaml                     resolved config (after --set overrides)
+    RUN_DIR/model.keras                     final model (written when training ends)
+    RUN_DIR/checkpoints/best.weights.h5     weights of the best epoch (training.monitor)
+    RUN_DIR/checkpoints/last.weights.h5     weights after the last finished epoch
+    RUN_DIR/checkpoints/state.json          epoch, best metric, optimizer step, schedule and
+                                            random-generator state, the resume files
+    RUN_DIR/checkpoints/resume-EEEE.*       the resume point of epoch EEEE: model weights
+                                            (.weights.h5) and optimizer + seed-generator
+                                            variables (.state.npz)
+    RUN_DIR/history.json, history.csv       one row per finished epoch
+    RUN_DIR/tensorboard/, RUN_DIR/wandb/
+
+Crash safety: every file is written under a temporary name and renamed into place. The commit
+point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` files it belongs
+to, which were completely written before it, and the previous epoch's resume files are deleted
+only after it. A run killed at any moment therefore resumes from a consistent epoch: the last
+one whose ``state.json`` was committed. ``last.weights.h5`` is a hard link to the committed
+resume weights (a copy where links are not supported).
+"""
+
+import csv
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+
+from keras_asc.errors import UserError
+
+STATE_VERSION = 1
+
+
+def atomic_write_text(path, text):
+    """Writes ``text`` to ``path`` through ``path.tmp-PID`` and an atomic rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path, data):
+    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, allow_nan=True) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _tmp_keras_name(path, suffix):
+    """A temporary name that still ends with the suffix Keras insists on (``.weights.h5``...)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".tmp-{os.getpid()}-{name[: -len(suffix)]}{suffix}")
+
+
+def save_weights_atomic(model, path):
+    """``model.save_weights(path)`` through a temporary file and a rename."""
+    tmp = _tmp_keras_name(path, ".weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path):
+    """``model.save(path)`` (a ``.keras`` file) through a temporary file and a rename."""
+    tmp = _tmp_keras_name(path, ".keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def seed_generator_states(model):
+    """The state variables of every ``keras.random.SeedGenerator`` in ``model``, in layer order."""
+    states = []
+    seen = set()
+    for layer in [model] + list(model._flatten_layers(include_self=False)):
+        for generator in getattr(layer, "_seed_generators", []):
+            if id(generator.state) not in seen:
+                seen.add(id(generator.state))
+                states.append(generator.state)
+    return states
+
+
+class RunDirectory:
+    """Paths, atomic writes and the resume state of one run.
+
+    Args:
+        path: str, the run directory (created if missing).
+    """
+
+    def __init__(self, path):
+        self.path = os.path.abspath(os.fspath(path))
+        self.checkpoints = os.path.join(self.path, "checkpoints")
+        self.config = os.path.join(self.path, "config.yaml")
+        self.model = os.path.join(self.path, "model.keras")
+        self.best_weights = os.path.join(self.checkpoints, "best.weights.h5")
+        self.last_weights = os.path.join(self.checkpoints, "last.weights.h5")
+        self.state = os.path.join(self.checkpoints, "state.json")
+        self.history_json = os.path.join(self.path, "history.json")
+        self.history_csv = os.path.join(self.path, "history.csv")
+        self.tensorboard = os.path.join(self.path, "tensorboard")
+        self.wandb = os.path.join(self.path, "wandb")
+
+    def create(self):
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UserError(f"--run-dir {self.path}: exists and is not a folder")
+        os.makedirs(self.checkpoints, exist_ok=True)
+
+    def resume_paths(self, epoch):
+        """(weights, state-npz) paths of the resume point after ``epoch`` finished epochs."""
+        stem = os.path.join(self.checkpoints, f"resume-{epoch:04d}")
+        return f"{stem}.weights.h5", f"{stem}.state.npz"
+
+    # === Reading ===
+
+    def load_state(self):
+        """The committed ``state.json`` as a dict, or None for a fresh run directory."""
+        if not os.path.isfile(self.state):
+            return None
+        try:
+            with open(self.state, encoding="utf-8") as f:
+                state = json.load(f)
+        except ValueError as err:
+            raise UserError(
+                f"{self.state}: not valid JSON ({err}); the run cannot resume"
+            ) from None
+        if state.get("version") != STATE_VERSION:
+            raise UserError(
+                f"{self.state}: state version {state.get('version')!r}; expected {STATE_VERSION}"
+            )
+        return state
+
+    def restore(self, model, state):
+        """Loads the weights, optimizer and seed-generator variables of a committed state."""
+        weights, arrays = self.resume_paths(state["epoch"])
+        for path in (weights, arrays):
+            if not os.path.isfile(path):
+                raise UserError(f"{path}: missing resume file named by {self.state}")
+        model.load_weights(weights)
+        with np.load(arrays, allow_pickle=False) as data:
+            optimizer_values = [data[f"optimizer_{i}"] for i in range(int(data["num_optimizer"]))]
+            seed_values = [data[f"seed_{i}"] for i in range(int(data["num_seed"]))]
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        _assign_all(optimizer.variables, optimizer_values, "optimizer", arrays)
+        _assign_all(seed_generator_states(model), seed_values, "seed generator", arrays)
+
+    # === Writing ===
+
+    def commit_epoch(self, model, epoch, state):
+        """Writes the resume point after ``epoch`` finished epochs, then commits ``state``.
+
+        Args:
+            model: the compiled model (weights, optimizer, seed generators are saved).
+            epoch: int, number of finished epochs (1 after the first epoch).
+            state: dict, JSON-able; ``epoch`` and ``version`` are set here.
+        """
+        weights, arrays = self.resume_paths(epoch)
+        save_weights_atomic(model, weights)
+        values = {}
+        optimizer_vars = model.optimizer.variables
+        for i, v in enumerate(optimizer_vars):
+            values[f"optimizer_{i}"] = np.asarray(v.numpy())
+        seeds = seed_generator_states(model)
+        for i, v in enumerate(seeds):
+            values[f"seed_{i}"] = np.asarray(v.numpy())
+        values["num_optimizer"] = np.int64(len(optimizer_vars))
+        values["num_seed"] = np.int64(len(seeds))
+        tmp = f"{arrays}.tmp-{os.getpid()}.npz"
+        np.savez(tmp, **values)
+        os.replace(tmp, arrays)
+
+        previous = self.load_state()
+        atomic_write_json(self.state, {**state, "version": STATE_VERSION, "epoch": epoch})
+        # Committed. Everything below can be redone from the committed files.
+        self._link(weights, self.last_weights)
+        if previous is not None and previous["epoch"] != epoch:
+            for path in self.resume_paths(previous["epoch"]):
+                if os.path.exists(path):
+                    os.remove(path)
+
+    def repair(self, state):
+        """Redoes the post-commit steps of ``state`` (a kill may have interrupted them)."""
+        weights, _ = self.resume_paths(state["epoch"])
+        self._link(weights, self.last_weights)
+        for name in os.listdir(self.checkpoints):
+            stale_resume = name.startswith("resume-") and not name.startswith(
+                f"resume-{state['epoch']:04d}."
+            )
+            if stale_resume or ".tmp-" in name:
+                os.remove(os.path.join(self.checkpoints, name))
+
+    def _link(self, source, target):
+        tmp = _tmp_keras_name(target, ".weights.h5")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
+    def write_history(self, history):
+        """Writes ``history`` (list of per-epoch dicts) as JSON and CSV."""
+        atomic_write_json(self.history_json, history)
+        keys = []
+        for row in history:
+            keys.extend(k for k in row if k not in keys)
+        tmp = f"{self.history_csv}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({k: _csv_value(row.get(k)) for k in keys})
+        os.replace(tmp, self.history_csv)
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+def _assign_all(variables, values, what, path):
+    if len(variables) != len(values):
+        raise UserError(
+            f"{path}: holds {len(values)} {what} variables but the model has {len(variables)}; "
+            "the run directory belongs to another model or optimizer"
+        )
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise UserError(
+                f"{path}: {what} variable {variable.path} has shape {tuple(variable.shape)} but "
+                f"the saved one {tuple(value.shape)}; the run directory belongs to another model"
+            )
+        variable.assign(value)

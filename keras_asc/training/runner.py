@@ -1,0 +1,312 @@
+"""The training runner: resolved config → data, model, optimizer → ``fit`` → run directory.
+
+:func:`train` runs one seed into one run directory and resumes a killed run: started again with
+the same command it reloads the last committed epoch (weights, optimizer state, schedule state,
+seed-generator states, history, best metric) and continues to the configured epoch count. The
+data of every epoch depend only on ``(seed, epoch)``, so a resumed run sees the same batches as
+an uninterrupted one. :func:`train_seeds` runs several seeds and summarises them.
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_asc.config.loader import config_differences
+from keras_asc.config.loader import save_config
+from keras_asc.data.pipeline import make_datasets
+from keras_asc.errors import UserError
+from keras_asc.training import callbacks as cb
+from keras_asc.training.distribute import is_chief
+from keras_asc.training.distribute import make_strategy
+from keras_asc.training.options import TrainingOptions
+from keras_asc.training.run_dir import RunDirectory
+from keras_asc.training.run_dir import atomic_write_json
+from keras_asc.training.run_dir import save_model_atomic
+from keras_asc.training.wandb_logging import WandbLogger
+from keras_asc.vocab import SCENES
+
+# Keys that may change between a run and its resumption (they change no result).
+RESUMABLE_CHANGES = ("training.epochs", "training.verbose", "wandb")
+
+
+# === Builders (one per config section) ===
+
+
+def build_model(config, sample_rate=None):
+    """``SceneClassifier`` from the ``model`` (+ ``dirs``/``augment``/``loss``) sections.
+
+    Args:
+        config: the resolved config.
+        sample_rate: int or None, the audio rate (checked against the frontend and the DIRs).
+
+    Returns:
+        an uncompiled ``SceneClassifier``.
+    """
+    from keras_asc.models.scene_classifier import SceneClassifier
+
+    model_cfg = dict(config["model"])
+    preset = model_cfg.pop("preset")
+    weights = model_cfg.pop("weights", None)
+    frontend = dict(model_cfg.pop("frontend", None) or {})
+    seed = config["seed"]
+    # Seeded random layers (patchout, masks, fmax jitter) make runs repeatable per seed.
+    frontend.setdefault("seed", seed)
+    model_cfg.setdefault("seed", seed + 1)
+    if sample_rate is not None:
+        frontend.setdefault("sample_rate", sample_rate)
+    model = SceneClassifier.from_preset(
+        preset, num_classes=len(SCENES), frontend=frontend, **model_cfg
+    )
+    if weights is not None:
+        load_pretrained(model, weights)
+    return model
+
+
+def load_pretrained(model, path):
+    """Loads a converted PaSST weights file (``.weights.h5``) as the starting point."""
+    if not os.path.isfile(path):
+        raise UserError(
+            f"model.weights {path}: file not found; expected a weights file written by "
+            "scripts/convert_passt_checkpoint.py"
+        )
+    try:
+        model.load_weights(path)
+    except ValueError as err:
+        raise UserError(f"model.weights {path}: does not fit the model: {err}") from None
+
+
+def build_optimizer(optimizer_cfg):
+    """``keras.optimizers.Adam`` / ``AdamW`` from the ``optimizer`` section."""
+    kwargs = dict(optimizer_cfg)
+    name = kwargs.pop("name")
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+    return classes[name](**kwargs)
+
+
+def build_schedule(schedule_cfg, learning_rate):
+    """The learning-rate schedule callback of the ``schedule`` section."""
+    kwargs = dict(schedule_cfg)
+    name = kwargs.pop("name")
+    if name == "plateau":
+        return cb.PlateauSchedule(**kwargs)
+    if name == "cpjku":
+        return cb.WarmupRampdownSchedule(**kwargs, base_learning_rate=learning_rate)
+    return cb.ConstantSchedule()
+
+
+# === One run ===
+
+
+def _check_same_run(run_dir, config):
+    """Refuses to resume a run directory that holds a run of another config."""
+    from keras_asc.config.loader import read_config_file
+    from keras_asc.config.loader import resolve_config
+
+    if not os.path.isfile(run_dir.config):
+        return
+    previous = resolve_config(read_config_file(run_dir.config), source=run_dir.config)
+    diffs = config_differences(previous, config, ignore=RESUMABLE_CHANGES)
+    if diffs:
+        raise UserError(
+            f"--run-dir {run_dir.path} holds a run of another config (differs in "
+            f"{', '.join(diffs)}); use another --run-dir or the same config to resume it"
+        )
+
+
+def _read_history(run_dir, epochs_done):
+    import json
+
+    if not os.path.isfile(run_dir.history_json):
+        return []
+    with open(run_dir.history_json, encoding="utf-8") as f:
+        history = json.load(f)
+    # history.json is written just before the state commit: drop rows of an uncommitted epoch.
+    return [row for row in history if row.get("epoch", 0) <= epochs_done]
+
+
+def train(config, run_dir, extra_callbacks=()):
+    """Trains one run (one seed) into ``run_dir``, resuming it when it was interrupted.
+
+    Args:
+        config: dict, a resolved config (:func:`keras_asc.config.load_config`).
+        run_dir: str, the run directory.
+        extra_callbacks: Keras callbacks appended after the runner's own (tests, tools).
+
+    Returns:
+        dict summary: ``run_dir``, ``seed``, ``epochs``, ``monitor``, ``best``, ``best_epoch``,
+        ``last`` (the last epoch's history row).
+
+    Raises:
+        UserError: bad data or weights paths, another config in ``run_dir``, or a NaN loss.
+    """
+    options = TrainingOptions(**config["training"])
+    chief = is_chief()
+    run = RunDirectory(run_dir)
+    if chief:
+        run.create()
+        _check_same_run(run, config)
+        save_config(config, run.config)
+    state = run.load_state() if os.path.isdir(run.checkpoints) else None
+    seed = config["seed"]
+    keras.utils.set_random_seed(seed)
+    if options.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    strategy = make_strategy(**config["distribute"])
+    data = make_datasets(**config["data"], seed=seed)
+    steps = options.steps_per_epoch or data.steps_per_epoch
+    with strategy.scope():
+        model = build_model(config, sample_rate=data.sample_rate)
+        optimizer = build_optimizer(config["optimizer"])
+        model.compile(optimizer=optimizer, jit_compile=options.jit_compile)
+        schedule = build_schedule(config["schedule"], config["optimizer"]["learning_rate"])
+        initial_epoch, history, best, best_epoch = 0, [], None, None
+        if state is not None:
+            if chief:
+                run.repair(state)
+            run.restore(model, state)
+            schedule.set_state(state.get("schedule", {}))
+            initial_epoch = int(state["epoch"])
+            history = _read_history(run, initial_epoch)
+            best, best_epoch = state.get("best"), state.get("best_epoch")
+            if options.verbose:
+                print(f"Resuming {run.path} after epoch {initial_epoch}/{options.epochs}")
+
+    run_id = (state or {}).get("wandb_run_id") or _new_run_id(seed)
+    validation = cb.DeviceValidation(data.eval)
+    nan_guard = cb.NanGuard()
+    checkpoint = cb.RunCheckpoint(
+        run,
+        monitor=options.monitor,
+        mode=options.monitor_mode,
+        history=history,
+        best=best,
+        best_epoch=best_epoch,
+        schedule=schedule,
+        validation=validation,
+        extra_state={"seed": seed, "wandb_run_id": run_id, "steps_per_epoch": steps},
+        write=chief,
+    )
+    wandb_cfg = dict(config["wandb"])
+    logger = WandbLogger(
+        **{**wandb_cfg, "mode": wandb_cfg["mode"] if chief else "disabled"},
+        run_dir=run.path,
+        config=config,
+        run_id=run_id,
+        validation=validation,
+    )
+    callbacks = [nan_guard, validation, schedule, checkpoint]
+    if chief:
+        callbacks.append(cb.TensorBoardLogger(run.tensorboard, validation=validation))
+    callbacks += [logger, *extra_callbacks]
+
+    if initial_epoch < options.epochs:
+        model.fit(
+            data.train_epochs(initial_epoch, options.epochs, steps),
+            epochs=options.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=options.verbose,
+            shuffle=False,  # the dataset is shuffled per epoch, reproducibly
+        )
+    if nan_guard.diverged is not None:
+        logger.finish({"diverged": True})
+        epoch, batch, loss = nan_guard.diverged
+        done = checkpoint.history[-1]["epoch"] if checkpoint.history else 0
+        raise UserError(
+            f"training stopped: the loss became {loss} at epoch {epoch + 1}, batch {batch + 1}; "
+            f"{run.path} keeps the last good epoch ({done}). Lower optimizer.learning_rate "
+            "(or check the data) and start again in a new --run-dir"
+        )
+    summary = _summary(run, seed, options, checkpoint)
+    if chief:
+        if options.final_weights == "best" and os.path.isfile(run.best_weights):
+            model.load_weights(run.best_weights)
+        save_model_atomic(model, run.model)
+        atomic_write_json(os.path.join(run.path, "summary.json"), summary)
+    logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
+    return summary
+
+
+def _new_run_id(seed):
+    return f"{os.urandom(4).hex()}-s{seed}"
+
+
+def _summary(run, seed, options, checkpoint):
+    return {
+        "run_dir": run.path,
+        "seed": seed,
+        "epochs": checkpoint.history[-1]["epoch"] if checkpoint.history else 0,
+        "monitor": options.monitor,
+        "best": checkpoint.best,
+        "best_epoch": checkpoint.best_epoch,
+        "last": checkpoint.history[-1] if checkpoint.history else {},
+    }
+
+
+# === Several seeds ===
+
+
+def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
+    """Runs seeds ``seed .. seed + num_seeds - 1`` into ``run_dir/seed-S`` and summarises them.
+
+    Writes ``run_dir/seeds.json``: per seed the best monitored value, plus the best seed and
+    mean ± std (population) of the per-seed best values and of every final metric.
+
+    Returns:
+        dict, the content of ``seeds.json``.
+    """
+    if num_seeds < 1:
+        raise UserError(f"--seeds {num_seeds}: expected at least 1")
+    os.makedirs(run_dir, exist_ok=True)
+    save_config(config, os.path.join(run_dir, "config.yaml"))
+    runs = []
+    for offset in range(num_seeds):
+        seed_config = {**config, "seed": config["seed"] + offset}
+        seed_config["wandb"] = {
+            **config["wandb"],
+            "group": config["wandb"].get("group") or os.path.basename(os.path.abspath(run_dir)),
+        }
+        runs.append(
+            train(
+                seed_config, os.path.join(run_dir, f"seed-{seed_config['seed']}"), extra_callbacks
+            )
+        )
+    summary = summarize_seeds(runs, config["training"]["monitor_mode"])
+    atomic_write_json(os.path.join(run_dir, "seeds.json"), summary)
+    return summary
+
+
+def summarize_seeds(runs, mode="min"):
+    """Best run and mean ± std over runs (the paper reports the best of three seeds)."""
+    values = [r["best"] for r in runs if r["best"] is not None and math.isfinite(r["best"])]
+    pick = min if mode == "min" else max
+    best_run = None
+    if values:
+        best_value = pick(values)
+        best_run = next(r for r in runs if r["best"] == best_value)
+    finals = {}
+    keys = sorted({k for r in runs for k in r["last"]} - {"epoch"})
+    for key in keys:
+        column = [r["last"][key] for r in runs if key in r["last"]]
+        finals[key] = {"mean": float(np.mean(column)), "std": float(np.std(column))}
+    return {
+        "monitor": runs[0]["monitor"] if runs else None,
+        "seeds": [
+            {
+                "seed": r["seed"],
+                "best": r["best"],
+                "best_epoch": r["best_epoch"],
+                "run_dir": r["run_dir"],
+            }
+            for r in runs
+        ],
+        "best": None if best_run is None else {"seed": best_run["seed"], "value": best_run["best"]},
+        "best_mean": float(np.mean(values)) if values else None,
+        "best_std": float(np.std(values)) if values else None,
+        "final": finals,
+    }
