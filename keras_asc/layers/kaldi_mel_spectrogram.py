@@ -1,0 +1,300 @@
+"""PaSST's log-mel frontend (``AugmentMelSTFT``) as a Keras 3 layer."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_asc.errors import UserError
+from keras_asc.layers.kaldi_mel_banks import check_mel_bank_args
+from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks
+from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks_tf
+
+# The reference's coefficient is a float32 tensor: use that value (see _symmetric_hann).
+PREEMPHASIS = float(np.float32(0.97))
+LOG_OFFSET = 1e-5
+NORM_SHIFT = 4.5
+NORM_SCALE = 5.0
+
+
+@keras.saving.register_keras_serializable(package="keras_asc")
+class KaldiMelSpectrogram(keras.layers.Layer):
+    """Normalised Kaldi log-mel spectrogram, equal to PaSST's ``AugmentMelSTFT``.
+
+    The steps, in the reference order (kkoutini/PaSST ``models/preprocess.py``):
+
+    1. pre-emphasis ``y[n] = x[n + 1] - 0.97 x[n]`` (one sample shorter);
+    2. centred STFT: reflect-pad ``n_fft // 2`` on both sides, frames of ``n_fft`` every
+       ``hop_length`` samples, a *symmetric* Hann window of ``win_length`` zero-padded centrally to
+       ``n_fft`` (as ``torch.stft(center=True)``; ``tf.signal.stft`` would differ);
+    3. power ``re^2 + im^2``;
+    4. Kaldi mel filterbank (``kaldi_mel_banks``: ``1127 ln(1 + f/700)``, unit-peak triangles, a
+       zero Nyquist column), not the HTK/Slaney bank of ``keras.layers.MelSpectrogram``;
+    5. ``ln(mel + 1e-5)``;
+    6. training only: SpecAugment, a frequency mask then a time mask, drawn independently for
+       every example, value 0 on the log scale (torchaudio ``mask_along_axis_iid``: width
+       ``floor(U[0, param))``, start ``floor(U[0, size - width))``);
+    7. ``(x + 4.5) / 5``.
+
+    At eval the bank spans ``[fmin, fmax]`` with ``fmax = sample_rate // 2 - fmax_aug_range // 2``
+    when ``fmax`` is None (15500 Hz by default). In training one draw per call (per batch) gives
+    ``fmin + randint(fmin_aug_range)`` and ``fmax + fmax_aug_range // 2 - randint(fmax_aug_range)``
+    (fmax in [15001, 16000] by default); the bank for the draw is built in the graph.
+
+    The STFT runs in float64 (see ``_power_spectrogram``), the mel and log in float32, whatever
+    the dtype policy: a bfloat16 power
+    spectrum spans too many decades for an 8-bit mantissa, ``log(x + 1e-5)`` of it would be
+    meaningless, and TF has no bfloat16 FFT. Only the output is cast to the compute dtype (its
+    values lie in about [-1.4, 2], where bfloat16 keeps ~3 significant digits). For the same reason
+    inputs are never auto-cast to the compute dtype.
+
+    Safe inside ``tf.data`` (TensorFlow ops only; randomness from a ``keras.random.SeedGenerator``).
+
+    Args:
+        n_mels: int. Number of mel bands. Default 128.
+        sample_rate: int. Sampling rate of the input in Hz. Default 32000.
+        n_fft: int. FFT size (even). Default 1024.
+        win_length: int. Length of the symmetric Hann window, ``<= n_fft``. Default 800.
+        hop_length: int. Hop between frames in samples. Default 320.
+        fmin: float. Lowest filterbank edge in Hz at eval. Default 0.
+        fmax: float or None. Highest filterbank edge in Hz at eval; None means
+            ``sample_rate // 2 - fmax_aug_range // 2``. Default None.
+        fmin_aug_range: int >= 1. Training draws ``fmin + randint(fmin_aug_range)``; 1 = no jitter.
+        fmax_aug_range: int >= 1. Training draws ``fmax + fmax_aug_range // 2 -
+            randint(fmax_aug_range)``; 1 = no jitter. Default 1000.
+        freqm: int >= 0. Frequency-mask parameter: widths are ``< freqm`` bands. 0 disables.
+            Default 48.
+        timem: int >= 0. Time-mask parameter: widths are ``< timem`` frames. 0 disables.
+            Default 20 (the TAU22 recipes; the PaSST class default is 192).
+        seed: int or None. Seed of the training randomness.
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Input shape:
+        ``[batch, samples]`` or ``[samples]`` waveform at ``sample_rate``, with
+        ``samples >= n_fft // 2 + 2`` (514 by default).
+
+    Output shape:
+        ``[batch, n_mels, frames]`` or ``[n_mels, frames]``, ``frames = 1 + (samples - 1) //
+        hop_length``: 32000 samples (1 s) give ``[batch, 128, 100]``.
+
+    Example:
+
+    >>> layer = KaldiMelSpectrogram()
+    >>> tuple(layer(np.zeros((2, 32000), "float32")).shape)
+    (2, 128, 100)
+    """
+
+    def __init__(
+        self,
+        n_mels=128,
+        sample_rate=32000,
+        n_fft=1024,
+        win_length=800,
+        hop_length=320,
+        fmin=0.0,
+        fmax=None,
+        fmin_aug_range=1,
+        fmax_aug_range=1000,
+        freqm=48,
+        timem=20,
+        seed=None,
+        **kwargs,
+    ):
+        # Inputs stay float32 under mixed precision (see the class docstring).
+        super().__init__(autocast=False, **kwargs)
+        for key, value, low in [
+            ("n_mels", n_mels, 4),
+            ("sample_rate", sample_rate, 1),
+            ("n_fft", n_fft, 2),
+            ("win_length", win_length, 1),
+            ("hop_length", hop_length, 1),
+            ("fmin_aug_range", fmin_aug_range, 1),
+            ("fmax_aug_range", fmax_aug_range, 1),
+            ("freqm", freqm, 0),
+            ("timem", timem, 0),
+        ]:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise UserError(
+                    f"KaldiMelSpectrogram: {key}={value!r}, expected an integer >= {low}"
+                )
+        if win_length > n_fft:
+            raise UserError(
+                f"KaldiMelSpectrogram: win_length={win_length} must be <= n_fft={n_fft}"
+            )
+        self.n_mels = n_mels
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.fmin = fmin
+        self.fmax = fmax
+        self.fmin_aug_range = fmin_aug_range
+        self.fmax_aug_range = fmax_aug_range
+        self.freqm = freqm
+        self.timem = timem
+        self.seed = seed
+
+        self._eval_fmax = sample_rate // 2 - fmax_aug_range // 2 if fmax is None else fmax
+        # Every training draw must give a valid bank (torchaudio asserts the same per call).
+        check_mel_bank_args(n_mels, n_fft, sample_rate, fmin, self._eval_fmax)
+        highest_fmin = fmin + fmin_aug_range - 1
+        highest_fmax = self._eval_fmax + fmax_aug_range // 2
+        lowest_fmax = highest_fmax - (fmax_aug_range - 1)
+        if highest_fmax > sample_rate / 2 or highest_fmin >= lowest_fmax:
+            raise UserError(
+                f"KaldiMelSpectrogram: training draws fmin in [{fmin}, {highest_fmin}] and fmax in "
+                f"[{lowest_fmax}, {highest_fmax}]; expected fmin < fmax <= sample_rate / 2 = "
+                f"{sample_rate / 2} (fmin={fmin}, fmax={fmax}, fmin_aug_range={fmin_aug_range}, "
+                f"fmax_aug_range={fmax_aug_range})"
+            )
+        # Fixed eval bank [n_fft // 2 + 1, n_mels] and window [win_length], built once in NumPy.
+        self._eval_bank = kaldi_mel_banks(n_mels, n_fft, sample_rate, fmin, self._eval_fmax).T
+        self._window = _symmetric_hann(win_length)
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    @property
+    def min_samples(self):
+        """Shortest accepted input (reflect padding needs more than ``n_fft // 2`` samples)."""
+        return self.n_fft // 2 + 2
+
+    def num_frames(self, num_samples):
+        """Frames produced for ``num_samples`` input samples (``1 + (num_samples - 1) // hop``)."""
+        return 1 + (num_samples - 1) // self.hop_length
+
+    def _check_input(self, shape):
+        if shape.rank is not None and shape.rank not in (1, 2):
+            raise UserError(
+                f"KaldiMelSpectrogram: input has shape {shape}; expected [batch, samples] or "
+                f"[samples] (a mono waveform at {self.sample_rate} Hz)"
+            )
+        samples = shape[-1] if shape.rank is not None else None
+        if samples is not None and samples < self.min_samples:
+            raise UserError(self._too_short_message(samples))
+
+    def _too_short_message(self, samples):
+        return (
+            f"KaldiMelSpectrogram: input has {samples} samples; expected [batch, samples] or "
+            f"[samples] with samples >= {self.min_samples} (n_fft // 2 + 2)"
+        )
+
+    def call(self, inputs, training=None):
+        waveform = tf.convert_to_tensor(inputs)
+        self._check_input(waveform.shape)
+        waveform = tf.cast(waveform, tf.float32)
+        unbatched = waveform.shape.rank == 1
+        if unbatched:
+            waveform = waveform[None, :]
+        if waveform.shape[-1] is None:
+            tf.debugging.assert_greater_equal(
+                tf.shape(waveform)[-1],
+                self.min_samples,
+                message=self._too_short_message("too few"),  # length known only at run time
+            )
+
+        power = self._power_spectrogram(waveform)  # [B, frames, n_fft // 2 + 1]
+        if training and (self.fmin_aug_range > 1 or self.fmax_aug_range > 1):
+            bank = tf.transpose(self._random_bank())
+        else:
+            bank = tf.constant(self._eval_bank)
+        mel = tf.transpose(tf.matmul(power, bank), [0, 2, 1])  # [B, n_mels, frames]
+        mel = tf.math.log(mel + LOG_OFFSET)
+        if training:
+            # SpecAugment acts on the log scale, before normalisation, as in the reference.
+            mel = self._mask_along_axis(mel, self.freqm, axis=1)
+            mel = self._mask_along_axis(mel, self.timem, axis=2)
+        mel = (mel + NORM_SHIFT) / NORM_SCALE
+        if unbatched:
+            mel = mel[0]
+        return tf.cast(mel, self.compute_dtype)
+
+    def _power_spectrogram(self, waveform):
+        """``[B, N]`` float32 → ``[B, 1 + (N - 1) // hop, n_fft // 2 + 1]`` float32 power.
+
+        Pre-emphasis, framing and FFT run in float64: in float32 the FFT's rounding, spread
+        from the loud bins, is ~1e-4 of the normalised log-mel in quiet bands of loud tonal
+        clips (the float32 reference itself is that far from exact arithmetic). The extra cost
+        is negligible next to the model.
+        """
+        waveform = tf.cast(waveform, tf.float64)
+        emphasised = waveform[:, 1:] - PREEMPHASIS * waveform[:, :-1]
+        pad = self.n_fft // 2
+        padded = tf.pad(emphasised, [[0, 0], [pad, pad]], mode="REFLECT")
+        # torch centres the window in the n_fft frame; only its win_length nonzero samples are
+        # framed, and the FFT zero-pads them at the end: a circular shift of torch's frame, so
+        # the power is the same, with less framing and multiplying.
+        num_frames = 1 + (tf.shape(emphasised)[1] - 1) // self.hop_length
+        offset = (self.n_fft - self.win_length) // 2
+        span = self.hop_length * (num_frames - 1) + self.win_length
+        frames = tf.signal.frame(
+            padded[:, offset : offset + span], self.win_length, self.hop_length, axis=-1
+        )
+        spectrum = tf.signal.rfft(frames * self._window, fft_length=[self.n_fft])
+        power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+        return tf.cast(power, tf.float32)
+
+    def _random_bank(self):
+        """Bank ``[n_mels, n_fft // 2 + 1]`` for one (fmin, fmax) draw, as AugmentMelSTFT."""
+        fmin_offset = keras.random.randint((), 0, self.fmin_aug_range, seed=self.seed_generator)
+        fmax_offset = keras.random.randint((), 0, self.fmax_aug_range, seed=self.seed_generator)
+        fmin = self.fmin + tf.cast(fmin_offset, tf.float64)
+        fmax = self._eval_fmax + self.fmax_aug_range // 2 - tf.cast(fmax_offset, tf.float64)
+        return kaldi_mel_banks_tf(self.n_mels, self.n_fft, self.sample_rate, fmin, fmax)
+
+    def _mask_along_axis(self, mel, param, axis):
+        """torchaudio ``mask_along_axis_iid`` on ``[B, n_mels, frames]``: one mask per example."""
+        if param == 0:
+            return mel
+        batch = tf.shape(mel)[0]
+        size = tf.shape(mel)[axis]
+        width = keras.random.uniform((batch,), seed=self.seed_generator) * float(param)
+        start = keras.random.uniform((batch,), seed=self.seed_generator) * (
+            tf.cast(size, tf.float32) - width
+        )
+        # Truncation toward zero, as torch's .long() (start can be < 0 when param > size).
+        start = tf.cast(start, tf.int32)
+        end = start + tf.cast(width, tf.int32)
+        positions = tf.range(size)[None, :]
+        masked = (positions >= start[:, None]) & (positions < end[:, None])  # [B, size]
+        masked = masked[:, :, None] if axis == 1 else masked[:, None, :]
+        return tf.where(masked, tf.zeros_like(mel), mel)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        samples = input_shape[-1]
+        frames = None if samples is None else self.num_frames(samples)
+        return input_shape[:-1] + (self.n_mels, frames)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "n_mels": self.n_mels,
+                "sample_rate": self.sample_rate,
+                "n_fft": self.n_fft,
+                "win_length": self.win_length,
+                "hop_length": self.hop_length,
+                "fmin": self.fmin,
+                "fmax": self.fmax,
+                "fmin_aug_range": self.fmin_aug_range,
+                "fmax_aug_range": self.fmax_aug_range,
+                "freqm": self.freqm,
+                "timem": self.timem,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _symmetric_hann(win_length):
+    """Symmetric Hann window ``[win_length]`` (float64 holding torch's float32 values).
+
+    The values are those of ``torch.hann_window(win_length, periodic=False)``: torch evaluates
+    ``0.5 - 0.5 cos(2 pi n / (win_length - 1))`` in float32 steps (float32 phase, float32 cosine),
+    and in loud tonal clips even 1e-7 changes of the window move the leakage floor of quiet
+    bands by ~1e-4 of the output. The cosine here is the correctly rounded one, so a few samples
+    may still differ from torch's by one float32 step.
+    """
+    if win_length == 1:
+        return np.ones(1)
+    phase = np.arange(win_length, dtype=np.float32) * np.float32(2.0 * np.pi / (win_length - 1))
+    cosine = np.cos(phase.astype(np.float64)).astype(np.float32)
+    return (cosine * np.float32(-0.5) + np.float32(0.5)).astype(np.float64)
