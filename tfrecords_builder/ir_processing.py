@@ -25,9 +25,17 @@ default that the command line can change:
    reading of the paper; it scales the direct sound near the start by about 0.45 (-7 dB).
 4. **Normalisation** (:func:`normalize_ir`): ``"none"`` (keep level), ``"peak"`` (max abs = 1),
    ``"energy"`` (sum of squares = 1).
+
+The module also holds the small builder helpers both DIR builders share (finding the source
+WAVs, checksums); it imports neither TensorFlow nor Keras, so worker processes stay light.
 """
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
+
+from keras_asc.errors import UserError
 
 NORMALIZATIONS = ("none", "peak", "energy")
 WINDOW_MODES = ("half", "full")
@@ -213,3 +221,48 @@ def window_ir(
         onset = detect_onset(ir, threshold_db, noise_factor, lookback)
     cut = cut_window(ir, onset, length, pre_roll)
     return cut * ir_window(length, beta, pre_roll, mode), int(onset)
+
+
+# === Builder helpers ===
+
+
+def find_wavs(source):
+    """Every ``.wav`` under ``source`` (recursive), as sorted ``/``-separated relative paths.
+
+    The order is the sorted relative path, as CPJKU's ``sorted(Path(p).rglob('*.wav'))``.
+    macOS archive debris (``__MACOSX/`` folders and ``._*`` AppleDouble files) is ignored.
+
+    Args:
+        source: the source root folder.
+
+    Returns:
+        ``(paths, ignored)``: list of relative path strings and the number of ignored files.
+
+    Raises:
+        UserError: ``source`` is not a folder.
+    """
+    root = Path(source)
+    if not root.is_dir():
+        raise UserError(f"--source {source} is not a folder; expected the folder holding the IRs")
+    paths, ignored = [], 0
+    for path in root.rglob("*"):
+        if path.suffix.lower() != ".wav" or not path.is_file():
+            continue
+        rel = path.relative_to(root)
+        if rel.name.startswith("._") or "__MACOSX" in rel.parts:
+            ignored += 1
+            continue
+        paths.append(rel.as_posix())
+    return sorted(paths), ignored
+
+
+def combined_digest(checksums):
+    """One md5 over ``"<path>  <md5>\n"`` lines in sorted path order (a whole-source digest).
+
+    Args:
+        checksums: dict relative path -> hex md5.
+    """
+    digest = hashlib.md5()
+    for path in sorted(checksums):
+        digest.update(f"{path}  {checksums[path]}\n".encode())
+    return digest.hexdigest()
