@@ -271,8 +271,10 @@ def test_micirp_cli(micirp_source, tmp_path, capsys):
     assert run_cli(builder_main, argv) == 0
     info, records = _read_records(out)
     assert info["processing"]["normalize"] == "peak" and len(records) == 4
-    assert run_cli(builder_main, ["micirp", "--source", str(tmp_path / "no"), "--out", "x"]) == 2
+    argv = ["micirp", "--source", str(tmp_path / "no"), "--out", str(tmp_path / "x")]
+    assert run_cli(builder_main, argv) == 2
     assert "error: --source" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 # === Surrey names ===
