@@ -1,0 +1,92 @@
+"""Pre-norm transformer encoder block of PaSST / ViT."""
+
+import keras
+
+from keras_asc.layers._utils import trunc_normal
+from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_asc")
+class TransformerBlock(keras.layers.Layer):
+    """`x + attention(norm1(x))`, then `x + mlp(norm2(x))`, with an exact-GELU MLP.
+
+    Sub-layer names follow the PyTorch module names (`norm1`, `attention` ↔ `attn`, `norm2`,
+    `mlp_fc1` ↔ `mlp.fc1`, `mlp_fc2` ↔ `mlp.fc2`) so the converter can map them by name.
+
+    Args:
+        num_heads: int. Attention heads.
+        intermediate_dim: int. Hidden size of the MLP (PaSST-S: 3072 = 4 × 768).
+        use_qkv_bias: bool. Bias on the fused qkv projection. Defaults to `True`.
+        layer_norm_epsilon: float. Epsilon of both LayerNorms. Defaults to `1e-6` (PaSST).
+
+    Input shape:
+        `[B, N, D]`.
+
+    Output shape:
+        `[B, N, D]`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        use_qkv_bias=True,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.use_qkv_bias = use_qkv_bias
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm1"
+        )
+        self.norm1.build(input_shape)
+        self.attention = MultiHeadSelfAttention(
+            self.num_heads,
+            use_qkv_bias=self.use_qkv_bias,
+            dtype=self.dtype_policy,
+            name="attention",
+        )
+        self.attention.build(input_shape)
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm2"
+        )
+        self.norm2.build(input_shape)
+        self.mlp_fc1 = keras.layers.Dense(
+            self.intermediate_dim,
+            kernel_initializer=trunc_normal(),
+            dtype=self.dtype_policy,
+            name="mlp_fc1",
+        )
+        self.mlp_fc1.build(input_shape)
+        self.mlp_fc2 = keras.layers.Dense(
+            dim, kernel_initializer=trunc_normal(), dtype=self.dtype_policy, name="mlp_fc2"
+        )
+        self.mlp_fc2.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
+
+    def call(self, inputs):
+        x = inputs + self.attention(self.norm1(inputs))
+        hidden = self.mlp_fc1(self.norm2(x))
+        # nn.GELU() is the exact erf form; keras.ops.gelu would default to the tanh form.
+        hidden = keras.activations.gelu(hidden, approximate=False)
+        return x + self.mlp_fc2(hidden)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "use_qkv_bias": self.use_qkv_bias,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
