@@ -157,12 +157,19 @@ def test_micirp_keeps_the_frequency_response(micirp_source, micirp_built):
         assert np.max(np.abs(diff)) < 0.1, rec["name"]
 
 
-def test_micirp_normalisation_and_gain_options(micirp_source, micirp_built, tmp_path):
-    root, _ = micirp_source
+def test_micirp_normalisation_gain_and_rate_options(micirp_source, micirp_built, tmp_path):
+    root, sources = micirp_source
     _, raw = _read_records(micirp_built)
     micirp.build(str(root), str(tmp_path / "peak"), normalize="peak")
     micirp.build(str(root), str(tmp_path / "energy"), normalize="energy")
     micirp.build(str(root), str(tmp_path / "signal"), resample_gain="signal")
+    micirp.build(str(root), str(tmp_path / "r441"), sample_rate=44100)
+    info441, at441 = _read_records(tmp_path / "r441")
+    assert info441["sample_rate"] == 44100
+    for rec in at441:
+        assert rec["sample_rate"] == 44100
+        if rec["source_sample_rate"] == 44100:  # no rate change: the source samples, untouched
+            np.testing.assert_array_equal(rec["ir"], sources[rec["name"]])
     (info, peak), (_, energy), (_, sig) = (
         _read_records(tmp_path / n) for n in ("peak", "energy", "signal")
     )
@@ -558,6 +565,12 @@ def test_group_onset_keeps_the_figure8_null_aligned(surrey_source, surrey_built,
 def test_multi_dirs_options(surrey_source, surrey_built, tmp_path):
     md.build(str(surrey_source), str(tmp_path / "o"), bit_depth=32, window="full",
              kaiser_beta=0.0, length=512, pre_roll=0, normalize="energy", workers=0)
+    md.build(str(surrey_source), str(tmp_path / "r16"), sample_rate=16000, workers=0)
+    info16, at16 = _read_records(tmp_path / "r16")
+    assert info16["sample_rate"] == 16000 and {r["sample_rate"] for r in at16} == {16000}
+    assert {r["num_samples"] for r in at16} == {1024}
+    onset16 = info16["group_onsets"]["ShureSM58_125cm"]["onset"]
+    assert abs(onset16 - _delay48(125) // 3) <= 1
     info, records = _read_records(tmp_path / "o")
     assert records[0]["name"] == (
         "Normalised_IRs/AKGC414Bidirect_50cm/32bit/AKGC414Bidirect_50cm_0Deg.wav")

@@ -13,7 +13,8 @@ default resampler, which CPJKU uses) and stored whole:
   3.5 dB (48 kHz) lower as a filter. See :mod:`tfrecords_builder.ir_processing`.
 * channels: a file with more than one channel is an error unless ``--downmix`` (mean of the
   channels) is given.
-* sample rate: sources below 32 kHz are errors (upsampling cannot restore the missing band).
+* sample rate: sources below the target rate (``--sample-rate``, default 32 kHz) are errors
+  (upsampling cannot restore the missing band).
 * count: zero IRs is an error; a folder whose names are mostly the known 66 but that does not
   hold exactly those 66 gets a warning naming the missing and extra files.
 
@@ -80,6 +81,12 @@ def add_arguments(parser):
         action="store_true",
         help="average the channels of multichannel files instead of rejecting them",
     )
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        default=vocab.SAMPLE_RATE,
+        help=f"rate of the stored IRs in Hz (default {vocab.SAMPLE_RATE}, the model's rate)",
+    )
     parser.add_argument("--shards", type=int, default=1, help="number of TFRecord files")
     parser.add_argument(
         "--on-error",
@@ -97,6 +104,7 @@ def run(args):
         normalize=args.normalize,
         resample_gain=args.resample_gain,
         downmix=args.downmix,
+        sample_rate=args.sample_rate,
         shards=args.shards,
         on_error=args.on_error,
     )
@@ -128,29 +136,33 @@ def check_count(stems):
     return "; ".join(parts)
 
 
-def process_file(path, *, normalize="none", resample_gain="filter", downmix=False):
+def process_file(
+    path, *, normalize="none", resample_gain="filter", downmix=False, sample_rate=vocab.SAMPLE_RATE
+):
     """Reads one MicIRP file and turns it into the stored IR.
 
     Args:
         path: the WAV file.
         normalize, resample_gain: see :mod:`tfrecords_builder.ir_processing`.
         downmix: average the channels of a multichannel file (else it is an error).
+        sample_rate: rate of the stored IR in Hz.
 
     Returns:
-        dict with ``ir`` (float32 ``[n]`` at 32 kHz), ``source_sample_rate``,
+        dict with ``ir`` (float32 ``[n]`` at ``sample_rate``), ``source_sample_rate``,
         ``source_num_samples`` and ``source_peak``.
 
     Raises:
-        UserError: unreadable, multichannel (without ``downmix``), below 32 kHz, or silent.
+        UserError: unreadable, multichannel (without ``downmix``), below ``sample_rate``, or
+            silent.
     """
     audio, rate = read_audio(path, mono="downmix" if downmix else "require")
-    if rate < vocab.SAMPLE_RATE:
+    if rate < sample_rate:
         raise UserError(
             f"audio file {path} has sample rate {rate} Hz; expected at least "
-            f"{vocab.SAMPLE_RATE} Hz (an IR cannot be upsampled without losing its top band)"
+            f"{sample_rate} Hz (an IR cannot be upsampled without losing its top band)"
         )
-    ir = resample(audio, rate, vocab.SAMPLE_RATE).astype(np.float64)
-    ir *= irp.resampling_gain(rate, vocab.SAMPLE_RATE, resample_gain)
+    ir = resample(audio, rate, sample_rate).astype(np.float64)
+    ir *= irp.resampling_gain(rate, sample_rate, resample_gain)
     try:
         ir = irp.normalize_ir(ir, normalize)
     except ValueError as err:
@@ -172,6 +184,7 @@ def build(
     normalize="none",
     resample_gain="filter",
     downmix=False,
+    sample_rate=vocab.SAMPLE_RATE,
     shards=1,
     on_error="raise",
 ):
@@ -183,6 +196,7 @@ def build(
         normalize: ``none`` (default), ``peak`` or ``energy``.
         resample_gain: ``filter`` (default) or ``signal``.
         downmix: average multichannel files instead of rejecting them.
+        sample_rate: rate of the stored IRs in Hz (default 32000).
         shards: number of TFRecord files.
         on_error: ``raise`` or ``skip``.
 
@@ -198,6 +212,8 @@ def build(
     from tfrecords_builder.writer import OutputDir
     from tfrecords_builder.writer import md5_file
 
+    if sample_rate <= 0:
+        raise UserError(f"--sample-rate must be > 0 Hz, got {sample_rate}")
     paths, ignored = irp.find_wavs(source)
     if not paths:
         raise UserError(f"--source {source} holds no .wav files; expected the MicIRP IRs")
@@ -215,7 +231,11 @@ def build(
             full = os.path.join(os.fspath(source), rel)
             try:
                 result = process_file(
-                    full, normalize=normalize, resample_gain=resample_gain, downmix=downmix
+                    full,
+                    normalize=normalize,
+                    resample_gain=resample_gain,
+                    downmix=downmix,
+                    sample_rate=sample_rate,
                 )
             except UserError as err:
                 policy.fail("dirs", rel, str(err))
@@ -228,7 +248,7 @@ def build(
                     name=rel,
                     set=SET_NAME,
                     source_sample_rate=result["source_sample_rate"],
-                    sample_rate=vocab.SAMPLE_RATE,
+                    sample_rate=sample_rate,
                     microphone=stem,
                 )
             )
@@ -253,7 +273,7 @@ def build(
             )
         info = {
             "set": SET_NAME,
-            "sample_rate": vocab.SAMPLE_RATE,
+            "sample_rate": sample_rate,
             "num_examples": writer.num_examples,
             "shards": list(writer.names),
             "shard_counts": list(writer.counts),

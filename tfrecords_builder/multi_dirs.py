@@ -16,7 +16,7 @@ The archive layout is only known from third-party listings, so nothing assumes o
   variant) exists at both depths, ``--bit-depth`` picks one; an IR present at only the other
   depth is still used and counted in ``info.json``.
 
-Each IR is read at 32 kHz (soxr), scaled by the resampling gain (see
+Each IR is resampled to ``--sample-rate`` (32 kHz, soxr HQ), scaled by the resampling gain (see
 :mod:`tfrecords_builder.ir_processing`), cut to ``--length`` samples from ``--pre-roll``
 samples before its onset, tapered with a Kaiser window and normalised. With ``--onset group``
 (default) every IR of one (type, config, distance) group is cut at the group's median onset
@@ -407,10 +407,18 @@ def add_arguments(parser):
         "--source-rate",
         type=int,
         default=SOURCE_RATE,
-        help="expected sample rate of the files in Hz (default 48000; 0 accepts any >= 32000)",
+        help="expected sample rate of the files in Hz (default 48000; 0 accepts any rate >= "
+        "--sample-rate)",
     )
     parser.add_argument(
-        "--length", type=int, default=1024, help="stored IR length in samples at 32 kHz"
+        "--sample-rate",
+        type=int,
+        default=vocab.SAMPLE_RATE,
+        help=f"rate of the stored IRs in Hz (default {vocab.SAMPLE_RATE}); --length, "
+        "--pre-roll and --onset-lookback count samples at this rate",
+    )
+    parser.add_argument(
+        "--length", type=int, default=1024, help="stored IR length in samples (default 1024)"
     )
     parser.add_argument(
         "--pre-roll",
@@ -492,6 +500,7 @@ def run(args):
         ir_type=args.ir_type,
         microphones=args.microphones,
         source_rate=args.source_rate,
+        sample_rate=args.sample_rate,
         length=args.length,
         pre_roll=args.pre_roll,
         kaiser_beta=args.kaiser_beta,
@@ -511,7 +520,7 @@ def run(args):
 
 
 def _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_noise_factor,
-                      onset_lookback, shards):
+                      onset_lookback, shards, sample_rate):
     checks = [
         (length > 0, f"--length must be > 0, got {length}"),
         (0 <= pre_roll < length, f"--pre-roll must be in [0, --length), got {pre_roll}"),
@@ -520,6 +529,7 @@ def _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_n
         (onset_noise_factor >= 0, f"--onset-noise-factor must be >= 0, got {onset_noise_factor}"),
         (onset_lookback >= 0, f"--onset-lookback must be >= 0, got {onset_lookback}"),
         (shards >= 1, f"--shards must be at least 1, got {shards}"),
+        (sample_rate > 0, f"--sample-rate must be > 0 Hz, got {sample_rate}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -544,7 +554,7 @@ def process_group(task):
     from tfrecords_builder.writer import md5_file
 
     source, paths, opt = task
-    rate = vocab.SAMPLE_RATE
+    rate = opt["sample_rate"]
     entries = []
     for rel in paths:
         full = os.path.join(source, rel)
@@ -595,6 +605,7 @@ def build(
     ir_type="auto",
     microphones=None,
     source_rate=SOURCE_RATE,
+    sample_rate=vocab.SAMPLE_RATE,
     length=1024,
     pre_roll=16,
     kaiser_beta=2.0,
@@ -617,7 +628,8 @@ def build(
         bit_depth: 24 or 32, the depth used when an IR exists at both.
         ir_type: ``auto``, ``normalised`` or ``raw``.
         microphones: microphone table CSV, None for the shipped one.
-        source_rate: expected source rate in Hz (0: any rate >= 32000).
+        source_rate: expected source rate in Hz (0: any rate >= ``sample_rate``).
+        sample_rate: rate of the stored IRs in Hz (default 32000).
         length, pre_roll, kaiser_beta, window: the cut and its taper
             (:func:`tfrecords_builder.ir_processing.ir_window`).
         onset: ``group`` or ``file``.
@@ -640,7 +652,7 @@ def build(
     from tfrecords_builder.writer import md5_file
 
     _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_noise_factor,
-                      onset_lookback, shards)
+                      onset_lookback, shards, sample_rate)
     if onset not in ONSET_MODES:
         raise UserError(f"--onset {onset!r} is not valid; expected one of {', '.join(ONSET_MODES)}")
     policy = ErrorPolicy(on_error)
@@ -679,6 +691,7 @@ def build(
         groups.setdefault(name.group, []).append((name, info))
     options = {
         "source_rate": source_rate,
+        "sample_rate": sample_rate,
         "resample_gain": resample_gain,
         "onset": onset,
         "onset_threshold_db": onset_threshold_db,
@@ -714,7 +727,7 @@ def build(
                         name=name.path,
                         set=SET_NAME,
                         source_sample_rate=entry["source_sample_rate"],
-                        sample_rate=vocab.SAMPLE_RATE,
+                        sample_rate=sample_rate,
                         **metadata,
                     )
                 )
@@ -740,7 +753,7 @@ def build(
             )
         info = {
             "set": SET_NAME,
-            "sample_rate": vocab.SAMPLE_RATE,
+            "sample_rate": sample_rate,
             "num_examples": writer.num_examples,
             "shards": list(writer.names),
             "shard_counts": list(writer.counts),
