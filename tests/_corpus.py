@@ -136,10 +136,11 @@ def write_dir_set(
         ir[0] = 1.0
         ir[1:] = 0.3 * rng.standard_normal(n - 1) * np.exp(-np.arange(1, n) / 8.0)
         mic = microphones[i] if microphones else f"mic{i // 2}"
+        folder = mic or f"mic{i}"
         records.append(
             encode_dir_example(
                 ir,
-                name=f"{mic}/{i}.wav",
+                name=f"{folder}/{i}.wav",
                 set=set_name,
                 source_sample_rate=48000,
                 sample_rate=sample_rate,

@@ -317,13 +317,16 @@ SCHEMA = {
     ),
     "dirs": Section(
         target="keras_asc.augment.dir_augmentation:DirAugmentation",
-        exclude=("irs", "ir_lengths", "ir_labels", "name", "dtype", "trainable", "seed"),
+        exclude=("irs", "ir_labels", "num_irs", "ir_length", "seed", "name", "dtype", "trainable"),
         extra={
-            "sets": ((), string_list(non_empty=True)),
+            "sets": (inspect.Parameter.empty, string_list(non_empty=True)),
             "max_ir_samples": (None, _OPTIONAL_POSITIVE_INT),
         },
-        checks={"p": _PROBABILITY, "source_devices": string_list(non_empty=True)},
-        fill_defaults=True,
+        checks={
+            "probability": _PROBABILITY,
+            "source_devices": string_list(non_empty=True),
+            "label_mode": choice("per_ir", "per_microphone", "shared"),
+        },
         nullable=True,
     ),
     "augment": Section(
@@ -402,6 +405,7 @@ SCHEMA = {
             ),
             "cpjku": Section(
                 target="keras_asc.training.callbacks:WarmupRampdownSchedule",
+                exclude=("base_learning_rate",),  # the optimizer's learning_rate
                 checks={
                     "warmup_epochs": _NON_NEGATIVE_INT,
                     "rampdown_start": _NON_NEGATIVE_INT,

@@ -1,0 +1,260 @@
+"""Config loading: schema validation, --set overrides, extends, and every shipped config."""
+
+import glob
+import os
+
+import pytest
+import yaml
+
+from keras_asc.config import load_config
+from keras_asc.config import parse_override
+from keras_asc.config import resolve_config
+from keras_asc.config import save_config
+from keras_asc.config.loader import config_differences
+from keras_asc.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+
+BASE = {
+    "seed": 3,
+    "data": {"path": "data/tau22", "batch_size": 16},
+    "model": {"preset": "passt_tiny", "frequency_patchout": 6, "frontend": {"freqm": 48}},
+    "optimizer": {"name": "adam", "learning_rate": 4.2e-4, "beta_1": 0.957, "beta_2": 0.9514},
+    "schedule": {"name": "plateau", "patience": 10, "factor": 0.5},
+    "training": {"epochs": 2},
+}
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def error_of(config, **kwargs):
+    with pytest.raises(UserError) as info:
+        resolve_config(config, source="cfg.yaml", **kwargs)
+    return str(info.value)
+
+
+def with_value(section, key, value):
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
+    config.setdefault(section, {})[key] = value
+    return config
+
+
+def test_resolved_config_fills_defaults_and_keeps_given_values():
+    config = resolve_config(BASE, source="cfg.yaml")
+    assert list(config) == [
+        "seed", "data", "dirs", "augment", "model", "loss", "optimizer", "schedule",
+        "training", "wandb", "distribute",
+    ]  # fmt: skip
+    assert config["seed"] == 3
+    assert config["data"]["batch_size"] == 16
+    assert config["data"]["window_samples"] == 32000  # default filled in
+    assert config["optimizer"] == {
+        **config["optimizer"],
+        "name": "adam",
+        "learning_rate": 4.2e-4,
+        "beta_1": 0.957,
+        "beta_2": 0.9514,
+    }
+    assert config["optimizer"]["epsilon"] == 1e-7  # Keras' Adam default
+    assert config["schedule"]["monitor"] == "val_loss"
+    assert config["training"]["epochs"] == 2
+    assert config["wandb"]["mode"] == "offline"
+    assert config["distribute"]["strategy"] == "none"
+    assert config["dirs"] is None
+    # The preset supplies the model values: only the given keys are listed.
+    assert config["model"] == {
+        "preset": "passt_tiny",
+        "frontend": {"freqm": 48},
+        "frequency_patchout": 6,
+    }
+
+
+def test_unknown_key_names_full_path_and_suggestion():
+    message = error_of(with_value("optimizer", "betta", 0.9))
+    assert message.startswith("cfg.yaml: optimizer.betta: unknown key; expected one of ")
+    assert "beta_1, beta_2" in message and message.endswith("?)")
+    assert "(did you mean 'beta_" in message
+
+
+def test_unknown_section_and_nested_key():
+    assert error_of({**BASE, "trainig": {}}).startswith("cfg.yaml: trainig: unknown key")
+    config = with_value("model", "frontend", {"freqmm": 4})
+    assert error_of(config).startswith("cfg.yaml: model.frontend.freqmm: unknown key")
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("training", "epochs", "ten", "training.epochs: got 'ten'; expected an integer >= 1"),
+        ("training", "epochs", 0, "training.epochs: got 0; expected an integer >= 1"),
+        ("training", "epochs", 2.5, "training.epochs: got 2.5; expected an integer >= 1"),
+        ("data", "batch_size", True, "data.batch_size: got True; expected an integer >= 1"),
+        ("data", "device_balanced", "yes", "data.device_balanced: got 'yes'; expected true or"),
+        ("data", "train_view", "5s", "data.train_view: got '5s'; expected one of '10s', '1s'"),
+        ("optimizer", "beta_1", 0.0, "optimizer.beta_1: got 0.0; expected a number > 0 and < 1"),
+        ("optimizer", "beta_2", -0.5, "optimizer.beta_2: got -0.5; expected a number > 0 and"),
+        ("optimizer", "beta_1", 1.0, "optimizer.beta_1: got 1.0; expected a number > 0 and < 1"),
+        ("schedule", "factor", 1.5, "schedule.factor: got 1.5; expected a number > 0 and < 1"),
+        ("wandb", "mode", "cloud", "wandb.mode: got 'cloud'; expected one of 'offline'"),
+        ("model", "preset", "passt_huge", "model.preset: got 'passt_huge'; expected one of the"),
+        ("distribute", "strategy", "tpu", "distribute.strategy: got 'tpu'; expected one of"),
+    ],
+)
+def test_wrong_types_and_values(section, key, value, expected):
+    assert error_of(with_value(section, key, value)).startswith("cfg.yaml: " + expected)
+
+
+def test_number_without_dot_gets_a_yaml_hint(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "data: {path: d}\nmodel: {preset: passt_tiny}\noptimizer: {learning_rate: 1e-5}\n"
+    )
+    with pytest.raises(UserError) as info:
+        load_config(str(path))
+    assert str(info.value) == (
+        f"{path}: optimizer.learning_rate: got '1e-5'; expected a number > 0 "
+        "(YAML reads a number without a dot as a string: write e.g. 1.0e-5)"
+    )
+
+
+def test_missing_required_keys():
+    assert error_of({"model": {"preset": "passt_tiny"}}) == (
+        "cfg.yaml: data.path: missing; expected a string"
+    )
+    assert error_of({"data": {"path": "d"}}) == (
+        "cfg.yaml: model.preset: missing; expected a preset name (keras_asc.models.passt_presets)"
+    )
+
+
+def test_dispatch_section_name():
+    message = error_of(with_value("optimizer", "name", "sgd"))
+    assert message == "cfg.yaml: optimizer.name: got 'sgd'; expected one of 'adam', 'adamw'"
+    # AdamW accepts weight_decay; a cpjku schedule does not accept plateau's patience.
+    config = resolve_config(with_value("optimizer", "name", "adamw"))
+    assert config["optimizer"]["weight_decay"] == 0.004  # Keras' AdamW default
+    bad = {**BASE, "schedule": {"name": "cpjku", "patience": 3}}
+    assert error_of(bad).startswith("cfg.yaml: schedule.patience: unknown key")
+
+
+def test_overrides_are_yaml_typed(tmp_path):
+    path = write(tmp_path, "c.yaml", BASE)
+    config = load_config(
+        path,
+        [
+            "training.epochs=7",
+            "optimizer.learning_rate=1.0e-4",
+            "model.weights=null",
+            "wandb.tags=[a, b]",
+            "data.device_balanced=true",
+            "dirs.sets=[x/multi]",
+        ],
+    )
+    assert config["training"]["epochs"] == 7
+    assert config["optimizer"]["learning_rate"] == 1e-4
+    assert config["model"]["weights"] is None
+    assert config["wandb"]["tags"] == ["a", "b"]
+    assert config["data"]["device_balanced"] is True
+    assert config["dirs"]["sets"] == ["x/multi"]
+
+
+def test_override_that_changes_the_schedule_starts_it_afresh(tmp_path):
+    path = write(tmp_path, "c.yaml", BASE)
+    config = load_config(path, ["schedule.name=cpjku"])
+    assert config["schedule"] == {
+        "name": "cpjku",
+        "warmup_epochs": 3,
+        "rampdown_start": 3,
+        "rampdown_epochs": 10,
+        "last_value": 0.01,
+    }
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("optimizer", "--set optimizer: expected KEY.PATH=VALUE"),
+        ("=3", "--set =3: expected KEY.PATH=VALUE"),
+        ("a..b=3", "--set a..b=3: expected KEY.PATH=VALUE"),
+        ("training.epochs=[1", "--set training.epochs=[1: the value is not valid YAML"),
+    ],
+)
+def test_bad_override_syntax(text, expected):
+    with pytest.raises(UserError) as info:
+        parse_override(text)
+    assert str(info.value).startswith(expected)
+
+
+def test_bad_override_values_name_the_override(tmp_path):
+    path = write(tmp_path, "c.yaml", BASE)
+    with pytest.raises(UserError) as info:
+        load_config(path, ["optimizer.betta=0.9"])
+    assert str(info.value).startswith("--set optimizer.betta=0.9: optimizer.betta: unknown key")
+    with pytest.raises(UserError) as info:
+        load_config(path, ["training.epochs=-1"])
+    assert str(info.value) == (
+        "--set training.epochs=-1: training.epochs: got -1; expected an integer >= 1"
+    )
+    with pytest.raises(UserError) as info:
+        load_config(path, ["seed.x=1"])
+    assert str(info.value) == "--set seed.x=1: seed is 3, not a section; cannot set a key in it"
+
+
+def test_extends_merges_and_detects_cycles(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(
+        tmp_path,
+        "child.yaml",
+        {"extends": "base.yaml", "training": {"epochs": 9}, "model": {"frontend": {"timem": 24}}},
+    )
+    config = load_config(child)
+    assert config["training"]["epochs"] == 9
+    assert config["data"]["batch_size"] == 16  # from the base
+    assert config["model"]["frontend"] == {"freqm": 48, "timem": 24}  # merged key by key
+    write(tmp_path, "a.yaml", {"extends": "b.yaml"})
+    write(tmp_path, "b.yaml", {"extends": "a.yaml"})
+    with pytest.raises(UserError) as info:
+        load_config(str(tmp_path / "a.yaml"))
+    assert "extends forms a cycle" in str(info.value)
+
+
+def test_saved_config_loads_back_identical(tmp_path):
+    config = load_config(write(tmp_path, "c.yaml", BASE), ["dirs.sets=[m]", "dirs.p=0.4"])
+    saved = str(tmp_path / "resolved.yaml")
+    save_config(config, saved)
+    assert load_config(saved) == config
+    assert config_differences(config, load_config(saved)) == []
+    other = load_config(saved, ["training.epochs=5", "optimizer.beta_1=0.9"])
+    assert config_differences(config, other) == ["optimizer.beta_1", "training.epochs"]
+    assert config_differences(config, other, ignore=("training.epochs",)) == ["optimizer.beta_1"]
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(UserError, match="expected a mapping of sections, got list"):
+        load_config(str(path))
+    path = tmp_path / "broken.yaml"
+    path.write_text("data: {path: [\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(str(path))
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_configs_directory_is_not_empty():
+    names = {os.path.relpath(p, os.path.join(ROOT, "configs")) for p in CONFIGS}
+    for name in ["passt.yaml", "vintage_dirs.yaml", "multi_dirs.yaml", "icl.yaml",
+                 "multi_icl.yaml", "cpjku.yaml", "demo.yaml"]:  # fmt: skip
+        assert name in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_shipped_config_validates(path):
+    config = load_config(path)
+    assert config["model"]["preset"]
+    assert config["training"]["epochs"] >= 1
