@@ -9,9 +9,6 @@ import argparse
 import importlib
 import sys
 
-from keras_asc.errors import UserError
-from keras_asc.errors import run_cli
-
 # command -> (module, one-line help)
 COMMANDS = {
     "tau22": ("tfrecords_builder.tau22", "TAU Urban Acoustic Scenes 2022 Mobile → audio TFRecords"),
@@ -29,6 +26,8 @@ COMMANDS = {
 
 
 def _load(command):
+    from keras_asc.errors import UserError
+
     module_name = COMMANDS[command][0]
     try:
         return importlib.import_module(module_name)
@@ -64,7 +63,17 @@ def main(argv=None):
 
 
 def cli():
-    """Console-script entry point (``keras-asc-build``)."""
+    """Console-script entry point (``keras-asc-build``, ``python -m tfrecords_builder``).
+
+    The builders need only keras_asc's data modules; registering ``keras_asc`` without running
+    its ``__init__`` (which imports Keras) keeps start-up and error reports fast. TensorFlow is
+    imported only when records are written or read.
+    """
+    from tfrecords_builder import parallel
+
+    parallel.register_light_packages()
+    from keras_asc.errors import run_cli
+
     sys.exit(run_cli(main))
 
 

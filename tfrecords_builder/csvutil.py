@@ -46,8 +46,8 @@ def read_tsv(path, required, display=None):
         raise UserError(f"{display} is empty; expected a header row with {', '.join(required)}")
     header_line, header = numbered[0]
     columns = [c.strip() for c in header]
-    if len(columns) == 1 and len(required) > 1:
-        for delimiter in (",", ";", " "):
+    if len(columns) == 1:  # one column: a comma/semicolon in its name means a wrong delimiter
+        for delimiter in (",", ";"):
             if delimiter in columns[0]:
                 raise UserError(
                     f"{display} line {header_line}: header {columns[0]!r} is not TAB-separated "

@@ -1,16 +1,25 @@
 """Ordered, memory-bounded parallel map over a process pool that never imports TensorFlow.
 
-Workers are started with the ``spawn`` method: they import only the module that defines the
-function (decoding and resampling need numpy, soundfile and soxr), never the TensorFlow already
-loaded in the writing process, and they are safe to start after TensorFlow created its threads.
+Workers are started with the ``spawn`` method (safe after TensorFlow created its threads in the
+writing process). ``keras_asc/__init__.py`` imports Keras and TensorFlow to register the layers,
+so each worker first registers bare ``keras_asc`` and ``keras_asc.data`` package objects (no
+``__init__`` executed): ``import keras_asc.audio`` then loads only that module and its light
+imports (numpy, soundfile, soxr), and a worker starts in about a second instead of paying the
+TensorFlow import (and its memory) once per process.
+
 Results come back in input order, so the output is deterministic whatever the scheduling, and at
 most ``window`` tasks are in flight, so memory does not grow with the corpus size.
 """
 
 import collections
+import importlib.util
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+
+# Packages whose __init__ is skipped in workers (their submodules import normally).
+LIGHT_PACKAGES = ("keras_asc", "keras_asc.data")
 
 
 def default_workers():
@@ -19,6 +28,51 @@ def default_workers():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def _register_bare_packages(locations):
+    """Puts ``name -> package without its __init__`` into sys.modules (worker initializer)."""
+    for name, directory in locations:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(directory, "__init__.py"), submodule_search_locations=[directory]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+
+
+def _package_locations():
+    """``[(package, folder)]`` of LIGHT_PACKAGES, found without importing them."""
+    locations = {}
+    for name in LIGHT_PACKAGES:
+        parent, _, child = name.rpartition(".")
+        if parent:  # find_spec would import the parent package: derive the folder instead
+            if parent in locations:
+                locations[name] = os.path.join(locations[parent], child)
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            locations[name] = list(spec.submodule_search_locations)[0]
+    return list(locations.items())
+
+
+def register_light_packages():
+    """Makes ``import keras_asc.<module>`` skip ``keras_asc/__init__.py`` in this process.
+
+    For processes that need only the data modules (builder workers, the builder command line):
+    no Keras or TensorFlow import until a module really needs it. Does nothing when
+    ``keras_asc`` is already imported.
+    """
+    _register_bare_packages(_package_locations())
+
+
+def module_loaded(name):
+    """Whether module ``name`` is imported in the calling process (tests check the workers)."""
+    return name in sys.modules
 
 
 def ordered_map(fn, items, workers, window=None):
@@ -40,7 +94,13 @@ def ordered_map(fn, items, workers, window=None):
         return
     window = window or 4 * workers
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_register_bare_packages,
+        initargs=(_package_locations(),),  # found here, so workers skip the search
+    )
+    with pool:
         pending = collections.deque()
         try:
             for item in items:

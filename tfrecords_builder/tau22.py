@@ -266,9 +266,8 @@ def _split_sources(root, split_files):
 # === Planning: rows → clips → work units ===
 
 
-def _plan_split(split, csv_path, display, root, meta, policy):
-    """Reads one split CSV; returns ``(rows, clips)`` (bad rows raised, or skipped and reported)."""
-    _, rows = csvutil.read_tsv(csv_path, ["filename"], display=display)
+def _plan_split(split, rows, display, root, meta, policy):
+    """Clips of one split CSV's rows (bad rows raised, or skipped and reported)."""
     if not rows:
         raise UserError(f"{display} lists no files (header only); expected at least one row for "
                         f"split {split!r}")
@@ -289,7 +288,7 @@ def _plan_split(split, csv_path, display, root, meta, policy):
                         "not exist; expected the audio file of this row")
             continue
         clips.append(clip)
-    return len(rows), clips
+    return clips
 
 
 def _group(split, clips, display):
@@ -437,17 +436,21 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     if meta is not None:
         checksums["meta.csv"] = {"md5": writer_lib.md5_file(os.path.join(root, "meta.csv")),
                                  "rows": meta_rows}
-    plans = {}
+    tables = {}
     for split, path, display in sources:
-        num_rows, clips = _plan_split(split, path, display, root, meta, policy)
-        checksums[display] = {"md5": writer_lib.md5_file(path), "rows": num_rows}
-        plans[split] = (display, clips)
-
+        _, rows = csvutil.read_tsv(path, ["filename"], display=display)
+        checksums[display] = {"md5": writer_lib.md5_file(path), "rows": len(rows)}
+        tables[split] = (display, rows)
     aliases = {}
-    if "test" in plans and "evaluate" in plans:
-        if {c.filename for c in plans["test"][1]} == {c.filename for c in plans["evaluate"][1]}:
+    if "test" in tables and "evaluate" in tables:
+        names = [{row["filename"] for row in tables[s][1]} for s in ("test", "evaluate")]
+        if names[0] == names[1]:
             aliases["test"] = "evaluate"
-            del plans["test"]
+            del tables["test"]
+    plans = {
+        split: (display, _plan_split(split, rows, display, root, meta, policy))
+        for split, (display, rows) in tables.items()
+    }
     _check_disjoint(plans)
 
     # Everything that can be checked without decoding audio is checked before any output exists.

@@ -1,0 +1,362 @@
+"""tau22 builder: manifest counts, 1s/10s views, bad inputs, skip, kill, determinism."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+from conftest import DEFAULT_RECORDINGS
+from conftest import TAU_RATE
+from conftest import tau_name
+from conftest import tone
+from conftest import tone_hz
+from conftest import write_tau22
+
+from keras_asc import vocab
+from keras_asc.data.schema import parse_audio_example
+from keras_asc.errors import UserError
+from tfrecords_builder import tau22
+from tfrecords_builder.__main__ import main as builder_main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_view(out, info, split, view):
+    names = info["splits"][split]["views"][view]["shards"]
+    files = [os.path.join(out, n) for n in names]
+    return list(tf.data.TFRecordDataset(files).map(parse_audio_example).as_numpy_iterator())
+
+
+def counts_of(records):
+    table = {}
+    for r in records:
+        device, scene = r["device"].decode() or "unknown", r["scene"].decode() or "unknown"
+        table.setdefault(device, {}).setdefault(scene, 0)
+        table[device][scene] += 1
+    return table
+
+
+def _nonzero(table):
+    return {d: {s: n for s, n in row.items() if n} for d, row in table.items()
+            if any(row.values())}
+
+
+def _peak_hz(x, rate=vocab.SAMPLE_RATE):
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.argmax(spectrum) * rate / len(x)
+
+
+# === The synthetic corpus ===
+
+
+def test_synthetic_corpus_counts_match_manifest(synthetic_corpus, tmp_path):
+    folder, manifest = synthetic_corpus
+    out = tmp_path / "tau22"
+    info = tau22.build(folder / manifest["tau22"]["root"], out, workers=2, progress=False)
+    assert info["aliases"] == {"test": "evaluate"}
+    assert set(info["splits"]) == {"train", "evaluate"}
+    names = {}
+    for split in ("train", "evaluate"):
+        expected = manifest["tau22"]["splits"][split]
+        clips = read_view(out, info, split, "1s")
+        recordings = read_view(out, info, split, "10s")
+        assert len(clips) == expected["num_clips"]
+        assert len(recordings) == expected["num_recordings"]
+        assert counts_of(clips) == _nonzero(expected["clips"])
+        assert counts_of(recordings) == _nonzero(expected["recordings"])
+        assert info["splits"][split]["views"]["1s"]["counts"] == _nonzero(expected["clips"])
+        assert sorted(r["filename"].decode() for r in recordings) == expected["recording_keys"]
+        assert {r["audio"].shape[0] for r in clips} == {32000}
+        assert {r["audio"].shape[0] for r in recordings} == {320000}
+        assert {r["location"].decode() for r in clips} == set(expected["locations"])
+        names[split] = {r["filename"].decode() for r in clips}
+    assert not names["train"] & names["evaluate"]  # splits disjoint
+    assert info["incomplete_groups"] == 0 and info["skipped"] == []
+
+
+def test_synthetic_unlabelled_evaluation_set(synthetic_corpus, tmp_path):
+    folder, manifest = synthetic_corpus
+    out = tmp_path / "eval23"
+    info = tau22.build(folder / manifest["eval23"]["root"], out, workers=0, progress=False)
+    assert list(info["splits"]) == ["test"] and list(info["splits"]["test"]["views"]) == ["1s"]
+    assert info["splits"]["test"]["labelled"] is False
+    records = read_view(out, info, "test", "1s")
+    assert len(records) == manifest["eval23"]["num_files"]
+    assert {r["filename"].decode() for r in records} == set(manifest["eval23"]["files"])
+    for r in records:
+        assert (r["scene"], r["scene_id"], r["device"], r["device_id"]) == (b"", -1, b"", -1)
+        assert (r["city"], r["location"], r["segment_id"], r["index"]) == (b"", b"", -1, -1)
+        assert r["audio"].shape == (32000,)
+    assert info["splits"]["test"]["views"]["1s"]["counts"] == {
+        "unknown": {"unknown": manifest["eval23"]["num_files"]}
+    }
+
+
+# === Views, labels, ordering ===
+
+
+def test_views_labels_and_part_order(tiny_tau, tmp_path):
+    split5 = tmp_path / "split5.csv"
+    with open(split5, "w") as f:
+        f.write("filename\tscene_label\n")
+        for k in range(10):
+            f.write(f"{tau_name('bus', 'paris', 21, 7, k, 'b')}\tbus\n")
+    out = tmp_path / "out"
+    info = tau22.build(tiny_tau.parent, out, split_files=[split5], workers=0, progress=False)
+    assert info["source"]["root"] == str(tiny_tau)  # found one folder down
+    assert set(info["splits"]) == {"train", "evaluate", "split5"}
+    assert info["source"]["files"]["evaluation_setup/fold1_train.csv"]["rows"] == 30
+    views = {(s, v): e["num_examples"] for s, i in info["splits"].items()
+             for v, e in i["views"].items()}
+    assert views == {("train", "1s"): 30, ("train", "10s"): 3, ("evaluate", "1s"): 20,
+                     ("evaluate", "10s"): 2, ("split5", "1s"): 10, ("split5", "10s"): 1}
+    keys = {f"{sc}-{ci}-{lo}-{se}-{de}": r
+            for r, (_, sc, ci, lo, se, de) in enumerate(DEFAULT_RECORDINGS)}
+    for split in ("train", "evaluate", "split5"):
+        clips = {r["filename"].decode(): r for r in read_view(out, info, split, "1s")}
+        for rec in read_view(out, info, split, "10s"):
+            key = rec["filename"].decode()
+            r = keys[key]
+            _, scene, city, loc, segment, device = DEFAULT_RECORDINGS[r]
+            assert rec["audio"].shape == (320000,) and rec["index"] == -1
+            assert (rec["scene"].decode(), rec["device"].decode()) == (scene, device)
+            assert rec["scene_id"] == vocab.SCENES.index(scene)
+            assert rec["device_id"] == vocab.DEVICES.index(device)
+            assert (rec["city"].decode(), rec["location"].decode()) == (city, f"{city}-{loc}")
+            assert rec["segment_id"] == segment
+            for k in range(10):
+                window = rec["audio"][k * 32000:(k + 1) * 32000]
+                assert _peak_hz(window) == pytest.approx(tone_hz(r, k), abs=1.5)  # in order
+                clip = clips[tau_name(scene, city, loc, segment, k, device)]
+                assert clip["index"] == k and clip["segment_id"] == segment
+                assert clip["audio"].shape == (32000,)
+                assert _peak_hz(clip["audio"]) == pytest.approx(tone_hz(r, k), abs=1.5)
+                # Away from the joins the 10s view equals the separately resampled clip.
+                np.testing.assert_allclose(window[2000:-2000], clip["audio"][2000:-2000],
+                                           atol=2e-3)
+
+
+def test_deterministic_bytes_for_any_worker_count(tiny_tau, tmp_path):
+    outs = [tmp_path / "w0", tmp_path / "w2"]
+    tau22.build(tiny_tau, outs[0], workers=0, shards=2, progress=False)
+    tau22.build(tiny_tau, outs[1], workers=2, shards=2, progress=False)
+    files = sorted(os.listdir(outs[0]))
+    assert files == sorted(os.listdir(outs[1]))
+    assert "train-1s.tfrecord-00001-of-00002" in files
+    for name in files:
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+# === Bad input ===
+
+
+def _rewrite(path, transform):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(transform(text))
+
+
+FIRST = "audio/airport-lisbon-1000-40000-3-a.wav"  # fold1_train.csv line 5
+
+
+def _audio_path(root):
+    return os.path.join(root, FIRST)
+
+
+def _drop_row(root):
+    os.remove(_audio_path(root))
+    for name in ("meta.csv", "evaluation_setup/fold1_train.csv"):
+        _rewrite(os.path.join(root, name),
+                 lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line))
+
+
+def _rename_device(root):
+    shutil.rmtree(root)
+    write_tau22(root, [("train", "bus", "paris", 21, 7, "d"),
+                       ("evaluate", "park", "helsinki", 5, 90, "a")])
+
+
+BAD_INPUTS = {
+    "missing file": (lambda r: os.remove(_audio_path(r)),
+                     r"fold1_train\.csv line 5: listed file .*airport-lisbon-1000-40000-3-a\.wav "
+                     r"does not exist"),
+    "truncated wav": (lambda r: open(_audio_path(r), "r+b").truncate(20000),
+                      r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): "
+                      r"audio file .* is truncated"),
+    "non-audio file": (lambda r: open(_audio_path(r), "w").write("<html>not audio</html>"),
+                       r"line 5 \(audio/airport-.*-3-a\.wav\): audio file .* cannot be decoded"),
+    "stereo clip": (lambda r: sf.write(_audio_path(r), np.zeros((TAU_RATE, 2)), TAU_RATE),
+                    r"line 5 \(.*-3-a\.wav\): audio file .* has 2 channels; expected mono"),
+    "nan samples": (lambda r: sf.write(_audio_path(r), np.full(TAU_RATE, np.nan), TAU_RATE,
+                                       subtype="FLOAT"),
+                    r"line 5 \(.*-3-a\.wav\): audio file .* contains 44100 NaN/Inf samples"),
+    "wrong rate": (lambda r: sf.write(_audio_path(r), tone(500, rate=48000), 48000),
+                   r"line 5 \(.*-3-a\.wav\): audio file .* has sample rate 48000 Hz; expected "
+                   r"44100 Hz"),
+    "wrong length": (lambda r: sf.write(_audio_path(r), tone(500, 0.5), TAU_RATE),
+                     r"line 5 \(.*-3-a\.wav\): audio file .* has 22050 frames .* expected 44100"),
+    "wrong delimiter": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_train.csv"),
+                                           lambda t: t.replace("\t", ",")),
+                        r"evaluation_setup/fold1_train\.csv line 1: header 'filename,scene_label' "
+                        r"is not TAB-separated"),
+    "missing column": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
+                                          lambda t: t.replace("filename\t", "file\t", 1)),
+                       r"fold1_evaluate\.csv line 1: missing column 'filename'"),
+    "duplicate row": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_train.csv"),
+                                         lambda t: t + t.splitlines(True)[4]),
+                      r"fold1_train\.csv line 32: duplicate row for "
+                      r"audio/airport-lisbon-1000-40000-3-a\.wav \(first at line 5\)"),
+    "unknown scene": (lambda r: [_rewrite(os.path.join(r, n), lambda t: t.replace(
+        "bus", "beach")) for n in ("meta.csv", "evaluation_setup/fold1_train.csv")],
+        r"fold1_train\.csv line 12 \(audio/beach-paris-21-7-0-b\.wav\): unknown scene 'beach'"),
+    "unknown device": (_rename_device,
+                       r"fold1_train\.csv line 2 \(audio/bus-paris-21-7-0-d\.wav\): unknown "
+                       r"device 'd'"),
+    "scene disagrees with meta": (lambda r: _rewrite(
+        os.path.join(r, "evaluation_setup/fold1_train.csv"),
+        lambda t: t.replace("40000-3-a.wav\tairport", "40000-3-a.wav\tbus")),
+        r"fold1_train\.csv line 5 .*scene_label 'bus' disagrees with meta\.csv line \d+ "
+        r"\('airport'\)"),
+    "empty split": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
+                                       lambda t: t.splitlines(True)[0]),
+                    r"fold1_evaluate\.csv lists no files \(header only\)"),
+    "fewer than ten parts": (_drop_row,
+                             r"recording 'airport-lisbon-1000-40000-a' of split 'train' has 9 of "
+                             r"its 10 one-second parts \(missing index 3\)"),
+    "train overlaps evaluate": (lambda r: _rewrite(
+        os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
+        lambda t: t + f"{FIRST}\tairport\n"),
+        r"fold1_train\.csv line 5: audio/airport-lisbon-1000-40000-3-a\.wav is also in split "
+        r"'evaluate'"),
+    "not in meta": (lambda r: _rewrite(os.path.join(r, "meta.csv"), lambda t: "".join(
+        line for line in t.splitlines(True) if FIRST not in line)),
+        r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): file is not "
+        r"listed in meta\.csv"),
+    "no dataset folder": (lambda r: shutil.rmtree(r),
+                          r"no meta\.csv or evaluation_setup/ in it or one folder down"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_one_clear_error(case, tiny_tau, tmp_path):
+    damage, message = BAD_INPUTS[case]
+    damage(str(tiny_tau))
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=message):
+        tau22.build(tiny_tau.parent, out, workers=0, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["source"]  # nothing that looks finished, no leftovers
+
+
+def test_unwritable_or_foreign_output(tiny_tau, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match=r"cannot write the output folder .*file/out"):
+        tau22.build(tiny_tau, blocker / "out", workers=0, progress=False)
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match=r"has no info\.json; refusing to replace"):
+        tau22.build(tiny_tau, foreign, workers=0, progress=False)
+    assert (foreign / "notes.txt").read_text() == "precious"
+
+
+def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
+    from keras_asc.errors import run_cli
+
+    os.remove(_audio_path(str(tiny_tau)))
+    code = run_cli(builder_main, ["tau22", "--source", str(tiny_tau), "--out",
+                                  str(tmp_path / "o"), "--workers", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: evaluation_setup/fold1_train.csv line 5: listed file")
+    assert "Traceback" not in err
+
+
+# === --on-error skip ===
+
+
+def test_on_error_skip_reports_every_item(tiny_tau, tmp_path, capsys):
+    root = str(tiny_tau)
+    sf.write(os.path.join(root, tau_name("bus", "paris", 21, 7, 2, "b")),
+             np.zeros((TAU_RATE, 2)), TAU_RATE)  # stereo: bus recording loses its 10s record
+    _drop_row(root)  # airport recording: 9 parts
+    os.remove(os.path.join(root, tau_name("park", "helsinki", 5, 90, 0, "a")))  # listed, missing
+    out = tmp_path / "out"
+    code = builder_main(["tau22", "--source", root, "--out", str(out), "--on-error", "skip",
+                         "--workers", "0"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "skipped 5 item(s)" in printed and "skipped.tsv" in printed
+    info = json.loads((out / "info.json").read_text())
+    views = info["splits"]["train"]["views"]
+    assert views["1s"]["num_examples"] == 28 and views["10s"]["num_examples"] == 1
+    assert info["splits"]["evaluate"]["views"]["1s"]["num_examples"] == 19
+    assert info["splits"]["evaluate"]["views"]["10s"]["num_examples"] == 1
+    rows = (out / "skipped.tsv").read_text().splitlines()
+    assert rows[0] == "split\titem\treason"
+    items = sorted((r.split("\t")[0], r.split("\t")[1]) for r in rows[1:])
+    assert items == sorted([
+        ("train", "airport-lisbon-1000-40000-a"),
+        ("train", "audio/bus-paris-21-7-2-b.wav"),
+        ("train", "bus-paris-21-7-b"),
+        ("evaluate", "audio/park-helsinki-5-90-0-a.wav"),
+        ("evaluate", "park-helsinki-5-90-a"),
+    ])
+    reasons = "\n".join(rows)
+    assert "has 2 channels; expected mono" in reasons and "missing index 3" in reasons
+    assert "park-helsinki-5-90-0-a.wav does not exist" in reasons
+    assert len(info["skipped"]) == 5 and info["incomplete_groups"] == 3
+    keys = {g["key"] for g in info["splits"]["train"]["incomplete_groups"]}
+    assert keys == {"airport-lisbon-1000-40000-a", "bus-paris-21-7-b"}
+    records = read_view(out, info, "train", "1s")
+    assert len(records) == 28  # the airport parts stay in the 1s view, nothing is padded
+    assert sum(r["filename"].startswith(b"audio/airport") for r in records) == 9
+
+
+# === A killed build ===
+
+
+@pytest.mark.slow
+def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
+    root = tmp_path / "source"
+    recordings = [("train", vocab.SCENES[i % 10], "lisbon", i, i, "a") for i in range(8)]
+    recordings.append(("evaluate", "park", "helsinki", 5, 90, "b"))
+    write_tau22(str(root), recordings)
+    out = tmp_path / "out"
+    tau22.build(root, out, shards=1, workers=0, progress=False)
+    old_info = (out / "info.json").read_bytes()
+
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrecords_builder", "tau22", "--source", str(root), "--out",
+         str(out), "--shards", "2", "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    partial = tmp_path / "out.incomplete"
+    deadline = time.monotonic() + 120
+    try:
+        while not (partial.is_dir() and any(n.startswith("train-1s") for n in os.listdir(partial))):
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the build and its worker processes
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "info.json").read_bytes() == old_info  # the finished output is untouched
+    assert not (partial / "info.json").exists()
+
+    info = tau22.build(root, out, shards=2, workers=0, progress=False)
+    assert not partial.exists() and not (tmp_path / "out.lock").exists()
+    assert info["splits"]["train"]["views"]["1s"]["shards"] == [
+        "train-1s.tfrecord-00000-of-00002", "train-1s.tfrecord-00001-of-00002"]
+    assert len(read_view(out, info, "train", "1s")) == 80
+    assert sorted(os.listdir(tmp_path)) == ["out", "source"]
