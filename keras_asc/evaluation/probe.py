@@ -12,6 +12,8 @@ The clips are split into fit / early-stopping / test parts per device. When ``gr
 recognising a recording it has seen rather than the device.
 """
 
+import os
+
 import numpy as np
 
 from keras_asc.errors import UserError
@@ -283,3 +285,102 @@ def train_device_mask(device_ids, device_names=DEVICES, devices=TRAIN_DEVICES):
     """``[N]`` bool: clips recorded by one of ``devices`` (the six training devices)."""
     wanted = [device_names.index(d) for d in devices]
     return np.isin(np.asarray(device_ids), wanted)
+
+
+# === Command line (scripts/probe_devices.py) ===
+
+
+def probe_run(run, split="evaluate", data=None, batch_size=64, max_examples=None, seed=0,
+              devices=TRAIN_DEVICES, progress=True, **probe_kwargs):
+    """Device probe of one run directory's frozen encoder (paper Table 2).
+
+    Embeds the split's clips of ``devices`` with the run's model, trains the probe (grouped by
+    10-s recording) and writes ``RUN_DIR/eval/<split>/probe.json``.
+
+    Returns:
+        The :func:`device_probe` result plus ``run``, ``run_dir``, ``split``, ``data``,
+        ``num_clips``.
+    """
+    from keras_asc.evaluation import runs as run_io
+
+    data_path = run.data_path(data)
+    run_io.check_split(data_path, split)
+    model = run.load_model()
+    predicted = run_io.predict_clips(
+        model, data_path, split, batch_size=batch_size, max_examples=max_examples,
+        embeddings=True, progress=progress,
+    )
+    mask = train_device_mask(predicted["device_id"], devices=devices)
+    if not mask.any():
+        raise UserError(
+            f"{data_path}: split {split!r} has no clip of the devices {', '.join(devices)} "
+            "(device labels are needed for the probe)"
+        )
+    groups = np.asarray(predicted["group"])[mask]
+    result = device_probe(
+        predicted["embedding"][mask], predicted["device_id"][mask], groups=groups, seed=seed,
+        **probe_kwargs,
+    )
+    result.update(
+        {
+            "run": run.name,
+            "run_dir": run.path,
+            "split": split,
+            "data": data_path,
+            "num_clips": int(mask.sum()),
+            "embedding_dim": int(predicted["embedding"].shape[1]),
+        }
+    )
+    run_io.write_json(os.path.join(run_io.eval_dir(run.path, split), "probe.json"), result)
+    return result
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="probe_devices.py",
+        description="Device probe (paper Table 2): how well a LayerNorm+Dense classifier "
+        "recognises the six training devices from the frozen embedding.",
+    )
+    parser.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR",
+                        help="run directories (several = seeds of one method)")
+    parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
+    parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
+    parser.add_argument("--out", help="combined JSON")
+    parser.add_argument("--name", help="method name in the table (default: the run's name)")
+    parser.add_argument("--seed", type=int, default=0, help="split/initialisation seed")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-examples", type=int, help="only the first N clips")
+    return parser
+
+
+def main(argv=None):
+    from keras_asc.evaluation import runs as run_io
+    from keras_asc.evaluation import tables
+
+    args = build_parser().parse_args(argv)
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: expected a non-negative integer")
+    opened = [run_io.open_run(path) for path in args.run]
+    name = run_io.method_name(opened, args.name)
+    results = []
+    for run in opened:
+        result = probe_run(run, args.split, args.data, args.batch_size, args.max_examples,
+                           seed=args.seed)
+        results.append(result)
+        recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items())
+        print(
+            f"{run.name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
+            f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "
+            f"{result['counts']['test']} test clips, stopped after {result['epochs']} epochs"
+        )
+    text = tables.table2([(name, results)])
+    print()
+    print(text)
+    if args.out:
+        run_io.write_json(
+            args.out, {"method": name, "split": args.split, "runs": results, "markdown": text}
+        )
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,242 @@
+"""``scripts/evaluate.py``: scene-classification report of one or more run directories.
+
+For each ``--run RUN_DIR`` the model (``RUN_DIR/model.keras``) is run over the 1-s clips of
+``--split`` of the TFRecord folder named by ``RUN_DIR/config.yaml`` (``data.path``, or
+``--data``). Per run it writes ``RUN_DIR/eval/<split>/``: ``predictions.tsv`` (DCASE submission
+format), ``report.json``, ``confusion.png`` and ``devices.png``. It prints the paper's Table 3
+(log-loss, then accuracy). Several run directories are seeds of one method: the table shows the
+best run and the mean ± std; ``--out`` writes the combined JSON. Layouts:
+``docs/report_schema.md``.
+
+A split without scene labels (an evaluation set) is predicted and its predictions written; the
+report says it is unlabelled and has no metrics.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+from keras_asc.errors import UserError
+from keras_asc.evaluation import metrics
+from keras_asc.evaluation import plots
+from keras_asc.evaluation import runs as run_io
+from keras_asc.evaluation import tables
+
+REPORT_VERSION = 1
+
+
+def evaluate_predictions(predicted, split):
+    """Metrics of predicted clips (only the labelled ones count).
+
+    Args:
+        predicted: the dict of :func:`runs.predict_clips`.
+        split: split name, for the report.
+
+    Returns:
+        ``(report, probabilities)``: the report dict (``labelled``, counts and, when labelled,
+        ``metrics`` = :func:`metrics.scene_metrics`) and ``[N, C]`` probabilities.
+    """
+    probabilities = metrics.softmax(predicted["logits"])
+    labels = predicted["scene_id"]
+    labelled = labels >= 0
+    report = {
+        "split": split,
+        "num_clips": int(labels.size),
+        "num_labelled": int(labelled.sum()),
+        "labelled": bool(labelled.any()),
+        "metrics": None,
+    }
+    if labelled.any():
+        report["metrics"] = metrics.scene_metrics(
+            labels[labelled], probabilities[labelled], predicted["device_id"][labelled]
+        )
+    return report, probabilities
+
+
+def evaluate_run(run, split="evaluate", data=None, batch_size=64, max_examples=None,
+                 plots_enabled=True, progress=True):
+    """Predicts one run on a split and writes ``RUN_DIR/eval/<split>/`` (see module docstring).
+
+    Returns:
+        The run's report dict (also written as ``report.json``).
+    """
+    data_path = run.data_path(data)
+    run_io.check_split(data_path, split)
+    model = run.load_model()
+    predicted = run_io.predict_clips(
+        model, data_path, split, batch_size=batch_size, max_examples=max_examples,
+        progress=progress,
+    )
+    report, probabilities = evaluate_predictions(predicted, split)
+    out_dir = run_io.eval_dir(run.path, split)
+    files = {
+        "predictions": run_io.atomic_write_text(
+            os.path.join(out_dir, "predictions.tsv"),
+            run_io.predictions_tsv(predicted["filename"], probabilities),
+        )
+    }
+    if report["labelled"] and plots_enabled:
+        m = report["metrics"]
+        files["confusion"] = plots.plot_confusion_matrix(
+            m["confusion_matrix"], m["class_names"], os.path.join(out_dir, "confusion.png"),
+            title=f"{run.name} — {split}",
+        )
+        files["devices"] = plots.plot_device_bars(
+            m, os.path.join(out_dir, "devices.png"), title=f"{run.name} — {split}"
+        )
+    report.update(
+        {
+            "version": REPORT_VERSION,
+            "run_dir": run.path,
+            "run": run.name,
+            "data": data_path,
+            "max_examples": max_examples,
+            "files": files,
+        }
+    )
+    run_io.write_json(os.path.join(out_dir, "report.json"), report)
+    return report
+
+
+def summary(reports):
+    """Best run and mean ± std of the Table-3 cells for log-loss and accuracy (labelled runs)."""
+    labelled = [r for r in reports if r["labelled"]]
+    if not labelled:
+        return None
+    out = {"columns": [title for title, _ in tables.TABLE3_COLUMNS]}
+    for metric in tables.METRICS:
+        s = tables.summarize_runs([r["metrics"] for r in labelled], metric)
+        s["best_run"] = labelled[s["best_index"]]["run"]
+        out[metric] = s
+    dgs = [r["metrics"]["dg"] for r in labelled if r["metrics"]["dg"] is not None]
+    out["dg_mean"] = float(np.mean(dgs)) if dgs else None
+    return out
+
+
+def markdown_report(name, reports, split):
+    """Table 3 for log-loss and accuracy (empty string when no run is labelled)."""
+    labelled = [r["metrics"] for r in reports if r["labelled"]]
+    if not labelled:
+        return ""
+    parts = []
+    for metric in tables.METRICS:
+        parts.append(tables.table3_title(metric, split))
+        parts.append("")
+        parts.append(tables.table3([(name, labelled)], metric))
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def log_to_wandb(run, report):
+    """Logs a run's evaluation to W&B when its config enables W&B (``wandb`` section, mode not
+    ``disabled``); offline mode writes under ``RUN_DIR/wandb``. Returns True when logged."""
+    settings = run.config.get("wandb")
+    if not isinstance(settings, dict) or settings.get("mode", "offline") == "disabled":
+        return False
+    import wandb
+
+    m = report["metrics"]
+    values = {
+        f"eval/{report['split']}/{k}": m["overall"][k]
+        for k in ("accuracy", "log_loss", "macro_accuracy", "macro_log_loss")
+    }
+    for device, entry in m["devices"].items():
+        for k in ("accuracy", "log_loss"):
+            if entry[k] is not None:
+                values[f"eval/{report['split']}/{k}.{device}"] = entry[k]
+    for family, entry in m["groups"].items():
+        for k in ("accuracy", "log_loss"):
+            if entry[k] is not None:
+                values[f"eval/{report['split']}/{k}.{family}"] = entry[k]
+    if m["dg"] is not None:
+        values[f"eval/{report['split']}/dg"] = m["dg"]
+    for key in ("confusion", "devices"):
+        if key in report["files"]:
+            values[f"eval/{report['split']}/{key}"] = wandb.Image(report["files"][key])
+    wb = wandb.init(
+        project=settings.get("project", "keras-asc"),
+        entity=settings.get("entity"),
+        name=f"{settings.get('name') or run.name}-eval-{report['split']}",
+        group=settings.get("group"),
+        tags=list(settings.get("tags") or []),
+        mode=settings.get("mode", "offline"),
+        dir=run.path,
+        job_type="evaluation",
+        config={"run_dir": run.path, "split": report["split"]},
+        reinit="finish_previous",
+        # No console capture, system stats, git or code snapshot: an evaluation logs numbers.
+        settings=wandb.Settings(
+            console="off", silent=True, save_code=False, disable_git=True, x_disable_stats=True
+        ),
+    )
+    try:
+        wb.log(values)
+        wb.summary.update({k: v for k, v in values.items() if not isinstance(v, wandb.Image)})
+    finally:
+        wb.finish()
+    return True
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Per-device scene-classification report (paper Table 3) of run directories.",
+    )
+    parser.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR",
+                        help="run directories (several = seeds of one method)")
+    parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
+    parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
+    parser.add_argument("--out", help="combined JSON report")
+    parser.add_argument("--name", help="method name in the table (default: the run's name)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-examples", type=int, help="only the first N clips")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-wandb", action="store_true", help="never log to W&B")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
+    if args.max_examples is not None and args.max_examples < 1:
+        raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
+    opened = [run_io.open_run(path) for path in args.run]
+    name = run_io.method_name(opened, args.name)
+    reports = []
+    for run in opened:
+        report = evaluate_run(
+            run, args.split, args.data, args.batch_size, args.max_examples,
+            plots_enabled=not args.no_plots,
+        )
+        reports.append(report)
+        where = run_io.eval_dir(run.path, args.split)
+        if not report["labelled"]:
+            print(
+                f"{run.name}: split {args.split!r} has no scene labels; wrote "
+                f"{report['num_clips']} predictions to {where}/predictions.tsv (no metrics)"
+            )
+            continue
+        unlabelled = report["num_clips"] - report["num_labelled"]
+        if unlabelled:
+            print(f"{run.name}: {unlabelled} clips without a scene label are not scored")
+        print(f"{run.name}: {report['num_labelled']} clips scored; outputs in {where}")
+        if not args.no_wandb and log_to_wandb(run, report):
+            print(f"{run.name}: logged to W&B ({run.config['wandb'].get('mode', 'offline')})")
+    text = markdown_report(name, reports, args.split)
+    if text:
+        print()
+        print(text, end="")
+    if args.out:
+        combined = {
+            "version": REPORT_VERSION,
+            "method": name,
+            "split": args.split,
+            "runs": reports,
+            "summary": summary(reports),
+            "markdown": text,
+        }
+        run_io.write_json(args.out, combined)
+        print(f"wrote {args.out}")
+    return 0

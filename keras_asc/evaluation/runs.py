@@ -1,0 +1,304 @@
+"""Reading run directories and predicting their model on the 1-s clips of a TFRecord split.
+
+A run directory is what ``scripts/train.py`` writes (``docs/design.md``): ``config.yaml`` (the
+resolved config; ``data.path`` names the TFRecord folder) and ``model.keras`` (loadable after
+``import keras_asc``). Evaluation outputs go to ``RUN_DIR/eval/<split>/`` (see
+``docs/report_schema.md``).
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+
+import numpy as np
+import yaml
+
+from keras_asc import vocab
+from keras_asc.errors import UserError
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.yaml"
+EVAL_DIR = "eval"
+
+
+# === Files ===
+
+
+def atomic_write_text(path, text):
+    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _json_safe(value):
+    """NaN/inf → None, numpy scalars/arrays → Python, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else value
+    return value
+
+
+def write_json(path, data):
+    """Atomic, strict JSON (absent values as ``null``, never ``NaN``)."""
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False, ensure_ascii=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def eval_dir(run_dir, split):
+    """``RUN_DIR/eval/<split>``, where a run's evaluation outputs go."""
+    return os.path.join(os.fspath(run_dir), EVAL_DIR, split)
+
+
+# === Run directories ===
+
+
+class Run:
+    """One run directory.
+
+    Attributes:
+        path: the folder.
+        name: its base name.
+        config: the parsed ``config.yaml`` (dict; ``{}`` when the file is absent).
+    """
+
+    def __init__(self, path, config):
+        self.path = os.fspath(path)
+        self.name = os.path.basename(os.path.normpath(self.path))
+        self.config = config
+
+    @property
+    def model_path(self):
+        return os.path.join(self.path, MODEL_FILE)
+
+    def data_path(self, override=None):
+        """The TFRecord folder: ``override`` (``--data``) or the config's ``data.path``."""
+        if override is not None:
+            return os.fspath(override)
+        data = self.config.get("data") if isinstance(self.config, dict) else None
+        path = data.get("path") if isinstance(data, dict) else None
+        if not path:
+            raise UserError(
+                f"{os.path.join(self.path, CONFIG_FILE)}: no data.path; pass the TFRecord "
+                "folder with --data"
+            )
+        return os.fspath(path)
+
+    def get(self, dotted, default=None):
+        """A config value by dotted key (``loss.icl_weight``), or ``default``."""
+        node = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def load_model(self):
+        """``keras.saving.load_model(RUN_DIR/model.keras)`` after registering keras_asc objects."""
+        import keras
+
+        import keras_asc  # noqa: F401 - registers the serializable layers and models
+
+        try:
+            return keras.saving.load_model(self.model_path)
+        except (ValueError, TypeError, OSError) as err:
+            raise UserError(f"{self.model_path}: cannot load the model ({err})") from None
+
+
+def open_run(path, need_model=True):
+    """Checks a run directory and reads its config.
+
+    Raises:
+        UserError: the folder does not exist, has no ``model.keras`` (when ``need_model``) or its
+            ``config.yaml`` is not a YAML mapping.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise UserError(f"--run {path}: run directory not found")
+    if need_model and not os.path.isfile(os.path.join(path, MODEL_FILE)):
+        raise UserError(
+            f"--run {path}: no {MODEL_FILE}; expected a finished training run "
+            "(scripts/train.py writes RUN_DIR/model.keras at the end)"
+        )
+    config_path = os.path.join(path, CONFIG_FILE)
+    config = {}
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            try:
+                config = yaml.safe_load(f)
+            except yaml.YAMLError as err:
+                raise UserError(f"{config_path}: not valid YAML ({err})") from None
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise UserError(f"{config_path}: expected a mapping of config sections")
+    return Run(path, config)
+
+
+def method_name(runs, name=None):
+    """Row label for runs of one method: ``name``, or the first run's name without a seed suffix."""
+    if name:
+        return name
+    return re.sub(r"[-_.]?seed[-_]?\d+$", "", runs[0].name) or runs[0].name
+
+
+# === Clips ===
+
+
+def resolve_split(path, split):
+    """The split holding ``split``'s shards (``info.json`` aliases: ``test`` → ``evaluate``)."""
+    from keras_asc.data.pipeline import read_info
+
+    info = read_info(path) or {}
+    return info.get("aliases", {}).get(split, split)
+
+
+def check_split(path, split):
+    """Fails early (before a model is loaded) when ``path`` has no 1-s shards of ``split``."""
+    from keras_asc.data.pipeline import shard_files
+
+    return shard_files(path, resolve_split(path, split), "1s")
+
+
+def read_clips(path, split="evaluate", batch_size=64, max_examples=None):
+    """Yields batches of 1-s clips with their labels and names.
+
+    Args:
+        path: TFRecord folder of the ``tau22`` builder.
+        split: split name (an ``info.json`` alias is followed).
+        batch_size: clips per batch (the last batch may be smaller).
+        max_examples: only the first N clips.
+
+    Yields:
+        dicts of NumPy arrays: ``audio [B, samples]`` float32, ``scene_id [B]``,
+        ``device_id [B]`` (int64, -1 when unknown), ``filename [B]`` (str), ``group [B]`` (str: the
+        10-s recording a clip belongs to, for grouped splits).
+    """
+    import tensorflow as tf
+
+    from keras_asc.data.schema import parse_audio_example
+
+    files = check_split(path, split)
+    records = tf.data.TFRecordDataset(files)
+    if max_examples is not None:
+        records = records.take(max_examples)
+
+    def parse(serialized):
+        features = parse_audio_example(serialized)
+        features["audio"] = features["audio"].to_tensor()
+        return features
+
+    batches = records.batch(batch_size).map(parse).prefetch(2)
+    for features in batches.as_numpy_iterator():
+        filenames = [f.decode("utf-8") for f in features["filename"]]
+        yield {
+            "audio": features["audio"].astype(np.float32),
+            "scene_id": features["scene_id"].astype(np.int64),
+            "device_id": features["device_id"].astype(np.int64),
+            "filename": filenames,
+            "group": [recording_key(f) for f in filenames],
+        }
+
+
+def recording_key(filename):
+    """10-s recording key of a 1-s clip name: ``audio/bus-lyon-1-2-3-a.wav`` → ``bus-lyon-1-2-a``.
+
+    Names that do not follow the TAU pattern (anonymised ``audio/12.wav``) are their own key.
+    """
+    stem = os.path.splitext(os.path.basename(filename))[0]
+    parts = stem.split("-")
+    if len(parts) >= 5 and parts[-2].isdigit():
+        return "-".join(parts[:-2] + parts[-1:])
+    return stem
+
+
+def predict_clips(model, path, split="evaluate", batch_size=64, max_examples=None,
+                  embeddings=False, progress=True):
+    """Runs ``model`` over a split's 1-s clips.
+
+    Args:
+        model: a ``SceneClassifier``-like model: waveform ``[B, samples]`` →
+            ``{"logits": [B, C], "embedding": [B, D]}`` (a bare logits tensor is accepted too).
+        path, split, batch_size, max_examples: see :func:`read_clips`.
+        embeddings: also return the ``embedding`` output.
+        progress: show a tqdm bar.
+
+    Returns:
+        dict: ``logits [N, C]`` float32, ``scene_id``, ``device_id`` ``[N]`` int64,
+        ``filename``, ``group`` (lists of str) and, with ``embeddings``, ``embedding [N, D]``.
+
+    Raises:
+        UserError: the split holds no clip.
+    """
+    from tqdm import tqdm
+
+    out = {"logits": [], "scene_id": [], "device_id": [], "filename": [], "group": []}
+    if embeddings:
+        out["embedding"] = []
+    bar = tqdm(desc=f"predict {split}", unit="clip", disable=not progress)
+    for batch in read_clips(path, split, batch_size, max_examples):
+        audio = batch["audio"]
+        count = audio.shape[0]
+        if count < batch_size:
+            # Pad the last batch to the full size: one traced predict function for every batch.
+            audio = np.pad(audio, ((0, batch_size - count), (0, 0)))
+        outputs = model.predict_on_batch(audio)
+        if isinstance(outputs, dict):
+            logits = outputs["logits"]
+            embedding = outputs.get("embedding")
+        else:
+            logits, embedding = outputs, None
+        logits = np.asarray(logits)[:count]
+        embedding = None if embedding is None else np.asarray(embedding)[:count]
+        out["logits"].append(np.asarray(logits, dtype=np.float32))
+        if embeddings:
+            if embedding is None:
+                raise UserError(
+                    "the model has no 'embedding' output; the device probe needs a "
+                    "SceneClassifier-like model returning {'logits', 'embedding'}"
+                )
+            out["embedding"].append(np.asarray(embedding, dtype=np.float32))
+        for key in ("scene_id", "device_id"):
+            out[key].append(batch[key])
+        out["filename"] += batch["filename"]
+        out["group"] += batch["group"]
+        bar.update(len(batch["filename"]))
+    bar.close()
+    if not out["filename"]:
+        raise UserError(f"{path}: split {split!r} holds no clip")
+    for key in ("logits", "scene_id", "device_id") + (("embedding",) if embeddings else ()):
+        out[key] = np.concatenate(out[key])
+    return out
+
+
+def predictions_tsv(filenames, probabilities, class_names=vocab.SCENES):
+    """DCASE submission format: ``filename  scene_label  <one probability column per scene>``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["filename", "scene_label", *class_names])
+    for name, probs in zip(filenames, probabilities):
+        label = class_names[int(np.argmax(probs))]
+        writer.writerow([name, label, *(f"{p:.6f}" for p in probs)])
+    return buffer.getvalue()

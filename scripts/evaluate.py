@@ -1,0 +1,9 @@
+"""Per-device report (paper Table 3) of run directories; see keras_asc.evaluation.evaluate."""
+
+import sys
+
+from keras_asc.errors import run_cli
+from keras_asc.evaluation.evaluate import main
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))

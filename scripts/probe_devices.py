@@ -1,0 +1,9 @@
+"""Device probe (paper Table 2) of run directories; see keras_asc.evaluation.probe."""
+
+import sys
+
+from keras_asc.errors import run_cli
+from keras_asc.evaluation.probe import main
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))

@@ -1,0 +1,219 @@
+"""evaluate / probe_devices / grid_report on run directories built in the test.
+
+The run directories follow docs/design.md: a tiny ``SceneClassifier`` (``passt_tiny``) saved as
+``model.keras`` and a ``config.yaml`` whose ``data.path`` names a TFRecord folder written with the
+builders' record encoder (``keras_asc.data.schema.encode_audio_example``).
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from keras_asc.errors import run_cli
+from keras_asc.evaluation import evaluate
+from keras_asc.evaluation import grid
+from keras_asc.evaluation import metrics
+from keras_asc.evaluation import probe
+from keras_asc.vocab import SCENES
+
+CLIP = 32000
+# Six training devices x 3 recordings x 2 clips, plus 2 clips of s4; s5 and s6 absent.
+DEVICES_IN_SPLIT = ("a", "b", "c", "s1", "s2", "s3")
+
+
+def clip_records(rng):
+    from keras_asc.data.schema import encode_audio_example
+
+    records, waveforms, labels = [], [], []
+    for d, device in enumerate(DEVICES_IN_SPLIT + ("s4",)):
+        recordings = 3 if device != "s4" else 1
+        for r in range(recordings):
+            scene = SCENES[(d + r) % len(SCENES)]
+            for index in range(2):
+                audio = (0.1 * rng.normal(size=CLIP)).astype(np.float32)
+                name = f"audio/{scene}-lyon-{d}-{100 + r}-{index}-{device}.wav"
+                records.append(
+                    encode_audio_example(
+                        audio, filename=name, scene=scene, device=device, city="lyon",
+                        location=f"lyon-{d}", segment_id=100 + r, index=index,
+                    )
+                )
+                waveforms.append(audio)
+                labels.append((SCENES.index(scene), d))
+    return records, np.stack(waveforms), np.array(labels)
+
+
+def write_shard(folder, split, records):
+    import tensorflow as tf
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{split}-1s.tfrecord-00000-of-00001")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+
+
+def make_run(path, data, seed, loss=None, wandb=None):
+    from keras_asc.models.scene_classifier import SceneClassifier
+
+    os.makedirs(path)
+    model = SceneClassifier.from_preset("passt_tiny", seed=seed)
+    model.save(os.path.join(path, "model.keras"))
+    config = {"seed": seed, "data": {"path": str(data)}, "loss": loss or {}, "wandb": wandb}
+    with open(os.path.join(path, "config.yaml"), "w") as f:
+        yaml.safe_dump(config, f)
+    return model
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from keras_asc.data.schema import encode_audio_example
+
+    root = tmp_path_factory.mktemp("evalcli")
+    rng = np.random.default_rng(0)
+    records, waveforms, labels = clip_records(rng)
+    data = root / "tau"
+    write_shard(data, "evaluate", records)
+    unlabelled = [
+        encode_audio_example((0.1 * rng.normal(size=CLIP)).astype(np.float32),
+                             filename=f"audio/{i}.wav")
+        for i in range(3)
+    ]
+    write_shard(data, "eval2023", unlabelled)
+    run_a = root / "icl-seed0"
+    model = make_run(run_a, data, 0, loss={"icl_alpha": 0.2, "icl_weight": 10.0})
+    logits = model.predict_on_batch(waveforms)["logits"]
+    run_b = root / "icl-seed1"
+    make_run(run_b, data, 1, loss={"icl_alpha": 0.2, "icl_weight": 0.5},
+             wandb={"mode": "offline", "project": "test"})
+    return {
+        "root": root, "data": data, "run_a": run_a, "run_b": run_b,
+        "labels": labels, "logits": np.asarray(logits),
+    }
+
+
+def read_tsv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f, delimiter="\t"))
+
+
+def png_ok(path):
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
+    run = workspace["run_a"]
+    assert run_cli(evaluate.main, ["--run", str(run), "--no-wandb"]) == 0
+    out = capsys.readouterr().out
+    assert "| Method | A | B | C | Avg real |" in out
+    assert "| icl |" in out  # method name = run name without the seed suffix
+    folder = run / "eval" / "evaluate"
+    with open(folder / "report.json") as f:
+        text = f.read()
+    assert "NaN" not in text
+    report = json.loads(text)
+    assert report["num_clips"] == report["num_labelled"] == 38
+    # Parity: the same metrics as the model's own logits on the same clips.
+    labels, logits = workspace["labels"], workspace["logits"]
+    expected = metrics.scene_metrics(labels[:, 0], metrics.softmax(logits), labels[:, 1])
+    got = report["metrics"]
+    assert got["overall"]["log_loss"] == pytest.approx(expected["overall"]["log_loss"], rel=1e-4)
+    assert got["overall"]["accuracy"] == pytest.approx(expected["overall"]["accuracy"])
+    assert got["devices"]["s4"]["count"] == 2
+    assert got["devices"]["s5"]["accuracy"] is None
+    assert got["groups"]["unseen"]["devices"] == ["s4"]
+    rows = read_tsv(folder / "predictions.tsv")
+    assert rows[0] == ["filename", "scene_label", *SCENES]
+    assert len(rows) == 39 and rows[1][0] == "audio/airport-lyon-0-100-0-a.wav"
+    probs = np.array([[float(v) for v in row[2:]] for row in rows[1:]])
+    np.testing.assert_allclose(probs, metrics.softmax(logits), atol=1e-6)
+    assert png_ok(folder / "confusion.png") and png_ok(folder / "devices.png")
+
+
+def test_evaluate_two_seeds_best_and_mean_and_wandb(workspace, capsys, tmp_path):
+    out_json = tmp_path / "report.json"
+    argv = ["--run", str(workspace["run_a"]), str(workspace["run_b"]), "--name", "ICL",
+            "--out", str(out_json), "--no-plots"]
+    assert run_cli(evaluate.main, argv) == 0
+    out = capsys.readouterr().out
+    assert "| ICL (best of 2) |" in out and "| ICL (mean ± std, n=2) |" in out
+    assert "icl-seed1: logged to W&B (offline)" in out
+    combined = json.loads(out_json.read_text())
+    assert [r["run"] for r in combined["runs"]] == ["icl-seed0", "icl-seed1"]
+    s = combined["summary"]["log_loss"]
+    overall = [r["metrics"]["overall"]["log_loss"] for r in combined["runs"]]
+    assert s["best"][-1] == pytest.approx(min(overall))
+    assert s["mean"][-1] == pytest.approx(np.mean(overall))
+    assert s["std"][-1] == pytest.approx(np.std(overall, ddof=1))
+    # The seed-1 run enables W&B in offline mode: its files are under RUN_DIR/wandb.
+    wandb_dir = workspace["run_b"] / "wandb"
+    assert any(name.startswith("offline-run-") for name in os.listdir(wandb_dir))
+    assert not (workspace["run_a"] / "wandb").exists()
+
+
+def test_evaluate_unlabelled_split_writes_predictions_only(workspace, capsys):
+    run = workspace["run_a"]
+    assert run_cli(evaluate.main, ["--run", str(run), "--split", "eval2023"]) == 0
+    out = capsys.readouterr().out
+    assert "split 'eval2023' has no scene labels; wrote 3 predictions" in out
+    assert "| Method |" not in out
+    folder = run / "eval" / "eval2023"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["labelled"] is False and report["metrics"] is None
+    assert [r[0] for r in read_tsv(folder / "predictions.tsv")[1:]] == [
+        "audio/0.wav", "audio/1.wav", "audio/2.wav"
+    ]
+
+
+def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    assert run_cli(evaluate.main, ["--run", str(empty)]) == 2
+    assert f"--run {empty}: no model.keras; expected a finished training run" in (
+        capsys.readouterr().err
+    )
+    assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--data",
+                                   str(tmp_path / "missing")]) == 2
+    assert "TFRecord folder not found" in capsys.readouterr().err
+    assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--split", "train"]) == 2
+    assert "no TFRecord shards for split 'train'" in capsys.readouterr().err
+
+
+def test_probe_devices_cli(workspace, capsys, tmp_path):
+    out_json = tmp_path / "probe.json"
+    argv = ["--run", str(workspace["run_a"]), "--out", str(out_json)]
+    assert run_cli(probe.main, argv) == 0
+    out = capsys.readouterr().out
+    assert "| Method | Accuracy [%] | Chance [%] | Runs |" in out
+    assert "| icl |" in out and "| 16.67 | 1 |" in out
+    result = json.loads(out_json.read_text())["runs"][0]
+    assert result["devices"] == list(DEVICES_IN_SPLIT)  # s4 is not a training device
+    assert result["num_clips"] == 36 and result["embedding_dim"] == 64
+    assert sum(result["counts"].values()) == 36
+    assert os.path.isfile(workspace["run_a"] / "eval" / "evaluate" / "probe.json")
+
+
+def test_grid_report_from_cached_reports(workspace, capsys, tmp_path):
+    # Both runs were evaluated above (eval/evaluate/report.json): nothing is predicted again.
+    out_json = tmp_path / "grid.json"
+    argv = [str(workspace["run_a"]), str(workspace["run_b"]), "--out", str(out_json)]
+    assert run_cli(grid.main, argv) == 0
+    out = capsys.readouterr().out
+    assert "| α | LogLoss | Acc. [%] | λ_ICL | LogLoss | Acc. [%] |" in out
+    data = json.loads(out_json.read_text())
+    assert [r["source"] for r in data["records"]] == ["cached", "cached"]
+    assert [row[0] for row in data["alpha_rows"]] == [0.2]  # only seed0 has λ = 10
+    assert [row[0] for row in data["weight_rows"]] == [0.5, 10.0]
+
+
+def test_grid_report_needs_icl_settings(tmp_path, capsys):
+    run = tmp_path / "plain"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {path: x}\nloss: {icl_alpha: fast}\n")
+    assert run_cli(grid.main, [str(run)]) == 2
+    assert "loss.icl_alpha is 'fast'; expected a number" in capsys.readouterr().err
