@@ -360,3 +360,26 @@ def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
         "train-1s.tfrecord-00000-of-00002", "train-1s.tfrecord-00001-of-00002"]
     assert len(read_view(out, info, "train", "1s")) == 80
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
+
+
+# === Builder infrastructure ===
+
+
+def test_worker_pool_keeps_order_and_never_imports_tensorflow():
+    from tfrecords_builder import parallel
+
+    names = ["tensorflow", "keras", "keras_asc.vocab", "sys"]
+    assert list(parallel.ordered_map(parallel.module_loaded, names, workers=2, window=2)) == [
+        False, False, False, True]
+    with pytest.raises(ValueError, match="invalid literal"):  # a worker's error reaches here
+        list(parallel.ordered_map(int, ["1", "x", "3"], workers=1))
+
+
+def test_concurrent_build_of_the_same_output_is_refused(tiny_tau, tmp_path):
+    from tfrecords_builder.writer import OutputDir
+
+    out = tmp_path / "out"
+    with OutputDir(out, builder="tau22"):
+        with pytest.raises(UserError, match=r"another build is writing .*out \(lock"):
+            tau22.build(tiny_tau, out, workers=0, progress=False)
+    assert not out.exists() and not (tmp_path / "out.incomplete").exists()
