@@ -84,10 +84,12 @@ def workspace(tmp_path_factory):
         for i in range(3)
     ]
     write_shard(data, "eval2023", unlabelled)
-    run_a = root / "icl-seed0"
+    # `train.py --seeds 2` layout: RUN_DIR/seed-0, RUN_DIR/seed-1 (the grid test gives the
+    # two seeds different λ_ICL).
+    run_a = root / "icl" / "seed-0"
     model = make_run(run_a, data, 0, loss={"icl_alpha": 0.2, "icl_weight": 10.0})
     logits = model.predict_on_batch(waveforms)["logits"]
-    run_b = root / "icl-seed1"
+    run_b = root / "icl" / "seed-1"
     make_run(run_b, data, 1, loss={"icl_alpha": 0.2, "icl_weight": 0.5},
              wandb={"mode": "offline", "project": "test"})
     return {
@@ -111,7 +113,7 @@ def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
     assert run_cli(evaluate.main, ["--run", str(run), "--no-wandb"]) == 0
     out = capsys.readouterr().out
     assert "| Method | A | B | C | Avg real |" in out
-    assert "| icl |" in out  # method name = run name without the seed suffix
+    assert "| icl |" in out  # method name = the seeds' parent folder
     folder = run / "eval" / "evaluate"
     with open(folder / "report.json") as f:
         text = f.read()
@@ -137,14 +139,15 @@ def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
 
 def test_evaluate_two_seeds_best_and_mean_and_wandb(workspace, capsys, tmp_path):
     out_json = tmp_path / "report.json"
-    argv = ["--run", str(workspace["run_a"]), str(workspace["run_b"]), "--name", "ICL",
-            "--out", str(out_json), "--no-plots"]
+    # The folder of seed runs expands to its seeds.
+    argv = ["--run", str(workspace["root"] / "icl"), "--out", str(out_json), "--no-plots"]
     assert run_cli(evaluate.main, argv) == 0
     out = capsys.readouterr().out
-    assert "| ICL (best of 2) |" in out and "| ICL (mean ± std, n=2) |" in out
-    assert "icl-seed1: logged to W&B (offline)" in out
+    assert "| icl (best of 2) |" in out and "| icl (mean ± std, n=2) |" in out
+    assert "seed-1: logged to W&B (offline)" in out
     combined = json.loads(out_json.read_text())
-    assert [r["run"] for r in combined["runs"]] == ["icl-seed0", "icl-seed1"]
+    assert combined["method"] == "icl"
+    assert [r["run"] for r in combined["runs"]] == ["seed-0", "seed-1"]
     s = combined["summary"]["log_loss"]
     overall = [r["metrics"]["overall"]["log_loss"] for r in combined["runs"]]
     assert s["best"][-1] == pytest.approx(min(overall))
@@ -177,6 +180,8 @@ def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
     assert f"--run {empty}: no model.keras; expected a finished training run" in (
         capsys.readouterr().err
     )
+    assert run_cli(evaluate.main, ["--run", str(tmp_path / "nowhere")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
     assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--data",
                                    str(tmp_path / "missing")]) == 2
     assert "TFRecord folder not found" in capsys.readouterr().err
@@ -201,7 +206,7 @@ def test_probe_devices_cli(workspace, capsys, tmp_path):
 def test_grid_report_from_cached_reports(workspace, capsys, tmp_path):
     # Both runs were evaluated above (eval/evaluate/report.json): nothing is predicted again.
     out_json = tmp_path / "grid.json"
-    argv = [str(workspace["run_a"]), str(workspace["run_b"]), "--out", str(out_json)]
+    argv = [str(workspace["root"] / "icl"), "--out", str(out_json)]
     assert run_cli(grid.main, argv) == 0
     out = capsys.readouterr().out
     assert "| α | LogLoss | Acc. [%] | λ_ICL | LogLoss | Acc. [%] |" in out
@@ -217,3 +222,20 @@ def test_grid_report_needs_icl_settings(tmp_path, capsys):
     (run / "config.yaml").write_text("data: {path: x}\nloss: {icl_alpha: fast}\n")
     assert run_cli(grid.main, [str(run)]) == 2
     assert "loss.icl_alpha is 'fast'; expected a number" in capsys.readouterr().err
+
+
+def test_seed_folders_and_method_names(tmp_path):
+    from keras_asc.evaluation import runs as run_io
+
+    for seed in (10, 2, 0):
+        (tmp_path / "multi" / f"seed-{seed}").mkdir(parents=True)
+    (tmp_path / "multi" / "seed-x").mkdir()
+    names = [os.path.basename(p) for p in run_io.seed_dirs(tmp_path / "multi")]
+    assert names == ["seed-0", "seed-2", "seed-10"]
+    opened = run_io.expand_runs([tmp_path / "multi"], need_model=False)
+    assert [r.name for r in opened] == names
+    assert run_io.method_name(opened) == "multi"
+    assert run_io.method_name([run_io.Run(tmp_path / "passt-seed3", {})]) == "passt"
+    assert run_io.method_name(opened, "PaSST") == "PaSST"
+    assert run_io.recording_key("audio/bus-lyon-1-2-3-a.wav") == "bus-lyon-1-2-a"
+    assert run_io.recording_key("audio/17.wav") == "17"

@@ -54,8 +54,15 @@ def evaluate_predictions(predicted, split):
     return report, probabilities
 
 
-def evaluate_run(run, split="evaluate", data=None, batch_size=64, max_examples=None,
-                 plots_enabled=True, progress=True):
+def evaluate_run(
+    run,
+    split="evaluate",
+    data=None,
+    batch_size=64,
+    max_examples=None,
+    plots_enabled=True,
+    progress=True,
+):
     """Predicts one run on a split and writes ``RUN_DIR/eval/<split>/`` (see module docstring).
 
     Returns:
@@ -65,7 +72,11 @@ def evaluate_run(run, split="evaluate", data=None, batch_size=64, max_examples=N
     run_io.check_split(data_path, split)
     model = run.load_model()
     predicted = run_io.predict_clips(
-        model, data_path, split, batch_size=batch_size, max_examples=max_examples,
+        model,
+        data_path,
+        split,
+        batch_size=batch_size,
+        max_examples=max_examples,
         progress=progress,
     )
     report, probabilities = evaluate_predictions(predicted, split)
@@ -79,7 +90,9 @@ def evaluate_run(run, split="evaluate", data=None, batch_size=64, max_examples=N
     if report["labelled"] and plots_enabled:
         m = report["metrics"]
         files["confusion"] = plots.plot_confusion_matrix(
-            m["confusion_matrix"], m["class_names"], os.path.join(out_dir, "confusion.png"),
+            m["confusion_matrix"],
+            m["class_names"],
+            os.path.join(out_dir, "confusion.png"),
             title=f"{run.name} — {split}",
         )
         files["devices"] = plots.plot_device_bars(
@@ -158,7 +171,7 @@ def log_to_wandb(run, report):
         project=settings.get("project", "keras-asc"),
         entity=settings.get("entity"),
         name=f"{settings.get('name') or run.name}-eval-{report['split']}",
-        group=settings.get("group"),
+        group=settings.get("group") or run.name,
         tags=list(settings.get("tags") or []),
         mode=settings.get("mode", "offline"),
         dir=run.path,
@@ -183,8 +196,13 @@ def build_parser():
         prog="evaluate.py",
         description="Per-device scene-classification report (paper Table 3) of run directories.",
     )
-    parser.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR",
-                        help="run directories (several = seeds of one method)")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directories (several = seeds of one method)",
+    )
     parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
     parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
     parser.add_argument("--out", help="combined JSON report")
@@ -202,12 +220,16 @@ def main(argv=None):
         raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
     if args.max_examples is not None and args.max_examples < 1:
         raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
-    opened = [run_io.open_run(path) for path in args.run]
+    opened = run_io.expand_runs(args.run)
     name = run_io.method_name(opened, args.name)
     reports = []
     for run in opened:
         report = evaluate_run(
-            run, args.split, args.data, args.batch_size, args.max_examples,
+            run,
+            args.split,
+            args.data,
+            args.batch_size,
+            args.max_examples,
             plots_enabled=not args.no_plots,
         )
         reports.append(report)

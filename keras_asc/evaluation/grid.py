@@ -75,14 +75,29 @@ def build_parser():
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="ICL run directories")
     parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
     parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
-    parser.add_argument("--alpha-search-weight", type=float, default=10.0,
-                        help="λ_ICL shared by the α-search runs (paper: 10)")
-    parser.add_argument("--weight-search-alpha", type=float, default=0.2,
-                        help="α shared by the λ_ICL-search runs (paper: 0.2)")
-    parser.add_argument("--aggregate", choices=("best", "mean"), default="best",
-                        help="several runs at one grid point: best (lowest log-loss) or mean")
-    parser.add_argument("--recompute", action="store_true",
-                        help="evaluate every run again instead of reading eval/<split>/report.json")
+    parser.add_argument(
+        "--alpha-search-weight",
+        type=float,
+        default=10.0,
+        help="λ_ICL shared by the α-search runs (paper: 10)",
+    )
+    parser.add_argument(
+        "--weight-search-alpha",
+        type=float,
+        default=0.2,
+        help="α shared by the λ_ICL-search runs (paper: 0.2)",
+    )
+    parser.add_argument(
+        "--aggregate",
+        choices=("best", "mean"),
+        default="best",
+        help="several runs at one grid point: best (lowest log-loss) or mean",
+    )
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="evaluate every run again instead of reading eval/<split>/report.json",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", help="JSON with the grid records and the table")
     return parser
@@ -93,13 +108,12 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     records = []
-    for path in args.runs:
-        run = run_io.open_run(path, need_model=False)
+    for run in run_io.expand_runs(args.runs, need_model=False):
         alpha, weight = icl_settings(run)
         report = None if args.recompute else cached_report(run, args.split, args.data)
         source = "cached"
         if report is None:
-            run = run_io.open_run(path)  # now the model is needed
+            run = run_io.open_run(run.path)  # now the model is needed
             report = evaluate_run(run, args.split, args.data, args.batch_size)
             source = "evaluated"
             if not report["labelled"]:
@@ -118,8 +132,10 @@ def main(argv=None):
                 "source": source,
             }
         )
-        print(f"{run.name}: α={alpha:g} λ_ICL={weight:g} log-loss {overall['log_loss']:.3f} "
-              f"accuracy {100 * overall['accuracy']:.2f} % ({source})")
+        print(
+            f"{run.name}: α={alpha:g} λ_ICL={weight:g} log-loss {overall['log_loss']:.3f} "
+            f"accuracy {100 * overall['accuracy']:.2f} % ({source})"
+        )
     alpha_rows, weight_rows = tables.icl_grids(
         records, args.alpha_search_weight, args.weight_search_alpha, args.aggregate
     )

@@ -290,8 +290,17 @@ def train_device_mask(device_ids, device_names=DEVICES, devices=TRAIN_DEVICES):
 # === Command line (scripts/probe_devices.py) ===
 
 
-def probe_run(run, split="evaluate", data=None, batch_size=64, max_examples=None, seed=0,
-              devices=TRAIN_DEVICES, progress=True, **probe_kwargs):
+def probe_run(
+    run,
+    split="evaluate",
+    data=None,
+    batch_size=64,
+    max_examples=None,
+    seed=0,
+    devices=TRAIN_DEVICES,
+    progress=True,
+    **probe_kwargs,
+):
     """Device probe of one run directory's frozen encoder (paper Table 2).
 
     Embeds the split's clips of ``devices`` with the run's model, trains the probe (grouped by
@@ -307,8 +316,13 @@ def probe_run(run, split="evaluate", data=None, batch_size=64, max_examples=None
     run_io.check_split(data_path, split)
     model = run.load_model()
     predicted = run_io.predict_clips(
-        model, data_path, split, batch_size=batch_size, max_examples=max_examples,
-        embeddings=True, progress=progress,
+        model,
+        data_path,
+        split,
+        batch_size=batch_size,
+        max_examples=max_examples,
+        embeddings=True,
+        progress=progress,
     )
     mask = train_device_mask(predicted["device_id"], devices=devices)
     if not mask.any():
@@ -318,7 +332,10 @@ def probe_run(run, split="evaluate", data=None, batch_size=64, max_examples=None
         )
     groups = np.asarray(predicted["group"])[mask]
     result = device_probe(
-        predicted["embedding"][mask], predicted["device_id"][mask], groups=groups, seed=seed,
+        predicted["embedding"][mask],
+        predicted["device_id"][mask],
+        groups=groups,
+        seed=seed,
         **probe_kwargs,
     )
     result.update(
@@ -343,8 +360,13 @@ def build_parser():
         description="Device probe (paper Table 2): how well a LayerNorm+Dense classifier "
         "recognises the six training devices from the frozen embedding.",
     )
-    parser.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR",
-                        help="run directories (several = seeds of one method)")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directories (several = seeds of one method)",
+    )
     parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
     parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
     parser.add_argument("--out", help="combined JSON")
@@ -362,12 +384,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: expected a non-negative integer")
-    opened = [run_io.open_run(path) for path in args.run]
+    opened = run_io.expand_runs(args.run)
     name = run_io.method_name(opened, args.name)
     results = []
     for run in opened:
-        result = probe_run(run, args.split, args.data, args.batch_size, args.max_examples,
-                           seed=args.seed)
+        result = probe_run(
+            run, args.split, args.data, args.batch_size, args.max_examples, seed=args.seed
+        )
         results.append(result)
         recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items())
         print(

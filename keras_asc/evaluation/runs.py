@@ -140,7 +140,7 @@ def open_run(path, need_model=True):
     if need_model and not os.path.isfile(os.path.join(path, MODEL_FILE)):
         raise UserError(
             f"--run {path}: no {MODEL_FILE}; expected a finished training run "
-            "(scripts/train.py writes RUN_DIR/model.keras at the end)"
+            "(scripts/train.py writes RUN_DIR/model.keras at the end) or a folder of seed-S runs"
         )
     config_path = os.path.join(path, CONFIG_FILE)
     config = {}
@@ -157,11 +157,47 @@ def open_run(path, need_model=True):
     return Run(path, config)
 
 
+_SEED_DIR = re.compile(r"^seed-(\d+)$")
+
+
+def seed_dirs(path):
+    """``path/seed-S`` folders (``scripts/train.py --seeds N`` writes them), sorted by seed."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return []
+    found = [(int(m.group(1)), n) for n in os.listdir(path) if (m := _SEED_DIR.match(n))]
+    return [os.path.join(path, n) for _, n in sorted(found) if os.path.isdir(os.path.join(path, n))]
+
+
+def expand_runs(paths, need_model=True):
+    """Opens run directories; a folder of ``seed-S`` runs (``train.py --seeds``) gives its seeds.
+
+    Returns:
+        list of :class:`Run`, in the given order (seeds in seed order).
+    """
+    opened = []
+    for path in paths:
+        path = os.fspath(path)
+        seeds = seed_dirs(path)
+        if seeds and not os.path.isfile(os.path.join(path, MODEL_FILE)):
+            opened += [open_run(p, need_model) for p in seeds]
+        else:
+            opened.append(open_run(path, need_model))
+    return opened
+
+
 def method_name(runs, name=None):
-    """Row label for runs of one method: ``name``, or the first run's name without a seed suffix."""
+    """Row label for runs of one method.
+
+    ``name`` when given; for ``.../icl/seed-0`` the parent's name (``icl``); otherwise the first
+    run's name without a ``-seedN`` suffix.
+    """
     if name:
         return name
-    return re.sub(r"[-_.]?seed[-_]?\d+$", "", runs[0].name) or runs[0].name
+    first = runs[0]
+    if _SEED_DIR.match(first.name):
+        return os.path.basename(os.path.dirname(os.path.normpath(first.path))) or first.name
+    return re.sub(r"[-_.]?seed[-_]?\d+$", "", first.name) or first.name
 
 
 # === Clips ===
@@ -234,8 +270,9 @@ def recording_key(filename):
     return stem
 
 
-def predict_clips(model, path, split="evaluate", batch_size=64, max_examples=None,
-                  embeddings=False, progress=True):
+def predict_clips(
+    model, path, split="evaluate", batch_size=64, max_examples=None, embeddings=False, progress=True
+):
     """Runs ``model`` over a split's 1-s clips.
 
     Args:
