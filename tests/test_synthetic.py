@@ -16,6 +16,14 @@ from keras_asc.vocab import DEVICES
 from keras_asc.vocab import SCENES
 from tfrecords_builder import synthetic
 from tfrecords_builder.synthetic import generate_corpus
+from tfrecords_builder.synthetic_devices import apply_device
+from tfrecords_builder.synthetic_devices import device_ir
+from tfrecords_builder.synthetic_mics import magnitude_db
+from tfrecords_builder.synthetic_mics import polar_db
+from tfrecords_builder.synthetic_mics import response_ir
+from tfrecords_builder.synthetic_mics import sample_response
+from tfrecords_builder.synthetic_scenes import location_params
+from tfrecords_builder.synthetic_scenes import render_scene
 from tfrecords_builder.synthetic_wav import chunk_ids
 
 TAU = synthetic.TAU_ROOT
@@ -247,7 +255,7 @@ def test_surrey_polar_behaviour(corpus):
     assert card < 0.1 < omni
 
 
-def test_determinism(corpus, tmp_path):
+def test_determinism_and_regeneration(corpus, tmp_path):
     out, manifest = corpus
     again = tmp_path / "again"
     assert generate_corpus(str(again), size="tiny", seed=0) == manifest
@@ -255,14 +263,21 @@ def test_determinism(corpus, tmp_path):
     assert files == _all_files(str(again))
     match, mismatch, errors = filecmp.cmpfiles(out, str(again), files, shallow=False)
     assert mismatch == [] and errors == []
-    other = tmp_path / "other"
-    generate_corpus(str(other), size="tiny", seed=1)
+    # A folder the generator wrote is replaced in place; another seed gives other audio.
+    other = generate_corpus(str(again), size="tiny", seed=1)
+    assert other["seed"] == 1 and other != manifest
+    assert sorted(os.listdir(tmp_path)) == ["again"]  # no temp folders left behind
+    audio = os.path.join(TAU, "audio")
+    assert sorted(os.listdir(os.path.join(out, audio))) != sorted(os.listdir(again / audio))
     assert not filecmp.cmp(
-        os.path.join(out, "manifest.json"), os.path.join(other, "manifest.json"), shallow=False
+        os.path.join(out, "micirp", "Doremi_.wav"), again / "micirp" / "Doremi_.wav",
+        shallow=False,
     )
-    a = sf.read(os.path.join(out, synthetic.MICIRP_ROOT, "Doremi_.wav"))[0]
-    b = sf.read(os.path.join(other, synthetic.MICIRP_ROOT, "Doremi_.wav"))[0]
-    assert len(a) != len(b) or not np.array_equal(a, b)
+    # A user's file inside a generated folder makes it foreign.
+    (again / "extra.txt").write_text("user file")
+    with pytest.raises(UserError, match=r"extra.txt"):
+        generate_corpus(str(again), size="tiny", seed=5)
+    assert (again / "extra.txt").read_text() == "user file"
 
 
 def test_refuses_foreign_folder(tmp_path):
@@ -272,6 +287,13 @@ def test_refuses_foreign_folder(tmp_path):
     with pytest.raises(UserError, match=r"notes.txt"):
         generate_corpus(str(foreign), size="tiny", seed=0)
     assert os.listdir(foreign) == ["notes.txt"]
+    (foreign / "notes.txt").unlink()
+    (foreign / "manifest.json").write_text('{"generator": "someone else"}')
+    with pytest.raises(UserError, match=r"no synthetic manifest.json"):
+        generate_corpus(str(foreign), size="tiny", seed=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"not a folder"):
+        generate_corpus(str(tmp_path / "file"), size="tiny", seed=0)
     with pytest.raises(UserError, match=r"--size 'huge'"):
         generate_corpus(str(tmp_path / "x"), size="huge")
     with pytest.raises(UserError, match=r"--seed -1"):
@@ -279,23 +301,119 @@ def test_refuses_foreign_folder(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
-def test_regenerates_own_folder(corpus, tmp_path):
-    out = tmp_path / "own"
-    generate_corpus(str(out), size="tiny", seed=3)
-    manifest = generate_corpus(str(out), size="tiny", seed=4)
-    assert manifest["seed"] == 4
-    assert sorted(os.listdir(tmp_path)) == ["own"]  # no temp folders left behind
-    (out / "extra.txt").write_text("user file")
-    with pytest.raises(UserError, match=r"extra.txt"):
-        generate_corpus(str(out), size="tiny", seed=5)
+def test_cli_arguments(corpus, monkeypatch, capsys):
+    out, manifest = corpus
+    calls = []
 
+    def fake_generate(out_dir, size, seed, progress):
+        calls.append((out_dir, size, seed, progress))
+        return manifest
 
-def test_cli_arguments(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     synthetic.add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path / "cli"), "--seed", "2"])
-    assert (args.size, args.seed) == ("tiny", 2)
+    args = parser.parse_args(["--out", "some/dir", "--seed", "2", "--size", "small"])
+    monkeypatch.setattr(synthetic, "generate_corpus", fake_generate)
     assert synthetic.run(args) == 0
-    assert "TAU22 train 170" in capsys.readouterr().out
+    assert calls == [("some/dir", "small", 2, True)]
+    train = manifest["tau22"]["splits"]["train"]["num_clips"]
+    assert f"TAU22 train {train} / evaluate" in capsys.readouterr().out
+    assert parser.parse_args(["--out", "d"]).size == "tiny"
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "x", "--size", "huge"])
+
+
+# === Signal properties (no files) ===
+
+_EDGES = np.geomspace(150.0, 16000.0, 25)
+
+
+def _band_db(x, rate=44100, n_fft=2048):
+    """Mean and std over frames of log band energies: `[48]` features of a clip."""
+    starts = np.arange(0, len(x) - n_fft, n_fft // 2)
+    frames = np.stack([x[s : s + n_fft] for s in starts]) * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    bands = np.stack(
+        [power[:, (freqs >= lo) & (freqs < hi)].mean(axis=1) for lo, hi in zip(_EDGES, _EDGES[1:])],
+        axis=1,
+    )
+    log = 10.0 * np.log10(bands + 1e-12)
+    return np.concatenate([log.mean(axis=0), log.std(axis=0)])
+
+
+def test_scenes_are_separable_by_band_energies():
+    # Nearest centroid on standardised log band energies of 1-s clips, train and test from
+    # different locations: far above the 10 % chance level, but not perfect (within-scene spread).
+    rate = 44100
+    feats = {"train": [], "test": []}
+    labels = {"train": [], "test": []}
+    for scene_id, scene in enumerate(SCENES):
+        for loc in range(6):
+            split = "train" if loc < 4 else "test"
+            location = location_params(np.random.default_rng([7, scene_id, loc]), scene)
+            for seg in range(2):
+                clip = render_scene(np.random.default_rng([8, scene_id, loc, seg]), location,
+                                    rate, rate)
+                feats[split].append(_band_db(clip))
+                labels[split].append(scene_id)
+    train, test = np.array(feats["train"]), np.array(feats["test"])
+    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+    train, test = (train - mean) / std, (test - mean) / std
+    y_train, y_test = np.array(labels["train"]), np.array(labels["test"])
+    centroids = np.stack([train[y_train == c].mean(axis=0) for c in range(len(SCENES))])
+    pred = np.argmin(((test[:, None] - centroids[None]) ** 2).sum(axis=-1), axis=1)
+    accuracy = np.mean(pred == y_test)
+    assert accuracy >= 0.6, accuracy
+
+
+def _device_db(device, rate=44100):
+    """Magnitude response (dB) of a device's linear part at the band centres."""
+    ir = device_ir(device, rate)
+    spectrum = np.abs(np.fft.rfft(ir, 1 << 15))
+    freqs = np.fft.rfftfreq(1 << 15, 1.0 / rate)
+    return 20.0 * np.log10(np.interp(np.array([100.0, 1000.0, 4000.0, 12000.0]), freqs, spectrum))
+
+
+def test_devices_differ_and_unseen_devices_leave_the_training_range():
+    rate = 44100
+    location = location_params(np.random.default_rng(1), "street_traffic")
+    source = render_scene(np.random.default_rng(2), location, 2 * rate, rate)
+    recorded = {
+        d: _band_db(apply_device(source, rate, d, np.random.default_rng(3)))[: len(_EDGES) - 1]
+        for d in DEVICES
+    }
+    for i, d in enumerate(DEVICES):
+        for e in DEVICES[i + 1 :]:
+            diff = recorded[d] - recorded[e]
+            # Level-independent colour difference of at least 1.5 dB RMS across bands.
+            assert np.std(diff) > 1.5, (d, e, np.std(diff))
+    # Bass relative to 1 kHz: every training device cuts it, the close ribbon s4 boosts it.
+    bass = {d: _device_db(d)[0] - _device_db(d)[1] for d in DEVICES}
+    assert max(bass[d] for d in ("b", "c", "s1", "s2", "s3")) < -1.0 < 1.0 < bass["s4"]
+
+
+def test_minimum_phase_ir_matches_its_magnitude():
+    rate = 48000
+    params = sample_response(np.random.default_rng(0), "dynamic")
+    ir = response_ir(rate, 1024, params, "cardioid", 45.0, 0.5)
+    n_fft = 8192
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    target = magnitude_db(freqs, **params) + polar_db(freqs, "cardioid", 45.0, 0.5)
+    got = 20.0 * np.log10(np.abs(np.fft.rfft(ir, n_fft)) + 1e-12)
+    band = (freqs > 200.0) & (freqs < 16000.0)
+    assert np.max(np.abs(got[band] - target[band])) < 1.0
+    # Minimum phase: the energy is front-loaded (most of it in the first 2 ms).
+    energy = np.cumsum(ir**2) / np.sum(ir**2)
+    assert energy[int(0.002 * rate)] > 0.9
+
+
+def test_polar_pattern_shapes():
+    f = np.array([1000.0])
+    assert polar_db(f, "omni", 180.0, 5.0)[0] == pytest.approx(0.0, abs=0.5)
+    assert polar_db(f, "cardioid", 180.0, 5.0)[0] < -20.0
+    assert polar_db(f, "bidirectional", 90.0, 5.0)[0] < -25.0
+    assert polar_db(f, "cardioid", 90.0, 5.0)[0] == pytest.approx(-6.0, abs=1.0)
+    # Proximity effect: a figure-8 at 50 cm has more bass than at 5 m.
+    low = np.array([80.0])
+    near, far = (polar_db(low, "bidirectional", 0.0, d)[0] for d in (0.5, 5.0))
+    assert near > far + 4.0

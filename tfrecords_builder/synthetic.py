@@ -40,6 +40,7 @@ import shutil
 import time
 
 import numpy as np
+import scipy.fft
 from tqdm import tqdm
 
 from keras_asc.errors import UserError
@@ -47,7 +48,6 @@ from keras_asc.vocab import DEVICES
 from keras_asc.vocab import SCENES
 from keras_asc.vocab import TRAIN_DEVICES
 from tfrecords_builder.synthetic_devices import apply_device
-from tfrecords_builder.synthetic_devices import device_ir
 from tfrecords_builder.synthetic_mics import response_ir
 from tfrecords_builder.synthetic_mics import sample_response
 from tfrecords_builder.synthetic_scenes import location_params
@@ -249,7 +249,6 @@ def _empty_counts():
 
 def _write_tau(root, seed, plan, progress):
     """Renders and writes the development set; returns its manifest section."""
-    irs = {d: device_ir(d, TAU_RATE) for d in DEVICES}
     os.makedirs(os.path.join(root, "audio"))
     os.makedirs(os.path.join(root, "evaluation_setup"))
     locations = {}
@@ -267,9 +266,10 @@ def _write_tau(root, seed, plan, progress):
             np.random.default_rng([seed, _SEGMENT, index]),
             locations[loc_key], 10 * TAU_RATE, TAU_RATE,
         )
+        spectrum = scipy.fft.rfft(source)
         for device in seg["devices"]:
             dev_rng = np.random.default_rng([seed, _DEVICE, index, DEVICES.index(device)])
-            audio = apply_device(source, TAU_RATE, device, dev_rng, ir=irs[device])
+            audio = apply_device(source, TAU_RATE, device, dev_rng, spectrum=spectrum)
             for k, part in enumerate(audio.reshape(10, TAU_RATE)):
                 name = _tau_name(seg, k, device)
                 write_wav(os.path.join(root, name), part, TAU_RATE)
@@ -317,7 +317,6 @@ file-name pattern as the real set; the audio is synthetic (see tfrecords_builder
 
 def _write_eval23(root, seed, count, progress):
     """Anonymised, unlabelled 1-s clips (`audio/<int>.wav`); true labels go to the manifest only."""
-    irs = {d: device_ir(d, TAU_RATE) for d in DEVICES}
     os.makedirs(os.path.join(root, "audio"))
     os.makedirs(os.path.join(root, "evaluation_setup"))
     rng = np.random.default_rng([seed, _EVAL23, 0])
@@ -329,7 +328,7 @@ def _write_eval23(root, seed, count, progress):
         city = EVAL23_CITIES[int(rng.integers(len(EVAL23_CITIES)))]
         clip_rng = np.random.default_rng([seed, _EVAL23, i + 1])
         source = render_scene(clip_rng, location_params(clip_rng, scene), TAU_RATE, TAU_RATE)
-        audio = apply_device(source, TAU_RATE, device, clip_rng, ir=irs[device])
+        audio = apply_device(source, TAU_RATE, device, clip_rng)
         name = f"audio/{int(order[i])}.wav"
         write_wav(os.path.join(root, name), audio, TAU_RATE)
         truth[name] = {"scene_label": scene, "source_label": device, "city": city}
@@ -401,7 +400,7 @@ def _write_micirp(root, seed, entries):
 def _surrey_ir(base, pattern, angle, distance_m, onset, rng):
     """10-s Surrey-like file: noise floor, then the family IR at `onset` plus a floor reflection."""
     core = response_ir(SURREY_RATE, 1024, base, pattern, angle, distance_m)
-    x = rng.standard_normal(10 * SURREY_RATE) * 10 ** (-100 / 20)
+    x = rng.standard_normal(10 * SURREY_RATE, dtype=np.float32) * np.float32(10 ** (-100 / 20))
     x[onset : onset + len(core)] += core
     # A floor bounce (source and mic at 1.5 m): later and relatively stronger at larger distances.
     reflected = np.hypot(distance_m, 3.0)

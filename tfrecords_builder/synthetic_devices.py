@@ -15,10 +15,13 @@ The models do not depend on the corpus seed: a device keeps its identity across 
   the training audio looks like these; the synthetic MicIRP and Surrey DIR sets do.
 """
 
+import functools
+
 import numpy as np
-from scipy.signal import oaconvolve
+import scipy.fft
 
 from tfrecords_builder.synthetic_mics import response_ir
+from tfrecords_builder.synthetic_scenes import upsample_linear
 
 IR_LENGTH = 2048
 
@@ -87,36 +90,49 @@ def _compress(x, sample_rate, threshold_db, ratio):
     power = np.convolve(power, np.ones(5) / 5.0, mode="same")
     level_db = 10.0 * np.log10(power + 1e-12)
     gain_db = np.minimum(0.0, (threshold_db - level_db) * (1.0 - 1.0 / ratio))
-    centres = (np.arange(num_frames) + 0.5) * frame
-    gain = 10.0 ** (np.interp(np.arange(len(x)), centres, gain_db) / 20.0)
-    return x * gain.astype(np.float32)
+    # Gain value i applies at sample i * frame; repeat the last one to cover a partial frame.
+    gain = 10.0 ** (np.concatenate([gain_db, gain_db[-1:], gain_db[-1:]]) / 20.0)
+    return x * upsample_linear(gain, frame, len(x))
 
 
-def apply_device(x, sample_rate, device, rng, ir=None):
+@functools.lru_cache(maxsize=32)
+def device_transfer(device, sample_rate, num_samples):
+    """rfft `[num_samples // 2 + 1]` (complex64, read-only) of `device_ir` zero-padded."""
+    h = scipy.fft.rfft(device_ir(device, sample_rate), num_samples).astype(np.complex64)
+    h.flags.writeable = False
+    return h
+
+
+def apply_device(x, sample_rate, device, rng, spectrum=None):
     """Records a scene signal with a device.
+
+    The linear part is a circular convolution (one FFT pair): the scene textures are
+    stationary, so the wrapped 2048-tap tail sounds like the scene went on before the
+    recording started, where a linear convolution would fade in from silence.
 
     Args:
         x: float32 `[samples]` scene signal.
         sample_rate: Hz.
         device: a key of `DEVICE_MODELS`.
         rng: generator for the device self-noise.
-        ir: optional precomputed `device_ir(device, sample_rate)`.
+        spectrum: optional `scipy.fft.rfft(x)`, shared by parallel recordings of one scene.
 
     Returns:
         float32 `[samples]`, clipped to the 24-bit range.
     """
     model = DEVICE_MODELS[device]
-    if ir is None:
-        ir = device_ir(device, sample_rate)
-    y = oaconvolve(x, ir.astype(np.float32))[: len(x)]
+    if spectrum is None:
+        spectrum = scipy.fft.rfft(x)
+    y = scipy.fft.irfft(spectrum * device_transfer(device, sample_rate, len(x)), len(x))
     if model["compression"] is not None:
         threshold_db, ratio = model["compression"]
         y = _compress(y, sample_rate, threshold_db, ratio)
         # Make-up gain, as phone AGCs do, so the level stays comparable to the input.
-        y *= 10.0 ** ((-threshold_db - 26.0) * (1.0 - 1.0 / ratio) / 20.0)
+        y *= np.float32(10.0 ** ((-threshold_db - 26.0) * (1.0 - 1.0 / ratio) / 20.0))
     y *= np.float32(10.0 ** (model["gain_db"] / 20.0))
     if model["drive"] is not None:
-        y = np.tanh(model["drive"] * y) / model["drive"]
+        drive = np.float32(model["drive"])
+        y = np.tanh(drive * y) / drive
     noise_gain = np.float32(10.0 ** (model["noise_db"] / 20.0))
     y += rng.standard_normal(len(y), dtype=np.float32) * noise_gain
     return np.clip(y, -1.0, 1.0 - 2.0**-23).astype(np.float32)

@@ -83,7 +83,7 @@ SCENE_RECIPES = {
 # Overall level offsets per scene (dB); a park is quieter than a street.
 SCENE_LEVEL_DB = {"park": -8.0, "street_traffic": 3.0, "metro": 2.0, "bus": 1.0}
 TARGET_RMS_DB = -26.0
-CONTROL_RATE = 200  # Hz, envelopes are drawn at this rate and interpolated.
+CONTROL_RATE = 100  # Hz, envelopes are drawn at this rate and interpolated.
 
 
 def location_params(rng, scene):
@@ -127,26 +127,31 @@ def render_scene(rng, location, num_samples, sample_rate):
         float32 array `[num_samples]` at about -26 dBFS RMS (scene and segment dependent).
     """
     mix = np.zeros(num_samples, dtype=np.float32)
+    # Independent Gaussian noises that share an envelope (or have none) add up to one Gaussian
+    # noise whose power spectrum is the sum of theirs: render each such group with one FFT.
+    noise_power = {}
     envelopes = {}
-    for ctype, params, level_db, env, present in location["components"]:
+    for index, (ctype, params, level_db, env, present) in enumerate(location["components"]):
         if not present:
             continue
+        gain = 10.0 ** ((level_db + rng.uniform(-1.5, 1.5)) / 20.0)
+        key = None if env is None else (env[3] if len(env) > 3 else index)
+        if env is not None and key not in envelopes:
+            envelopes[key] = _envelope(rng, num_samples, sample_rate, *env[:3])
         if ctype == "noise":
-            x = shaped_noise(rng, num_samples, sample_rate, **params)
-        elif ctype == "tone":
+            power = gain**2 * np.square(_noise_amplitude(num_samples, sample_rate, **params))
+            noise_power[key] = noise_power.get(key, 0.0) + power
+            continue
+        if ctype == "tone":
             x = _tone(rng, num_samples, sample_rate, **params)
         else:
             x = _events(rng, num_samples, sample_rate, **params)
         if env is not None:
-            key = env[3] if len(env) > 3 else None
-            if key is None or key not in envelopes:
-                e = _envelope(rng, num_samples, sample_rate, *env[:3])
-                if key is not None:
-                    envelopes[key] = e
-            else:
-                e = envelopes[key]
-            x = x * e
-        mix += x * np.float32(10.0 ** ((level_db + rng.uniform(-1.5, 1.5)) / 20.0))
+            x = x * envelopes[key]
+        mix += x * np.float32(gain)
+    for key, power in noise_power.items():
+        x = _noise_from_amplitude(rng, num_samples, np.sqrt(power))
+        mix += x if key is None else x * envelopes[key]
     level = TARGET_RMS_DB + location["gain_db"] + rng.uniform(-3.0, 3.0)
     return mix * np.float32(10.0 ** (level / 20.0) / (_rms(mix) + 1e-12))
 
@@ -156,29 +161,41 @@ def _rms(x):
 
 
 def shaped_noise(rng, num_samples, sample_rate, slope=0.0, lo=20.0, hi=20000.0):
-    """Gaussian noise with a `slope` dB/octave colour, band-limited to about [lo, hi] Hz, RMS 1.
+    """Gaussian noise with a `slope` dB/octave colour, band-limited to about [lo, hi] Hz.
 
-    Returns float32 `[num_samples]`.
+    Returns:
+        float32 `[num_samples]` with an expected RMS of 1.
     """
-    n_bins = num_samples // 2 + 1
-    spectrum = rng.standard_normal(2 * n_bins, dtype=np.float32).view(np.complex64)
-    f = _frequencies(num_samples, sample_rate)
-    # 10^(slope * log2(f/1k) / 20) = (f/1k)^(slope * ln10 / (20 ln2)); the band edges are
+    amp = _noise_amplitude(num_samples, sample_rate, slope, lo, hi)
+    return _noise_from_amplitude(rng, num_samples, amp)
+
+
+def _noise_amplitude(num_samples, sample_rate, slope=0.0, lo=20.0, hi=20000.0):
+    """rfft-bin amplitudes (float32) of `shaped_noise`, scaled for an expected RMS of 1."""
+    log_f, f4, inv_f4 = _frequency_tables(num_samples, sample_rate)
+    # 10^(slope * log2(f/1k) / 20) = exp(slope * ln(f/1k) / (20 log10(2))); the band edges are
     # fourth-order shelves, sqrt(1 / ((1 + (lo/f)^4) (1 + (f/hi)^4))).
-    low = np.square(np.square(lo / f))
-    high = np.square(np.square(f / hi))
-    amp = (f / 1000.0) ** np.float32(slope * np.log(10.0) / (20.0 * np.log(2.0)))
-    amp /= np.sqrt((1.0 + low) * (1.0 + high))
-    x = scipy.fft.irfft(spectrum * amp, num_samples)
-    return x / (_rms(x) + 1e-12)
+    amp = np.exp(np.float32(slope / (20.0 * np.log10(2.0))) * log_f)
+    shelves = (1.0 + np.float32(lo**4) * inv_f4) * (1.0 + f4 * np.float32(hi**-4.0))
+    amp /= np.sqrt(shelves)
+    # irfft of unit complex Gaussians times amp has variance ~ 4 * sum(amp^2) / N^2.
+    return amp * np.float32(num_samples / np.sqrt(4.0 * np.sum(np.square(amp, dtype=np.float64))))
+
+
+def _noise_from_amplitude(rng, num_samples, amp):
+    spectrum = rng.standard_normal(2 * len(amp), dtype=np.float32).view(np.complex64)
+    return scipy.fft.irfft(spectrum * amp, num_samples).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _frequencies(num_samples, sample_rate):
-    """rfft bin frequencies as float32, 0 Hz replaced by 1 Hz (read-only, cached)."""
-    f = np.maximum(np.fft.rfftfreq(num_samples, 1.0 / sample_rate), 1.0).astype(np.float32)
-    f.flags.writeable = False
-    return f
+def _frequency_tables(num_samples, sample_rate):
+    """Cached float32 tables over the rfft bins: ln(f / 1 kHz), f^4 and f^-4 (0 Hz -> 1 Hz)."""
+    f = np.maximum(np.fft.rfftfreq(num_samples, 1.0 / sample_rate), 1.0)
+    tables = (np.log(f / 1000.0), f**4, f**-4.0)
+    tables = tuple(t.astype(np.float32) for t in tables)
+    for t in tables:
+        t.flags.writeable = False
+    return tables
 
 
 def _slow_noise(rng, num_points, rate, centre=0.0):
@@ -214,8 +231,24 @@ def _envelope(rng, num_samples, sample_rate, kind, rate, depth):
 
 def _upsample(values, num_samples, sample_rate):
     """Linear interpolation of a CONTROL_RATE sequence to `num_samples` audio samples (float32)."""
+    if sample_rate % CONTROL_RATE == 0:
+        return upsample_linear(values, sample_rate // CONTROL_RATE, num_samples)
     t = np.arange(num_samples, dtype=np.float64) * (CONTROL_RATE / sample_rate)
     return np.interp(t, np.arange(len(values)), values).astype(np.float32)
+
+
+def upsample_linear(values, factor, num_samples):
+    """Linear interpolation by an integer `factor` (value i at sample i * factor), float32.
+
+    Holds the last value if `values` is too short; faster than `np.interp` for long outputs.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    count = -(-num_samples // factor)
+    if len(v) < count + 1:
+        v = np.concatenate([v, np.full(count + 1 - len(v), v[-1], dtype=np.float32)])
+    ramp = np.arange(factor, dtype=np.float32) / np.float32(factor)
+    out = v[:count, None] + (v[1 : count + 1] - v[:count])[:, None] * ramp[None, :]
+    return out.reshape(-1)[:num_samples]
 
 
 def _tone(rng, num_samples, sample_rate, freq, harmonics, rolloff, drift):
@@ -224,14 +257,18 @@ def _tone(rng, num_samples, sample_rate, freq, harmonics, rolloff, drift):
     wobble = _slow_noise(rng, num_points, 0.3)
     inst = freq * (1.0 + drift * wobble)
     inst = _upsample(inst, num_samples, sample_rate).astype(np.float64)
-    # Phase wrapped in float64, then float32 sines: fast, and long tones keep their pitch.
-    phase = np.mod(2.0 * np.pi * np.cumsum(inst) / sample_rate, 2.0 * np.pi).astype(np.float32)
+    # Phase wrapped in float64; harmonics by the Chebyshev recurrence
+    # sin((h+1)p) = 2 cos(p) sin(hp) - sin((h-1)p), which needs one sine and one cosine only.
+    phase = 2.0 * np.pi * np.cumsum(inst) / sample_rate + rng.uniform(0.0, 2.0 * np.pi)
+    phase = np.mod(phase, 2.0 * np.pi).astype(np.float32)
+    two_cos = np.float32(2.0) * np.cos(phase)
+    previous, current = np.zeros_like(phase), np.sin(phase)
     x = np.zeros(num_samples, dtype=np.float32)
     for h in range(1, harmonics + 1):
         if h * freq * (1.0 + 3.0 * drift) >= sample_rate / 2:
             break
-        gain = np.float32(10.0 ** (-rolloff * (h - 1) / 20.0))
-        x += gain * np.sin(np.float32(h) * phase + np.float32(rng.uniform(0, 2 * np.pi)))
+        x += np.float32(10.0 ** (-rolloff * (h - 1) / 20.0)) * current
+        previous, current = current, two_cos * current - previous
     return x / (_rms(x) + 1e-12)
 
 
@@ -266,7 +303,7 @@ def _event_wave(rng, kind, freq, sample_rate):
     elif kind in ("chime", "beep", "horn"):
         duration = {"chime": 0.7, "beep": 0.15, "horn": 0.45}[kind]
         m = int(duration * sample_rate)
-        t = np.arange(m) / sample_rate
+        t = np.arange(m, dtype=np.float32) / np.float32(sample_rate)
         if kind == "chime":  # two notes a major third apart, bell-like decay
             half = m // 2
             x = np.zeros(m)
@@ -282,7 +319,7 @@ def _event_wave(rng, kind, freq, sample_rate):
             x = x * ramp
     else:  # music: a chord held for 1/rate s (three notes of a major scale)
         m = int(rng.uniform(0.4, 0.9) * sample_rate)
-        t = np.arange(m) / sample_rate
+        t = np.arange(m, dtype=np.float32) / np.float32(sample_rate)
         steps = np.array([0, 2, 4, 5, 7, 9, 11, 12])
         notes = freq * 2.0 ** (rng.choice(steps, size=3, replace=False) / 12.0)
         x = sum(np.sin(2 * np.pi * f * t) + 0.25 * np.sin(4 * np.pi * f * t) for f in notes)
