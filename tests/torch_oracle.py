@@ -10,6 +10,7 @@ this module loads them from their installed files with small stub packages in ``
   ``FrequencyMasking`` / ``TimeMasking`` are the real classes from
   ``torchaudio/transforms/_transforms.py`` (backed by the real ``torchaudio.functional``), so both
   the eval and the training path run the official code.
+- ``load_torchaudio_functional()``: the real ``torchaudio.functional.functional`` module.
 - ``load_passt_module()``: the real ``hear21passt.models.passt`` (``PaSST``, ``get_model``) with
   ``timm.models._hub`` stubbed; building with ``pretrained=False`` downloads nothing.
 
@@ -143,6 +144,15 @@ def load_augment_mel_stft():
     from hear21passt.models.preprocess import AugmentMelSTFT
 
     return AugmentMelSTFT
+
+
+def load_torchaudio_functional():
+    """Returns the real ``torchaudio.functional.functional`` module (``mask_along_axis_iid``...).
+
+    Only its pure-Python functions work (the compiled extension is absent).
+    """
+    load_augment_mel_stft()
+    return sys.modules["torchaudio.functional.functional"]
 
 
 def _install_timm_stub():

@@ -14,6 +14,7 @@ PREEMPHASIS = float(np.float32(0.97))
 LOG_OFFSET = 1e-5
 NORM_SHIFT = 4.5
 NORM_SCALE = 5.0
+SEED_STATE_KEY = "seed_generator_state"
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -221,7 +222,7 @@ class KaldiMelSpectrogram(keras.layers.Layer):
         # torch centres the window in the n_fft frame; only its win_length nonzero samples are
         # framed, and the FFT zero-pads them at the end: a circular shift of torch's frame, so
         # the power is the same, with less framing and multiplying.
-        num_frames = 1 + (tf.shape(emphasised)[1] - 1) // self.hop_length
+        num_frames = 1 + tf.shape(emphasised)[1] // self.hop_length  # torch.stft(center=True)
         offset = (self.n_fft - self.win_length) // 2
         span = self.hop_length * (num_frames - 1) + self.win_length
         frames = tf.signal.frame(
@@ -231,31 +232,39 @@ class KaldiMelSpectrogram(keras.layers.Layer):
         power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
         return tf.cast(power, tf.float32)
 
-    def _random_bank(self):
-        """Bank ``[n_mels, n_fft // 2 + 1]`` for one (fmin, fmax) draw, as AugmentMelSTFT."""
+    def _draw_band_edges(self):
+        """One training draw of ``(fmin, fmax)`` in Hz (float64 scalars), as AugmentMelSTFT."""
         fmin_offset = keras.random.randint((), 0, self.fmin_aug_range, seed=self.seed_generator)
         fmax_offset = keras.random.randint((), 0, self.fmax_aug_range, seed=self.seed_generator)
         fmin = self.fmin + tf.cast(fmin_offset, tf.float64)
         fmax = self._eval_fmax + self.fmax_aug_range // 2 - tf.cast(fmax_offset, tf.float64)
+        return fmin, fmax
+
+    def _random_bank(self):
+        """Bank ``[n_mels, n_fft // 2 + 1]`` for one training draw of the band edges."""
+        fmin, fmax = self._draw_band_edges()
         return kaldi_mel_banks_tf(self.n_mels, self.n_fft, self.sample_rate, fmin, fmax)
 
     def _mask_along_axis(self, mel, param, axis):
-        """torchaudio ``mask_along_axis_iid`` on ``[B, n_mels, frames]``: one mask per example."""
+        """SpecAugment mask along ``axis`` (1: mel bands, 2: frames), drawn per example."""
         if param == 0:
             return mel
         batch = tf.shape(mel)[0]
-        size = tf.shape(mel)[axis]
-        width = keras.random.uniform((batch,), seed=self.seed_generator) * float(param)
-        start = keras.random.uniform((batch,), seed=self.seed_generator) * (
-            tf.cast(size, tf.float32) - width
-        )
-        # Truncation toward zero, as torch's .long() (start can be < 0 when param > size).
-        start = tf.cast(start, tf.int32)
-        end = start + tf.cast(width, tf.int32)
-        positions = tf.range(size)[None, :]
-        masked = (positions >= start[:, None]) & (positions < end[:, None])  # [B, size]
-        masked = masked[:, :, None] if axis == 1 else masked[:, None, :]
-        return tf.where(masked, tf.zeros_like(mel), mel)
+        width_uniform = keras.random.uniform((batch,), seed=self.seed_generator)
+        start_uniform = keras.random.uniform((batch,), seed=self.seed_generator)
+        return mask_along_axis(mel, width_uniform, start_uniform, param, axis)
+
+    def save_own_variables(self, store):
+        # Keras does not save SeedGenerator states; saving it lets a reloaded (or resumed) layer
+        # continue the same random stream instead of restarting it.
+        super().save_own_variables(store)
+        store[SEED_STATE_KEY] = keras.ops.convert_to_numpy(self.seed_generator.state.value)
+
+    def load_own_variables(self, store):
+        keys = [key for key in store.keys() if key != SEED_STATE_KEY]
+        super().load_own_variables({key: store[key] for key in keys})
+        if SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(np.asarray(store[SEED_STATE_KEY]))
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -282,6 +291,34 @@ class KaldiMelSpectrogram(keras.layers.Layer):
             }
         )
         return config
+
+
+def mask_along_axis(mel, width_uniform, start_uniform, param, axis):
+    """torchaudio ``mask_along_axis_iid`` on ``[B, n_mels, frames]``, given its uniform draws.
+
+    Example ``b`` gets the value 0 on ``[start, start + width)`` along ``axis`` (1 or 2), with
+    ``width = floor(width_uniform[b] * param)`` and
+    ``start = trunc(start_uniform[b] * (size - width_uniform[b] * param))``; when ``param`` exceeds
+    the axis size the start can be negative, as in torchaudio.
+
+    Args:
+        mel: float tensor ``[B, n_mels, frames]``.
+        width_uniform, start_uniform: float32 ``[B]`` draws from U[0, 1).
+        param: int. Mask parameter (``freqm`` or ``timem``).
+        axis: 1 (mel bands) or 2 (frames).
+
+    Returns:
+        ``mel`` with the masked entries set to 0.
+    """
+    size = tf.shape(mel)[axis]
+    width = width_uniform * float(param)
+    start = start_uniform * (tf.cast(size, tf.float32) - width)
+    start = tf.cast(start, tf.int32)  # truncation toward zero, as torch's .long()
+    end = start + tf.cast(width, tf.int32)
+    positions = tf.range(size)[None, :]
+    masked = (positions >= start[:, None]) & (positions < end[:, None])  # [B, size]
+    masked = masked[:, :, None] if axis == 1 else masked[:, None, :]
+    return tf.where(masked, tf.zeros_like(mel), mel)
 
 
 def _symmetric_hann(win_length):
