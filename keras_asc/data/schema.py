@@ -84,25 +84,33 @@ def _varint(value):
             return bytes(out)
 
 
+def _header(number, length):
+    """Tag and length of a length-delimited field (wire type 2)."""
+    return _varint((number << 3) | 2) + _varint(length)
+
+
 def _field(number, payload):
     """A length-delimited field (wire type 2)."""
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+    return _header(number, len(payload)) + payload
 
 
 def _feature(kind, value):
-    """Serialized ``tf.train.Feature`` for one value of the given kind."""
+    """Serialized ``tf.train.Feature`` as a list of byte pieces (joined once by the caller)."""
     if kind == "bytes":
         if isinstance(value, str):
             value = value.encode("utf-8")
-        return _field(1, _field(1, bytes(value)))  # bytes_list { value: ... }
+        return [_field(1, _field(1, bytes(value)))]  # bytes_list { value: ... }
     if kind == "int":
-        return _field(3, _field(1, _varint(int(value))))  # int64_list, packed
+        return [_field(3, _field(1, _varint(int(value))))]  # int64_list, packed
     if kind == "float":
-        return _field(2, _field(1, struct.pack("<f", float(value))))  # float_list, packed
+        return [_field(2, _field(1, struct.pack("<f", float(value))))]  # float_list, packed
     if kind == "floats":
+        # Waveforms are large: their bytes are copied once, by the final join.
         data = np.ascontiguousarray(value, dtype="<f4").tobytes()
-        # An empty packed list is an empty FloatList message, as protobuf writes it.
-        return _field(2, _field(1, data) if data else b"")
+        if not data:  # an empty packed list is an empty FloatList message, as protobuf writes it
+            return [_header(2, 0)]
+        inner = _header(1, len(data))
+        return [_header(2, len(inner) + len(data)), inner, data]
     raise ValueError(f"unknown feature kind {kind!r}")
 
 
@@ -120,12 +128,15 @@ def encode_example(features, values):
     extra = sorted(set(values) - set(features))
     if missing or extra:
         raise ValueError(f"example keys differ from the schema: missing {missing}, unknown {extra}")
-    entries = []
+    pieces = []
     for name in sorted(features):
+        key = name.encode("utf-8")
         feature = _feature(features[name][0], values[name])
-        entry = _field(1, name.encode("utf-8")) + _field(2, feature)
-        entries.append(_field(1, entry))
-    return _field(1, b"".join(entries))
+        feature_length = sum(len(p) for p in feature)
+        entry = [_header(1, len(key)), key, _header(2, feature_length), *feature]
+        pieces.append(_header(1, sum(len(p) for p in entry)))
+        pieces.extend(entry)
+    return b"".join([_header(1, sum(len(p) for p in pieces)), *pieces])
 
 
 def _waveform(name, values):

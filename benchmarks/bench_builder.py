@@ -1,0 +1,203 @@
+"""Throughput and memory of ``tfrecords_builder tau22`` on the synthetic ``small`` corpus.
+
+Measures, with the same worker count (default: all cores):
+
+* **bound**: decoding + resampling exactly the files the build handles (each 1-s file on its
+  own, plus each recording's ten parts joined and resampled once for the 10s view), in the same
+  process pool, without encoding or writing anything;
+* **build**: ``tau22.build`` (decode, resample, encode, write both views), TensorFlow already
+  imported, so start-up is not counted;
+* **peak RSS** of a complete ``tau22`` build in a fresh process on the corpus (1×) and on a 4×
+  corpus (the same audio hard-linked under new segment ids), for the writing process and for
+  the largest worker.
+
+Goals: build ≥ 90 % of the bound's clips/s; RSS growth from 1× to 4× < 10 %.
+
+    python benchmarks/bench_builder.py [--corpus DIR] [--workers N] [--scale 4] [--json FILE]
+
+``--corpus`` reuses a corpus written by ``python -m tfrecords_builder synthetic --size small``
+(otherwise one is generated into the work folder, which takes a few minutes).
+"""
+
+# Spawned workers re-import this script: keep keras_asc's __init__ (Keras, TensorFlow) out of
+# them by registering the bare packages before anything imports keras_asc.
+from tfrecords_builder import parallel  # isort: skip
+
+parallel.register_light_packages()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TAU_ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"
+
+
+def decode_only(task):
+    """The bound's work for one unit: decode + resample, nothing encoded or returned."""
+    from keras_asc import audio as audio_lib
+    from tfrecords_builder import tau22
+
+    _, key, clips, _ = task
+    raws = []
+    for clip in clips:
+        raw, _ = audio_lib.read_audio(clip.path, expected_rate=tau22.SOURCE_RATE,
+                                      expected_frames=tau22.SOURCE_RATE)
+        audio_lib.resample(raw, tau22.SOURCE_RATE, 32000)
+        raws.append(raw)
+    if key is not None:
+        audio_lib.resample(np.concatenate(raws), tau22.SOURCE_RATE, 32000)
+    return len(clips)
+
+
+def plan_tasks(root):
+    """The build's work units, planned exactly as ``tau22.build`` plans them."""
+    from tfrecords_builder import tau22
+    from tfrecords_builder import writer as writer_lib
+
+    policy = writer_lib.ErrorPolicy("raise")
+    meta, _ = tau22._read_meta(root, policy)
+    tasks = []
+    for split, path, display in tau22._split_sources(root, []):
+        from tfrecords_builder import csvutil
+
+        _, rows = csvutil.read_tsv(path, ["filename"], display=display)
+        if split == "test":
+            continue  # an alias of evaluate in the development set
+        clips = tau22._plan_split(split, rows, display, root, meta, policy)
+        groups, _ = tau22._group(split, clips, display)
+        for key, unit in tau22._units(clips, groups, 0):
+            tasks.append((split, key, unit, [""] * len(unit)))
+    return tasks
+
+
+def scale_corpus(root, out_root, factor):
+    """A TAU22 layout with every recording ``factor`` times (hard links, new segment ids)."""
+    from tfrecords_builder import csvutil
+    from tfrecords_builder import tau22
+
+    os.makedirs(os.path.join(out_root, "audio"))
+    os.makedirs(os.path.join(out_root, "evaluation_setup"))
+
+    def renamed(name, k):
+        parsed = tau22.parse_name(name)
+        stem = os.path.basename(name)
+        fields = stem[: -len(".wav")].split("-")
+        fields[-3] = str(parsed["segment_id"] + 10_000_000 * k)
+        return "audio/" + "-".join(fields) + ".wav"
+
+    for rel in ("meta.csv", "evaluation_setup/fold1_train.csv",
+                "evaluation_setup/fold1_evaluate.csv", "evaluation_setup/fold1_test.csv"):
+        columns, rows = csvutil.read_tsv(os.path.join(root, rel), ["filename"])
+        with open(os.path.join(out_root, rel), "w", encoding="utf-8") as f:
+            f.write("\t".join(columns) + "\n")
+            for k in range(factor):
+                for row in rows:
+                    values = dict(row, filename=renamed(row["filename"], k))
+                    f.write("\t".join(values[c] for c in columns) + "\n")
+                    if rel == "meta.csv":
+                        os.link(os.path.join(root, row["filename"]),
+                                os.path.join(out_root, values["filename"]))
+
+
+RSS_SCRIPT = """
+import resource, sys
+from tfrecords_builder import parallel
+parallel.register_light_packages()
+from tfrecords_builder import tau22
+tau22.build(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_rss(root, out, workers):
+    """(writer process, largest worker) peak RSS in MiB of a build in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, root, out, str(workers)],
+                            env=env, check=True, capture_output=True, text=True)
+    main_kb, child_kb = (int(v) for v in result.stdout.split()[-2:])
+    return main_kb / 1024, child_kb / 1024
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", help="existing synthetic corpus folder (size small)")
+    parser.add_argument("--workers", type=int, default=parallel.default_workers())
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--work-dir", help="scratch folder (default: a temporary one)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="bench_builder_")
+    os.makedirs(work, exist_ok=True)
+    if args.corpus:
+        corpus = args.corpus
+    else:
+        from tfrecords_builder.synthetic import generate_corpus
+
+        corpus = os.path.join(work, "raw")
+        if not os.path.isfile(os.path.join(corpus, "manifest.json")):
+            print("generating the small synthetic corpus ...", flush=True)
+            generate_corpus(corpus, size="small", seed=0, progress=True)
+    root = os.path.join(corpus, TAU_ROOT)
+
+    import tensorflow as tf  # noqa: F401 - imported up front so the timings exclude it
+
+    from tfrecords_builder import tau22
+
+    tasks = plan_tasks(root)
+    clips = sum(len(t[2]) for t in tasks)
+    results = {"workers": args.workers, "clips": clips, "units": len(tasks)}
+
+    # Warm the page cache and the worker start-up path once, then time.
+    list(parallel.ordered_map(decode_only, tasks[: 2 * args.workers], args.workers))
+    start = time.perf_counter()
+    assert sum(parallel.ordered_map(decode_only, tasks, args.workers)) == clips
+    bound_s = time.perf_counter() - start
+    out = os.path.join(work, "out")
+    start = time.perf_counter()
+    tau22.build(root, out, workers=args.workers, progress=False)
+    build_s = time.perf_counter() - start
+    results.update(
+        bound_s=bound_s, bound_clips_per_s=clips / bound_s,
+        build_s=build_s, build_clips_per_s=clips / build_s,
+        build_vs_bound=bound_s / build_s,
+    )
+    print(f"{clips} clips ({len(tasks)} units), {args.workers} workers")
+    print(f"bound (decode + resample only): {bound_s:7.2f} s  {clips / bound_s:8.1f} clips/s")
+    print(f"tau22 build (both views):       {build_s:7.2f} s  {clips / build_s:8.1f} clips/s"
+          f"  = {100 * bound_s / build_s:.1f} % of the bound")
+
+    if args.scale > 1:
+        shutil.rmtree(out, ignore_errors=True)
+        big = os.path.join(work, f"x{args.scale}")
+        if not os.path.isdir(big):
+            scale_corpus(root, big, args.scale)
+        rss_1 = peak_rss(root, os.path.join(work, "rss1"), args.workers)
+        rss_n = peak_rss(big, os.path.join(work, f"rss{args.scale}"), args.workers)
+        growth = rss_n[0] / rss_1[0] - 1
+        results.update(rss_1x_mib=rss_1, rss_scaled_mib=rss_n, scale=args.scale,
+                       rss_growth=growth)
+        print(f"peak RSS 1x: writer {rss_1[0]:.0f} MiB, worker {rss_1[1]:.0f} MiB")
+        print(f"peak RSS {args.scale}x: writer {rss_n[0]:.0f} MiB, worker {rss_n[1]:.0f} MiB"
+              f"  (writer growth {100 * growth:+.1f} %)")
+        for name in ("rss1", f"rss{args.scale}"):
+            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
