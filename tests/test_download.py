@@ -1,13 +1,12 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving small synthetic archives."""
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import zipfile
 from pathlib import Path
 
+import _http_server
 import pytest
 
 from keras_asc.errors import UserError
@@ -16,48 +15,11 @@ from tfrecords_builder import download
 ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        srv = self.server
-        name = self.path.lstrip("/")
-        rng = self.headers.get("Range")
-        srv.log.append((name, rng))
-        if name not in srv.files:
-            self.send_error(404, "Not Found")
-            return
-        body = srv.files[name]
-        start = 0
-        if rng and srv.ranges:
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        drop = srv.drop_after.pop(name, None)
-        if drop is not None:
-            # Send part of the body, then cut the connection: a dropped transfer.
-            self.wfile.write(body[start : start + drop])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body[start:])
-
-
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.log, srv.drop_after, srv.ranges = {}, [], {}, True
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
+    srv = _http_server.serve()
     yield srv
-    srv.shutdown()
-    srv.server_close()
+    _http_server.stop(srv)
 
 
 def _zip(members):
@@ -176,8 +138,7 @@ def test_404_is_a_clear_error(server, tmp_path):
 def test_retries_give_up_with_clear_error(server, tmp_path, monkeypatch):
     server.files["meta.zip"] = b"y" * 5000
     table = _table(tmp_path, server, [("tau22", "meta.zip", ROOT, None)])
-    server.shutdown()
-    server.server_close()
+    _http_server.stop(server)
     with pytest.raises(UserError, match=r"failed after 3 attempts .*re-run the same command"):
         download.download_dataset(
             "tau22", tmp_path / "d", table=table, retries=2, backoff=0.001, timeout=2

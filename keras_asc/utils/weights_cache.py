@@ -1,0 +1,152 @@
+"""A verified local cache of official PaSST checkpoints and their converted Keras weights.
+
+``SceneClassifier.from_preset(name, num_classes=N, weights="audioset")`` ends here:
+
+1. the official ``.pt`` of preset ``name`` is downloaded once (resumable, retried) into
+   ``<cache>/checkpoints/``; its size and sha256 go into ``<cache>/manifest.json``;
+2. it is converted with ``keras_asc.convert`` (torch is needed for this step only) into
+   ``<cache>/converted/<name>-<N>classes.weights.h5``, recorded the same way, with the sha256 of
+   the checkpoint it came from;
+3. every later use re-checks size and sha256 of both files; a corrupted or truncated entry is
+   reported, deleted and fetched or converted again, never used.
+
+The cache lives in ``$KERAS_ASC_CACHE`` or ``~/.cache/keras_asc`` unless ``cache_dir`` is given.
+``$KERAS_ASC_WEIGHTS_MIRROR`` replaces the GitHub release prefix (a mirror serving the same
+``<release>/<file>`` paths). The PaSST releases publish no checksums, so the sha256 recorded at
+the first download is the reference for later uses (trust on first use).
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from keras_asc.errors import UserError
+from keras_asc.utils.download import fetch_resumable
+from keras_asc.utils.download import file_digest
+
+CACHE_ENV = "KERAS_ASC_CACHE"
+MIRROR_ENV = "KERAS_ASC_WEIGHTS_MIRROR"
+MANIFEST = "manifest.json"
+
+
+def cache_root(cache_dir=None):
+    """The cache folder: ``cache_dir``, else ``$KERAS_ASC_CACHE``, else ``~/.cache/keras_asc``."""
+    root = cache_dir or os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "keras_asc")
+    return Path(root).expanduser()
+
+
+def checkpoint_url(name):
+    """URL of the official checkpoint of preset ``name`` (mirror prefix applied)."""
+    from keras_asc.models.passt_backbone import get_preset
+    from keras_asc.models.passt_presets import CHECKPOINT_URL_PREFIX
+
+    checkpoint = get_preset(name)["checkpoint"]
+    if checkpoint is None:
+        raise UserError(
+            f"preset {name!r} has no released weights (it is a size for tests and demos); "
+            "use weights=None, or a preset named after an official checkpoint"
+        )
+    prefix = os.environ.get(MIRROR_ENV) or CHECKPOINT_URL_PREFIX
+    return prefix.rstrip("/") + "/" + checkpoint
+
+
+class WeightsCache:
+    """Checkpoints and converted weights under one folder, each verified on every use."""
+
+    def __init__(self, cache_dir=None):
+        self.root = cache_root(cache_dir)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"weights cache {self.root}: cannot create it ({err.strerror})"
+            ) from None
+        self.manifest_path = self.root / MANIFEST
+        try:
+            self.manifest = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            self.manifest = {}
+        except ValueError:
+            warnings.warn(
+                f"weights cache manifest {self.manifest_path} is unreadable; starting a new one "
+                "(cached files will be verified again from scratch)",
+                stacklevel=2,
+            )
+            self.manifest = {}
+
+    def _save(self):
+        tmp = self.manifest_path.with_name(self.manifest_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
+        os.replace(tmp, self.manifest_path)
+
+    def _record(self, path, **extra):
+        key = path.relative_to(self.root).as_posix()
+        self.manifest[key] = {
+            "size": path.stat().st_size,
+            "sha256": file_digest(path, "sha256"),
+            **extra,
+        }
+        self._save()
+        return self.manifest[key]
+
+    def _valid(self, path):
+        """The manifest record of ``path`` when the file matches it; drops corrupted entries."""
+        key = path.relative_to(self.root).as_posix()
+        record = self.manifest.get(key)
+        if record is None or not path.exists():
+            return None
+        size = path.stat().st_size
+        problem = None
+        if size != record["size"]:
+            problem = f"size {size} != recorded {record['size']}"
+        else:
+            sha = file_digest(path, "sha256")
+            if sha != record["sha256"]:
+                problem = f"sha256 {sha} != recorded {record['sha256']}"
+        if problem is None:
+            return record
+        warnings.warn(
+            f"weights cache entry {path} is corrupted ({problem}); deleting it and fetching "
+            "or converting it again",
+            stacklevel=3,
+        )
+        path.unlink()
+        del self.manifest[key]
+        self._save()
+        return None
+
+    def checkpoint(self, name, retries=5, backoff=1.0, timeout=60):
+        """Path of the verified official ``.pt`` of preset ``name``, downloaded if needed."""
+        url = checkpoint_url(name)
+        path = self.root / "checkpoints" / url.rsplit("/", 1)[-1]
+        if self._valid(path) is not None:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        print(f"downloading {name} weights from {url}", flush=True)
+        fetch_resumable(url, part, None, retries, backoff, timeout, desc=path.name)
+        os.replace(part, path)
+        self._record(path, url=url, preset=name)
+        return path
+
+    def converted(self, name, num_classes, **fetch_kwargs):
+        """Path of verified Keras weights of preset ``name`` with ``num_classes`` classes."""
+        from keras_asc.convert.convert_passt import convert_checkpoint
+
+        path = self.root / "converted" / f"{name}-{int(num_classes)}classes.weights.h5"
+        checkpoint = self.checkpoint(name, **fetch_kwargs)
+        source_sha = self.manifest[checkpoint.relative_to(self.root).as_posix()]["sha256"]
+        record = self._valid(path)
+        if record is not None and record.get("source_sha256") == source_sha:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"converting {checkpoint.name} for {num_classes} classes", flush=True)
+        convert_checkpoint(str(checkpoint), str(path), num_classes=int(num_classes), arch=name)
+        self._record(path, preset=name, num_classes=int(num_classes), source_sha256=source_sha)
+        return path
+
+
+def pretrained_weights(name, num_classes, cache_dir=None, **fetch_kwargs):
+    """Converted AudioSet weights for preset ``name`` (see the module docstring)."""
+    return WeightsCache(cache_dir).converted(name, num_classes, **fetch_kwargs)
