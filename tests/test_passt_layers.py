@@ -1,0 +1,247 @@
+"""PaSST building blocks: shapes, numerics against NumPy, training-mode semantics, saving."""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from keras_asc.errors import UserError
+from keras_asc.layers import ClassTokens
+from keras_asc.layers import MultiHeadSelfAttention
+from keras_asc.layers import PatchEmbedding
+from keras_asc.layers import PatchPositionEmbedding
+from keras_asc.layers import StructuredPatchout
+from keras_asc.layers import TransformerBlock
+from keras_asc.layers import UnstructuredPatchout
+
+
+def _rand(*shape, seed=0):
+    return np.random.RandomState(seed).randn(*shape).astype("float32")
+
+
+def _index_grid(batch, freq, time, dim=4):
+    """Grid whose channels say (example, row, column, 1): patches can be traced after dropping."""
+    grid = np.zeros((batch, freq, time, dim), "float32")
+    grid[..., 0] = np.arange(batch)[:, None, None]
+    grid[..., 1] = np.arange(freq)[None, :, None]
+    grid[..., 2] = np.arange(time)[None, None, :]
+    grid[..., 3] = 1.0
+    return grid
+
+
+# === PatchEmbedding ===
+
+@pytest.mark.parametrize(
+    "stride, frames, grid",
+    [(10, 100, (12, 9)), (10, 1000, (12, 99)), (12, 1000, (10, 83)), (14, 1000, (9, 71)),
+     (16, 1000, (8, 62)), ((10, 16), 100, (12, 6))],
+)
+def test_patch_embedding_grid(stride, frames, grid):
+    layer = PatchEmbedding(8, stride=stride)
+    assert tuple(layer(np.zeros((1, 128, frames), "float32")).shape) == (1, *grid, 8)
+    assert layer.compute_output_shape((1, 128, frames)) == (1, *grid, 8)
+
+
+def test_patch_embedding_is_the_strided_patch_projection():
+    layer = PatchEmbedding(5, stride=10)
+    mel = _rand(2, 128, 100)
+    out = np.asarray(layer(mel))
+    kernel = np.asarray(layer.proj.kernel)[:, :, 0, :]  # [16, 16, D]
+    bias = np.asarray(layer.proj.bias)
+    for f, t in ((0, 0), (3, 8), (11, 4)):  # frames 0..95 are covered, 96..99 unused
+        patch = mel[:, 10 * f: 10 * f + 16, 10 * t: 10 * t + 16]
+        expected = np.einsum("bij,ijd->bd", patch, kernel) + bias
+        np.testing.assert_allclose(out[:, f, t], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_patch_embedding_errors():
+    with pytest.raises(UserError, match=r"expected a mel spectrogram of shape \[batch, n_mels, "
+                       r"frames\], got shape \(2, 128, 100, 1\)"):
+        PatchEmbedding(4)(np.zeros((2, 128, 100, 1), "float32"))
+    with pytest.raises(UserError, match=r"has 12 frames; expected at least 16"):
+        PatchEmbedding(4)(np.zeros((2, 128, 12), "float32"))
+    with pytest.raises(ValueError, match="`stride` must be an int or a pair of ints"):
+        PatchEmbedding(4, stride=(10, 10, 10))
+
+
+# === PatchPositionEmbedding ===
+
+def _position_layer(time_positions=99, **kwargs):
+    layer = PatchPositionEmbedding(12, time_positions, **kwargs)
+    layer.build((None, 12, None, 4))
+    # Time entry t holds t in channel 0; frequency row f holds 1000 f in channel 1.
+    time = np.zeros((1, 1, time_positions, 4), "float32")
+    time[0, 0, :, 0] = np.arange(time_positions)
+    freq = np.zeros((1, 12, 1, 4), "float32")
+    freq[0, :, 0, 1] = 1000 * np.arange(12)
+    layer.time_embedding.assign(time)
+    layer.frequency_embedding.assign(freq)
+    return layer
+
+
+def test_position_embedding_inference_starts_at_zero():
+    layer = _position_layer()
+    out = np.asarray(layer(np.zeros((3, 12, 9, 4), "float32")))
+    np.testing.assert_array_equal(out[..., 0], np.broadcast_to(np.arange(9), (3, 12, 9)))
+    np.testing.assert_array_equal(out[..., 1], np.broadcast_to(1000 * np.arange(12)[:, None],
+                                                               (3, 12, 9)))
+
+
+def test_position_embedding_training_offsets_one_per_batch_in_range():
+    layer = _position_layer(seed=7)
+    x = np.zeros((4, 12, 9, 4), "float32")
+    offsets = []
+    for _ in range(40):
+        time = np.asarray(layer(x, training=True))[..., 0]
+        offset = time[0, 0, 0]
+        # One window for the whole batch, consecutive entries of the table.
+        np.testing.assert_array_equal(time, offset + np.broadcast_to(np.arange(9), time.shape))
+        offsets.append(int(offset))
+    assert min(offsets) >= 0 and max(offsets) <= 99 - 9
+    assert len(set(offsets)) > 10
+    # Same seed, same draws.
+    again = _position_layer(seed=7)
+    first = [int(np.asarray(again(x, training=True))[0, 0, 0, 0]) for _ in range(5)]
+    assert first == offsets[:5]
+    fixed = _position_layer(random_time_offset=False)
+    assert float(np.asarray(fixed(x, training=True))[0, 0, 0, 0]) == 0.0
+
+
+def test_position_embedding_crops_longer_inputs_with_a_warning():
+    layer = _position_layer(time_positions=20)
+    with pytest.warns(UserWarning, match="input has 25 time patches but the time embedding covers "
+                      "20; cropping the input to the first 20"):
+        out = layer(_index_grid(1, 12, 25))
+    assert tuple(out.shape) == (1, 12, 20, 4)
+    np.testing.assert_array_equal(np.asarray(out)[0, 0, :, 2], np.arange(20))
+
+
+def test_position_embedding_frequency_mismatch():
+    layer = PatchPositionEmbedding(12, 99)
+    with pytest.raises(UserError, match="the patch grid has 10 frequency rows but the frequency "
+                       "embedding has 12"):
+        layer(np.zeros((1, 10, 9, 4), "float32"))
+
+
+# === Patchout ===
+
+def test_structured_patchout_shapes_order_and_batch_sharing():
+    layer = StructuredPatchout(frequency=6, time=3, seed=1)
+    grid = _index_grid(4, 12, 9)
+    np.testing.assert_array_equal(layer(grid), grid)  # inference: unchanged
+    seen_rows = set()
+    for _ in range(10):
+        out = np.asarray(layer(grid, training=True))
+        assert out.shape == (4, 6, 6, 4)
+        rows, cols = out[0, :, 0, 1], out[0, 0, :, 2]
+        assert np.all(np.diff(rows) > 0) and np.all(np.diff(cols) > 0)  # order kept
+        # Every example keeps the same rows and columns, and each patch is intact.
+        expected = grid[:, rows.astype(int)][:, :, cols.astype(int)]
+        np.testing.assert_array_equal(out, expected)
+        seen_rows.add(tuple(rows))
+    assert len(seen_rows) > 1
+
+
+def test_structured_patchout_too_large():
+    with pytest.raises(UserError, match="patchout of 12 frequency rows leaves nothing of the 12"):
+        StructuredPatchout(frequency=12)(np.zeros((1, 12, 9, 2), "float32"), training=True)
+
+
+def test_unstructured_patchout_shapes_order_and_batch_sharing():
+    layer = UnstructuredPatchout(5, seed=2)
+    sequence = np.repeat(np.arange(20, dtype="float32")[None, :, None], 3, axis=0)
+    sequence = np.concatenate([sequence, np.arange(3, dtype="float32")[:, None, None]
+                               + np.zeros((3, 20, 1), "float32")], axis=-1)
+    np.testing.assert_array_equal(layer(sequence), sequence)
+    out = np.asarray(layer(sequence, training=True))
+    assert out.shape == (3, 15, 2)
+    kept = out[0, :, 0]
+    assert np.all(np.diff(kept) > 0)
+    np.testing.assert_array_equal(out, sequence[:, kept.astype(int)])
+
+
+# === Tokens, attention, block ===
+
+def test_class_tokens_prepend_cls_and_dist_with_positions():
+    layer = ClassTokens()
+    x = _rand(2, 7, 4)
+    out = np.asarray(layer(x))
+    assert out.shape == (2, 9, 4)
+    cls, dist, pos = (np.asarray(v) for v in
+                      (layer.cls_token, layer.dist_token, layer.token_position_embedding))
+    np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls[0, 0] + pos[0, 0], (2, 4)))
+    np.testing.assert_allclose(out[:, 1], np.broadcast_to(dist[0, 0] + pos[0, 1], (2, 4)))
+    np.testing.assert_array_equal(out[:, 2:], x)
+
+
+def test_attention_matches_numpy_with_fused_qkv_layout():
+    layer = MultiHeadSelfAttention(num_heads=2)
+    x = _rand(2, 5, 8)
+    out = np.asarray(layer(x))
+    qkv = x @ np.asarray(layer.qkv.kernel) + np.asarray(layer.qkv.bias)  # [B, N, 24]
+    heads = []
+    for h in range(2):
+        q, k, v = (qkv[..., part * 8 + h * 4: part * 8 + (h + 1) * 4] for part in range(3))
+        scores = q @ k.transpose(0, 2, 1) / 2.0  # head_dim ** 0.5
+        weights = np.exp(scores - scores.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        heads.append(weights @ v)
+    expected = np.concatenate(heads, -1) @ np.asarray(layer.proj.kernel) + np.asarray(
+        layer.proj.bias
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="input dimension 8 is not divisible by num_heads=3"):
+        MultiHeadSelfAttention(num_heads=3)(x)
+
+
+def test_transformer_block_residuals_epsilon_and_exact_gelu():
+    block = TransformerBlock(num_heads=2, intermediate_dim=16)
+    block(_rand(1, 3, 8))
+    assert block.norm1.epsilon == block.norm2.epsilon == 1e-6
+    # No attention output, and an MLP that passes the first 8 hidden units straight through:
+    # the block is x + gelu(layer_norm(x)).
+    block.attention.proj.kernel.assign(np.zeros((8, 8), "float32"))
+    block.attention.proj.bias.assign(np.zeros(8, "float32"))
+    block.mlp_fc1.kernel.assign(np.eye(8, 16, dtype="float32"))
+    block.mlp_fc1.bias.assign(np.zeros(16, "float32"))
+    block.mlp_fc2.kernel.assign(np.eye(16, 8, dtype="float32"))
+    block.mlp_fc2.bias.assign(np.zeros(8, "float32"))
+    x = 2.0 * _rand(2, 3, 8, seed=1)
+    normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+    exact_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
+    np.testing.assert_allclose(block(x), x + exact_gelu, rtol=1e-5, atol=2e-6)
+
+
+# === Saving ===
+
+LAYERS = [
+    (lambda: PatchEmbedding(8, patch_size=(16, 8), stride=(10, 4)), (128, 40)),
+    (lambda: PatchPositionEmbedding(12, 30, random_time_offset=False, seed=3), (12, 9, 8)),
+    (lambda: StructuredPatchout(frequency=2, time=1, seed=4), (12, 9, 8)),
+    (lambda: UnstructuredPatchout(3, seed=5), (20, 8)),
+    (lambda: ClassTokens(), (20, 8)),
+    (lambda: MultiHeadSelfAttention(4, use_qkv_bias=False), (20, 8)),
+    (lambda: TransformerBlock(2, 24, layer_norm_epsilon=1e-5), (20, 8)),
+]
+
+
+@pytest.mark.parametrize("make, shape", LAYERS, ids=[f"layer{i}" for i in range(len(LAYERS))])
+def test_layer_config_round_trip_and_keras_saving(make, shape, tmp_path):
+    layer = make()
+    config = layer.get_config()
+    clone = type(layer).from_config(json.loads(json.dumps(config)))
+    assert json.loads(json.dumps(clone.get_config())) == json.loads(json.dumps(config))
+
+    inputs = keras.Input(shape=shape)
+    model = keras.Model(inputs, layer(inputs))
+    path = str(tmp_path / "layer.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = _rand(2, *shape, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(loaded(x), model(x))
+    assert type(loaded.layers[1]) is type(layer)

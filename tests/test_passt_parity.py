@@ -1,0 +1,156 @@
+"""Keras PaSST == the official hear21passt PaSST, through the checkpoint converter.
+
+The oracle is the installed `hear21passt` code (random weights, nothing downloaded): its state
+dict goes through `torch.save` → `scripts/convert_passt_checkpoint.py`'s `main` →
+`SceneClassifier.load_weights`, and both models then see the same input.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from keras_asc.convert.convert_passt import main as convert_main
+from keras_asc.layers.transformer_block import TransformerBlock
+from keras_asc.models.scene_classifier import SceneClassifier
+
+sys.path.insert(0, os.path.dirname(__file__))
+import torch_oracle  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+def relative_error(got, expected):
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+
+
+def randomise(net, seed=0):
+    """Random values for every parameter (PaSST's init would leave LayerNorms at 1 and 0).
+
+    Matrices get std 1/sqrt(fan_in), so activations keep their scale through the blocks as in
+    a trained network; much larger weights make attention so peaked that float32 rounding
+    alone decides the output of a 12-block model.
+    """
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith(("norm1.weight", "norm2.weight", "norm.weight", "head.0.weight")):
+                param.copy_(1.0 + 0.2 * torch.randn_like(param))
+            elif param.ndim >= 2 and "pos_embed" not in name and "token" not in name:
+                param.copy_(torch.randn_like(param) / param[0].numel() ** 0.5)
+            else:
+                param.copy_(0.2 * torch.randn_like(param))
+    return net.eval()
+
+
+def convert(net, tmp_path, *args):
+    checkpoint = str(tmp_path / "passt.pt")
+    torch.save(net.state_dict(), checkpoint)
+    out = str(tmp_path / "passt.weights.h5")
+    assert convert_main(["--checkpoint", checkpoint, "--out", out, *args]) == 0
+    return out
+
+
+def mel_batch(frames, batch=2, seed=1):
+    # Normalised log-mels lie in about [-1.4, 2]; this covers that range.
+    return np.random.RandomState(seed).uniform(-1.4, 2.0, (batch, 128, frames)).astype("float32")
+
+
+def keras_from_mel(model, mel):
+    embedding = model.backbone(mel)["embedding"]
+    return model.head_dense(model.head_norm(embedding)), embedding
+
+
+def torch_from_mel(net, mel):
+    with torch.no_grad():
+        logits, features = net(torch.from_numpy(mel)[:, None])
+    return logits.numpy(), features.numpy()
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """(torch PaSST, converted Keras SceneClassifier) at the passt_tiny geometry, 527 classes."""
+    passt = torch_oracle.load_passt_module()
+    net = randomise(
+        passt.PaSST(img_size=(128, 998), stride=10, embed_dim=64, depth=2, num_heads=4,
+                    distilled=True, num_classes=527)
+    )
+    weights = convert(net, tmp_path_factory.mktemp("tiny"), "--arch", "passt_tiny")
+    model = SceneClassifier.from_preset("passt_tiny", num_classes=527)
+    model.load_weights(weights)
+    return net, model
+
+
+def test_transformer_block_matches_torch_block():
+    passt = torch_oracle.load_passt_module()
+    torch.manual_seed(3)
+    block = passt.Block(dim=64, num_heads=4, mlp_ratio=4.0, qkv_bias=True,
+                        norm_layer=torch.nn.LayerNorm).eval()
+    block.norm1.eps = block.norm2.eps = 1e-6
+    with torch.no_grad():
+        for param in block.parameters():
+            param.copy_(0.3 * torch.randn_like(param))
+    layer = TransformerBlock(num_heads=4, intermediate_dim=256)
+    layer.build((None, None, 64))
+    state = {key: value.numpy() for key, value in block.state_dict().items()}
+    for name in ("norm1", "norm2"):
+        getattr(layer, name).gamma.assign(state[f"{name}.weight"])
+        getattr(layer, name).beta.assign(state[f"{name}.bias"])
+    for keras_dense, key in ((layer.attention.qkv, "attn.qkv"), (layer.attention.proj, "attn.proj"),
+                             (layer.mlp_fc1, "mlp.fc1"), (layer.mlp_fc2, "mlp.fc2")):
+        keras_dense.kernel.assign(state[f"{key}.weight"].T)
+        keras_dense.bias.assign(state[f"{key}.bias"])
+    x = np.random.RandomState(0).randn(2, 20, 64).astype("float32")
+    with torch.no_grad():
+        expected = block(torch.from_numpy(x)).numpy()
+    assert relative_error(layer(x), expected) < 1e-5
+
+
+@pytest.mark.parametrize("frames", [100, 1000])  # 1 s and 10 s
+def test_mel_to_logits_parity(tiny_pair, frames):
+    net, model = tiny_pair
+    mel = mel_batch(frames)
+    expected_logits, expected_embedding = torch_from_mel(net, mel)
+    logits, embedding = keras_from_mel(model, mel)
+    assert relative_error(embedding, expected_embedding) < TOLERANCE
+    assert relative_error(logits, expected_logits) < TOLERANCE
+
+
+def test_waveform_to_logits_end_to_end(tiny_pair):
+    net, model = tiny_pair
+    # The TAU22 recipe's frontend (fmax_aug_range=1000 → eval fmax 15500 Hz), eval mode.
+    mel_layer = torch_oracle.load_augment_mel_stft()(
+        n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=20,
+        fmin=0.0, fmax=None, fmin_aug_range=1, fmax_aug_range=1000,
+    ).eval()
+    rng = np.random.RandomState(2)
+    waveform = (0.3 * rng.randn(2, 32000)).astype("float32")
+    with torch.no_grad():
+        mel = mel_layer(torch.from_numpy(waveform))
+        expected_logits, expected_embedding = (t.numpy() for t in net(mel[:, None]))
+    out = model(waveform)
+    assert relative_error(out["embedding"], expected_embedding) < TOLERANCE
+    assert relative_error(out["logits"], expected_logits) < TOLERANCE
+
+
+@pytest.mark.slow
+def test_full_passt_s_geometry_parity(tmp_path):
+    """PaSST-S (768 wide, 12 blocks, 12 heads, stride 10, 99 time positions), 10 classes."""
+    passt = torch_oracle.load_passt_module()
+    net = randomise(
+        passt.get_model(arch="passt_s_swa_p16_128_ap476", pretrained=False, n_classes=10)
+    )
+    weights = convert(net, tmp_path)  # architecture inferred from the checkpoint
+    model = SceneClassifier.from_preset("passt_s_swa_p16_128_ap476", num_classes=10)
+    model.load_weights(weights)
+    for frames in (100, 1000):
+        mel = mel_batch(frames, batch=1, seed=frames)
+        expected_logits, expected_embedding = torch_from_mel(net, mel)
+        logits, embedding = keras_from_mel(model, mel)
+        assert relative_error(embedding, expected_embedding) < TOLERANCE
+        assert relative_error(logits, expected_logits) < TOLERANCE
+    keras.backend.clear_session()
