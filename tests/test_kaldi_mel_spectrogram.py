@@ -359,6 +359,7 @@ def test_too_short_input_is_an_error():
         ({"fmax_aug_range": 0}, "fmax_aug_range=0, expected an integer >= 1"),
         ({"n_mels": 128.0}, "n_mels=128.0, expected an integer >= 4"),
         ({"win_length": 2048}, "win_length=2048 must be <= n_fft=1024"),
+        ({"fmax": "16k"}, "fmax='16k', expected a number in Hz"),
         ({"fmax": 16000}, r"fmax in \[15501, 16500\]; expected fmin < fmax <= sample_rate / 2"),
         ({"fmax": 17000, "fmax_aug_range": 1}, "fmax=17000: expected fmin=0.0 < fmax <="),
     ],

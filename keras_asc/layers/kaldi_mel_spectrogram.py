@@ -117,6 +117,11 @@ class KaldiMelSpectrogram(keras.layers.Layer):
                 raise UserError(
                     f"KaldiMelSpectrogram: {key}={value!r}, expected an integer >= {low}"
                 )
+        for key, value, optional in [("fmin", fmin, False), ("fmax", fmax, True)]:
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise UserError(f"KaldiMelSpectrogram: {key}={value!r}, expected a number in Hz")
         if win_length > n_fft:
             raise UserError(
                 f"KaldiMelSpectrogram: win_length={win_length} must be <= n_fft={n_fft}"
