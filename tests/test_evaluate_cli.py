@@ -38,8 +38,14 @@ def clip_records(rng):
                 name = f"audio/{scene}-lyon-{d}-{100 + r}-{index}-{device}.wav"
                 records.append(
                     encode_audio_example(
-                        audio, filename=name, scene=scene, device=device, city="lyon",
-                        location=f"lyon-{d}", segment_id=100 + r, index=index,
+                        audio,
+                        filename=name,
+                        scene=scene,
+                        device=device,
+                        city="lyon",
+                        location=f"lyon-{d}",
+                        segment_id=100 + r,
+                        index=index,
                     )
                 )
                 waveforms.append(audio)
@@ -79,8 +85,9 @@ def workspace(tmp_path_factory):
     data = root / "tau"
     write_shard(data, "evaluate", records)
     unlabelled = [
-        encode_audio_example((0.1 * rng.normal(size=CLIP)).astype(np.float32),
-                             filename=f"audio/{i}.wav")
+        encode_audio_example(
+            (0.1 * rng.normal(size=CLIP)).astype(np.float32), filename=f"audio/{i}.wav"
+        )
         for i in range(3)
     ]
     write_shard(data, "eval2023", unlabelled)
@@ -90,11 +97,20 @@ def workspace(tmp_path_factory):
     model = make_run(run_a, data, 0, loss={"icl_alpha": 0.2, "icl_weight": 10.0})
     logits = model.predict_on_batch(waveforms)["logits"]
     run_b = root / "icl" / "seed-1"
-    make_run(run_b, data, 1, loss={"icl_alpha": 0.2, "icl_weight": 0.5},
-             wandb={"mode": "offline", "project": "test"})
+    make_run(
+        run_b,
+        data,
+        1,
+        loss={"icl_alpha": 0.2, "icl_weight": 0.5},
+        wandb={"mode": "offline", "project": "test"},
+    )
     return {
-        "root": root, "data": data, "run_a": run_a, "run_b": run_b,
-        "labels": labels, "logits": np.asarray(logits),
+        "root": root,
+        "data": data,
+        "run_a": run_a,
+        "run_b": run_b,
+        "labels": labels,
+        "logits": np.asarray(logits),
     }
 
 
@@ -169,7 +185,9 @@ def test_evaluate_unlabelled_split_writes_predictions_only(workspace, capsys):
     report = json.loads((folder / "report.json").read_text())
     assert report["labelled"] is False and report["metrics"] is None
     assert [r[0] for r in read_tsv(folder / "predictions.tsv")[1:]] == [
-        "audio/0.wav", "audio/1.wav", "audio/2.wav"
+        "audio/0.wav",
+        "audio/1.wav",
+        "audio/2.wav",
     ]
 
 
@@ -182,8 +200,12 @@ def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
     )
     assert run_cli(evaluate.main, ["--run", str(tmp_path / "nowhere")]) == 2
     assert "run directory not found" in capsys.readouterr().err
-    assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--data",
-                                   str(tmp_path / "missing")]) == 2
+    assert (
+        run_cli(
+            evaluate.main, ["--run", str(workspace["run_a"]), "--data", str(tmp_path / "missing")]
+        )
+        == 2
+    )
     assert "TFRecord folder not found" in capsys.readouterr().err
     assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--split", "train"]) == 2
     assert "no TFRecord shards for split 'train'" in capsys.readouterr().err

@@ -50,6 +50,19 @@ def test_delta_response_is_flat_zero_db():
     np.testing.assert_allclose(db, 20 * np.log10(0.5), atol=1e-9)
 
 
+def test_reference_modes_keep_or_remove_level_differences():
+    irs = [np.r_[1.0, np.zeros(9)], np.r_[0.5, np.zeros(9)]]
+    freqs, db = dir_plots.magnitude_responses(irs, SR, num_points=16, reference_hz=None)
+    np.testing.assert_allclose(db[1] - db[0], 20 * np.log10(0.5), atol=1e-9)
+    first = dir_plots.apply_reference(freqs, db, "first")
+    np.testing.assert_allclose(first[0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(first[1], 20 * np.log10(0.5), atol=1e-9)
+    np.testing.assert_allclose(dir_plots.apply_reference(freqs, db, "each"), 0.0, atol=1e-9)
+    np.testing.assert_array_equal(dir_plots.apply_reference(freqs, db, "none"), db)
+    with pytest.raises(ValueError, match="reference must be one of"):
+        dir_plots.apply_reference(freqs, db, "max")
+
+
 def test_two_tap_response_matches_analytic_comb():
     # h = [1, 1]: |H(f)| = 2 |cos(pi f / sr)|.
     freqs, db = dir_plots.magnitude_responses(
@@ -148,8 +161,8 @@ def dir_sets(tmp_path_factory):
                 entries.append((ir, multi_meta("RodeNT2A", pattern, distance, angle)))
     multi = write_dir_set(str(root / "multi"), entries)
     one = write_dir_set(
-        str(root / "one"), [(np.r_[1.0, 0.5, 0.25].astype(np.float32), {"name": "m.wav",
-                                                                        "set": "micirp"})]
+        str(root / "one"),
+        [(np.r_[1.0, 0.5, 0.25].astype(np.float32), {"name": "m.wav", "set": "micirp"})],
     )
     return multi, one
 
@@ -178,8 +191,20 @@ def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
     assert run_cli(dir_plots.main, ["--dirs", multi, one, "--out", str(out)]) == 0
     assert png_size(out)[0] > 100
     out2 = tmp_path / "fig2.png"
-    argv = ["--dirs", multi, "--out", str(out2), "--mic", "RodeNT2A", "--pattern", "cardioid",
-            "--distance", "50", "--smoothing", "1/3"]
+    argv = [
+        "--dirs",
+        multi,
+        "--out",
+        str(out2),
+        "--mic",
+        "RodeNT2A",
+        "--pattern",
+        "cardioid",
+        "--distance",
+        "50",
+        "--smoothing",
+        "1/3",
+    ]
     assert run_cli(dir_plots.main, argv) == 0
     assert png_size(out2)[0] > 100
     # A set with a single IR still plots, and says why the bands are one line.

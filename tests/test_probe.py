@@ -75,8 +75,10 @@ def test_grouped_split_keeps_groups_whole_and_stratified():
 
 
 def test_split_needs_three_groups_per_class():
-    with pytest.raises(UserError, match="class 1 has 2 recording group"):
-        probe.split_indices([0, 0, 0, 1, 1], groups=["a", "b", "c", "d", "e"])
+    with pytest.raises(UserError, match=r"s1 has 2 10-s recording\(s\); at least 3 .* clip"):
+        probe.split_indices([0, 0, 0, 1, 1], ["a", "b", "c", "d", "e"], class_names=["a", "s1"])
+    with pytest.raises(UserError, match=r"class 1 has 2 clip\(s\); at least 3 are needed"):
+        probe.split_indices([0, 0, 0, 1, 1])
 
 
 def test_informative_embeddings_are_recognised():
@@ -87,6 +89,7 @@ def test_informative_embeddings_are_recognised():
     assert result["balanced_accuracy"] > 0.9
     # Trained to convergence: early stopping ended it, the best weights are kept.
     assert result["best_epoch"] + 10 == result["epochs"] < 1000
+    assert result["early_stopped"] is True
     assert result["counts"] == {"fit": 360, "stop": 120, "test": 120}
     assert np.sum(result["confusion_matrix"]) == 120
 

@@ -10,10 +10,13 @@
 Responses are computed as follows (the paper does not say how its figure was made, so these are
 our choices, all arguments): power spectrum of the zero-padded IR (``n_fft`` ≥ 8192, i.e. ≤ 4 Hz
 bins at 32 kHz); averaged over ``smoothing_octaves``-wide bands centred on ``num_points``
-log-spaced frequencies from ``f_min`` to ``f_max``; in dB; shifted so that each response is
-0 dB at ``reference_hz`` (1 kHz), because the stored IRs keep their own gains and only the shape
-of the response is compared. Quantiles use NumPy's default linear interpolation; the mean is the
-mean of the dB values.
+log-spaced frequencies from ``f_min`` to ``f_max``; in dB. Figure 1 shifts each response to
+0 dB at 1 kHz (the IRs keep their own gains; only shapes are compared); Figure 2 shifts all
+curves by one offset, putting the smallest angle at 0 dB at 1 kHz, so that level differences
+between angles (the cardioid's notch at 180°) stay visible — meaningful only for IRs stored
+without per-IR normalisation (``multi-dirs --normalize none``; the builder's default is peak
+normalisation, which leaves only the shapes). ``--reference`` overrides either choice.
+Quantiles use NumPy's default linear interpolation; the mean is the mean of the dB values.
 """
 
 import argparse
@@ -72,21 +75,48 @@ def magnitude_responses(
         half = 2.0 ** (smoothing_octaves / 2.0)
         lo = np.searchsorted(bins, freqs / half, side="left")
         hi = np.searchsorted(bins, freqs * half, side="right")
-        # A band narrower than one bin at low frequencies takes the nearest bin.
-        nearest = np.clip(np.round(freqs * n_fft / sample_rate).astype(int), 0, bins.size - 1)
-        empty = hi <= lo
-        lo = np.where(empty, nearest, lo)
-        hi = np.where(empty, nearest + 1, hi)
+        # Bands holding fewer than two bins (low frequencies) interpolate the bins instead,
+        # which avoids a staircase of single bins.
+        narrow = hi - lo < 2
+        hi = np.where(narrow, lo + 1, hi)
         cumulative = np.concatenate([np.zeros((power.shape[0], 1)), power.cumsum(axis=1)], axis=1)
         smoothed = (cumulative[:, hi] - cumulative[:, lo]) / (hi - lo)
+        if narrow.any():
+            smoothed[:, narrow] = np.stack([np.interp(freqs[narrow], bins, p) for p in power])
     else:
         smoothed = np.stack([np.interp(freqs, bins, p) for p in power])
     db = 10.0 * np.log10(np.maximum(smoothed, 1e-30))
     if reference_hz is not None:
-        log_f = np.log(freqs)
-        ref = np.array([np.interp(np.log(reference_hz), log_f, row) for row in db])
-        db = db - ref[:, None]
+        db = apply_reference(freqs, db, "each", reference_hz)
     return freqs, db
+
+
+REFERENCES = ("each", "first", "none")
+
+
+def apply_reference(freqs, responses_db, mode, reference_hz=1000.0):
+    """Shifts absolute responses (``magnitude_responses(..., reference_hz=None)``) in dB.
+
+    Args:
+        freqs: ``[P]`` grid.
+        responses_db: ``[N, P]``.
+        mode: ``"each"``: every response is 0 dB at ``reference_hz`` (compares shapes);
+            ``"first"``: all responses move by the offset that puts the FIRST one at 0 dB there
+            (keeps the level differences, e.g. between angles); ``"none"``: unchanged.
+        reference_hz: the reference frequency.
+
+    Returns:
+        ``[N, P]`` shifted responses.
+    """
+    if mode not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {mode!r}")
+    db = np.asarray(responses_db, dtype=np.float64)
+    if mode == "none":
+        return db
+    log_f = np.log(freqs)
+    levels = np.array([np.interp(np.log(reference_hz), log_f, row) for row in db])
+    offsets = levels if mode == "each" else np.full_like(levels, levels[0])
+    return db - offsets[:, None]
 
 
 def response_bands(responses_db):
@@ -124,12 +154,15 @@ def plot_response_bands(freqs, bands, path, title=None, ylabel="magnitude [dB re
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.fill_between(freqs, bands["min"], bands["max"], color="tab:blue", alpha=0.15, lw=0,
-                    label="100 %")
-    ax.fill_between(freqs, bands["q10"], bands["q90"], color="tab:blue", alpha=0.3, lw=0,
-                    label="80 %")
-    ax.fill_between(freqs, bands["q25"], bands["q75"], color="tab:blue", alpha=0.55, lw=0,
-                    label="50 %")
+    ax.fill_between(
+        freqs, bands["min"], bands["max"], color="tab:blue", alpha=0.15, lw=0, label="100 %"
+    )
+    ax.fill_between(
+        freqs, bands["q10"], bands["q90"], color="tab:blue", alpha=0.3, lw=0, label="80 %"
+    )
+    ax.fill_between(
+        freqs, bands["q25"], bands["q75"], color="tab:blue", alpha=0.55, lw=0, label="50 %"
+    )
     ax.plot(freqs, bands["mean"], color="black", lw=1.2, label="mean")
     _freq_axis(ax, freqs)
     ax.set_ylabel(ylabel)
@@ -138,8 +171,9 @@ def plot_response_bands(freqs, bands, path, title=None, ylabel="magnitude [dB re
     return save_figure(fig, path)
 
 
-def plot_angle_responses(freqs, responses_db, angles, path, title=None,
-                         ylabel="magnitude [dB re 1 kHz]"):
+def plot_angle_responses(
+    freqs, responses_db, angles, path, title=None, ylabel="magnitude [dB re 1 kHz]"
+):
     """Figure 2: one curve per angle, coloured by angle (viridis), with a colour bar."""
     from keras_asc.evaluation.plots import _pyplot
     from keras_asc.evaluation.plots import save_figure
@@ -189,9 +223,10 @@ def load_dir_records(paths):
             name = f["name"].numpy().decode("utf-8")
             # MicIRP stores one file per microphone and no name: the file stem names it (as
             # keras_asc.data.dirs.load_dirs does).
-            microphone = f["microphone"].numpy().decode("utf-8") or os.path.splitext(
-                os.path.basename(name)
-            )[0]
+            microphone = (
+                f["microphone"].numpy().decode("utf-8")
+                or os.path.splitext(os.path.basename(name))[0]
+            )
             records.append(
                 {
                     "name": name,
@@ -308,10 +343,26 @@ def build_parser():
     parser.add_argument("--pattern", help="Figure 2: polar pattern (e.g. cardioid)")
     parser.add_argument("--distance", type=int, help="Figure 2: distance in cm (e.g. 50)")
     parser.add_argument("--max-angle", type=int, default=180, help="Figure 2: largest angle")
-    parser.add_argument("--smoothing", type=_fraction, default=1 / 6,
-                        help="smoothing band in octaves (0 = none), e.g. 1/6")
+    parser.add_argument(
+        "--smoothing",
+        type=_fraction,
+        default=1 / 6,
+        help="smoothing band in octaves (0 = none), e.g. 1/6",
+    )
+    parser.add_argument(
+        "--reference",
+        choices=REFERENCES,
+        help="0 dB at 1 kHz for each response (Figure 1 default), for the first (smallest) "
+        "angle only, keeping level differences (Figure 2 default), or none",
+    )
     parser.add_argument("--title", help="figure title")
     return parser
+
+
+def _ylabel(mode, what):
+    if mode == "none":
+        return "magnitude [dB]"
+    return f"magnitude [dB re {what} at 1 kHz]"
 
 
 def main(argv=None):
@@ -321,19 +372,23 @@ def main(argv=None):
         for flag in ("pattern", "distance"):
             if getattr(args, flag) is not None:
                 raise UserError(f"--{flag} selects a Figure 2 series and needs --mic")
-        freqs, db = magnitude_responses(irs, rate, smoothing_octaves=args.smoothing)
-        bands = response_bands(db)
+        mode = args.reference or "each"
+        freqs, db = magnitude_responses(
+            irs, rate, smoothing_octaves=args.smoothing, reference_hz=None
+        )
+        bands = response_bands(apply_reference(freqs, db, mode))
         if len(irs) == 1:
             print(f"note: {records[0]['name']} is the only IR; the bands collapse onto it")
         title = args.title or f"{', '.join(sorted({r['set'] for r in records}))}: {len(irs)} IRs"
-        path = plot_response_bands(freqs, bands, args.out, title)
+        what = "each IR" if mode == "each" else "the first IR"
+        path = plot_response_bands(freqs, bands, args.out, title, _ylabel(mode, what))
     else:
-        chosen = select_angle_series(
-            records, args.mic, args.distance, args.pattern, args.max_angle
-        )
+        chosen = select_angle_series(records, args.mic, args.distance, args.pattern, args.max_angle)
+        mode = args.reference or "first"
         freqs, db = magnitude_responses(
-            [irs[i] for i in chosen], rate, smoothing_octaves=args.smoothing
+            [irs[i] for i in chosen], rate, smoothing_octaves=args.smoothing, reference_hz=None
         )
+        db = apply_reference(freqs, db, mode)
         angles = [records[i]["angle_deg"] for i in chosen]
         first = records[chosen[0]]
         if len(chosen) == 1:
@@ -342,6 +397,7 @@ def main(argv=None):
             f"{first['microphone']} {first['pattern']} at {first['distance_cm']} cm, "
             f"{angles[0]}–{angles[-1]}°"
         )
-        path = plot_angle_responses(freqs, db, angles, args.out, title)
+        what = "each angle" if mode == "each" else f"{angles[0]}°"
+        path = plot_angle_responses(freqs, db, angles, args.out, title, _ylabel(mode, what))
     print(f"wrote {path}")
     return 0

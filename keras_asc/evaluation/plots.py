@@ -130,7 +130,9 @@ def plot_device_bars(report, path, title=None):
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in FAMILY_COLOURS.values()]
-    axes[1].legend(handles, list(FAMILY_COLOURS), loc="upper left", fontsize=8)
+    axes[1].legend(
+        handles, list(FAMILY_COLOURS), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8
+    )
     if title:
         fig.suptitle(title)
     fig.tight_layout()

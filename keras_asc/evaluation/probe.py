@@ -42,7 +42,7 @@ def balanced_class_weights(labels, num_classes):
     return weights
 
 
-def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0):
+def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0, class_names=None):
     """Stratified fit / early-stopping / test split, by group when ``groups`` are given.
 
     Args:
@@ -50,6 +50,7 @@ def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0):
         groups: optional ``[N]`` group keys (strings or ints); a group never spans two parts.
         fractions: the three parts' shares of each class's groups (normalised).
         seed: shuffling seed.
+        class_names: names of the label ids, for error messages.
 
     Returns:
         Three sorted int arrays of indices (fit, stop, test).
@@ -58,7 +59,8 @@ def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0):
         UserError: a class has fewer than three groups (or clips), so some part would lack it.
     """
     labels = np.asarray(labels)
-    if groups is None:
+    groups_are_clips = groups is None
+    if groups_are_clips:
         groups = np.arange(labels.shape[0])
     groups = np.asarray(groups)
     fractions = np.asarray(fractions, dtype=np.float64)
@@ -69,9 +71,12 @@ def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0):
         members = np.flatnonzero(labels == label)
         keys = np.unique(groups[members])
         if keys.shape[0] < 3:
+            what = "clip(s)" if groups_are_clips else "10-s recording(s)"
+            name = class_names[label] if class_names is not None else f"class {label}"
             raise UserError(
-                f"device probe: class {label} has {keys.shape[0]} recording group(s); at least 3 "
-                "are needed to fit, early-stop and test the probe"
+                f"device probe: {name} has {keys.shape[0]} {what}; at least 3 are needed to fit, "
+                "early-stop and test the probe"
+                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
             )
         keys = keys[rng.permutation(keys.shape[0])]
         # At least one group per part; the rest by the fractions.
@@ -217,7 +222,8 @@ def device_probe(
         A JSON-ready dict: ``balanced_accuracy`` (test part), ``accuracy`` (test, pooled),
         ``chance``, ``devices`` (probe classes, in order), ``recall`` (per device),
         ``confusion_matrix`` (rows true), ``counts`` (fit/stop/test clips), ``epochs``
-        (trained), ``best_epoch``, ``stop_loss`` (best held-out balanced loss), ``seed``.
+        (trained), ``best_epoch``, ``early_stopped`` (False: ``max_epochs`` ended it),
+        ``stop_loss`` (best held-out balanced loss), ``seed``.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     device_ids = np.asarray(device_ids, dtype=np.int64)
@@ -234,7 +240,8 @@ def device_probe(
         )
     labels = np.searchsorted(present, device_ids)
     num_classes = present.shape[0]
-    fit, stop, test = split_indices(labels, groups, fractions, seed)
+    names = [device_names[i] for i in present]
+    fit, stop, test = split_indices(labels, groups, fractions, seed, class_names=names)
     normed = layer_norm(embeddings)
 
     class_w = balanced_class_weights(labels[fit], num_classes)
@@ -265,7 +272,6 @@ def device_probe(
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (truth, predictions), 1)
     recall = matrix.diagonal() / matrix.sum(axis=1)
-    names = [device_names[i] for i in present]
     return {
         "balanced_accuracy": float(recall.mean()),
         "accuracy": float((predictions == truth).mean()),
@@ -276,6 +282,7 @@ def device_probe(
         "counts": {"fit": int(fit.size), "stop": int(stop.size), "test": int(test.size)},
         "epochs": epoch,
         "best_epoch": best_epoch,
+        "early_stopped": epoch - best_epoch >= patience,
         "stop_loss": float(stop_loss),
         "seed": seed,
     }
@@ -298,13 +305,15 @@ def probe_run(
     max_examples=None,
     seed=0,
     devices=TRAIN_DEVICES,
+    split_by="recording",
     progress=True,
     **probe_kwargs,
 ):
     """Device probe of one run directory's frozen encoder (paper Table 2).
 
-    Embeds the split's clips of ``devices`` with the run's model, trains the probe (grouped by
-    10-s recording) and writes ``RUN_DIR/eval/<split>/probe.json``.
+    Embeds the split's clips of ``devices`` with the run's model, trains the probe (parts split
+    by 10-s recording, or by clip with ``split_by="clip"``) and writes
+    ``RUN_DIR/eval/<split>/probe.json``.
 
     Returns:
         The :func:`device_probe` result plus ``run``, ``run_dir``, ``split``, ``data``,
@@ -330,7 +339,7 @@ def probe_run(
             f"{data_path}: split {split!r} has no clip of the devices {', '.join(devices)} "
             "(device labels are needed for the probe)"
         )
-    groups = np.asarray(predicted["group"])[mask]
+    groups = np.asarray(predicted["group"])[mask] if split_by == "recording" else None
     result = device_probe(
         predicted["embedding"][mask],
         predicted["device_id"][mask],
@@ -345,6 +354,7 @@ def probe_run(
             "split": split,
             "data": data_path,
             "num_clips": int(mask.sum()),
+            "split_by": split_by,
             "embedding_dim": int(predicted["embedding"].shape[1]),
         }
     )
@@ -372,6 +382,12 @@ def build_parser():
     parser.add_argument("--out", help="combined JSON")
     parser.add_argument("--name", help="method name in the table (default: the run's name)")
     parser.add_argument("--seed", type=int, default=0, help="split/initialisation seed")
+    parser.add_argument(
+        "--split-by",
+        choices=("recording", "clip"),
+        default="recording",
+        help="keep each 10-s recording in one part (default) or split clips",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-examples", type=int, help="only the first N clips")
     return parser
@@ -389,14 +405,25 @@ def main(argv=None):
     results = []
     for run in opened:
         result = probe_run(
-            run, args.split, args.data, args.batch_size, args.max_examples, seed=args.seed
+            run,
+            args.split,
+            args.data,
+            args.batch_size,
+            args.max_examples,
+            seed=args.seed,
+            split_by=args.split_by,
         )
         results.append(result)
         recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items())
         print(
             f"{run.name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
             f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "
-            f"{result['counts']['test']} test clips, stopped after {result['epochs']} epochs"
+            f"{result['counts']['test']} test clips; "
+            + (
+                f"early-stopped after {result['epochs']} epochs"
+                if result["early_stopped"]
+                else f"still improving at the last of {result['epochs']} epochs"
+            )
         )
     text = tables.table2([(name, results)])
     print()
