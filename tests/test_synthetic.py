@@ -34,10 +34,10 @@ NAME_RE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic") / "corpus"
-    manifest = generate_corpus(str(out), size="tiny", seed=0)
-    return str(out), manifest
+def corpus(synthetic_corpus):
+    """The session's tiny corpus (seed 0, see conftest.py) as `(folder, manifest)`; read only."""
+    folder, manifest = synthetic_corpus
+    return str(folder), manifest
 
 
 def _read_tsv(path):

@@ -8,11 +8,12 @@ The models do not depend on the corpus seed: a device keeps its identity across 
 - ``b``, ``c``: consumer devices: band-limited (high-pass, low-pass), a presence bump or dip,
   compression; ``c`` adds soft clipping.
 - ``s1``-``s3``: "simulated" devices: further band-limiting EQs plus compression.
-- ``s4``-``s6`` (evaluation only): microphones of the family in regions the training devices
-  never show: a figure-8 ribbon close up (proximity bass boost, dark top), a cardioid heard from
-  150 degrees off axis (rear notch, treble loss), and a vintage dynamic with a strong narrow
-  resonance. All training devices cut the bass and have at most mild resonances, so nothing in
-  the training audio looks like these; the synthetic MicIRP and Surrey DIR sets do.
+- ``s4``-``s6`` (evaluation only): microphones of the family, inside the ranges that the DIR sets
+  draw from (``synthetic_mics.MIC_KINDS``), in regions the training devices never show: a
+  figure-8 ribbon close up (proximity bass boost, dark top), a cardioid heard from 150 degrees
+  off axis (rear notch, treble loss), and a vintage dynamic with a strong narrow resonance. All
+  training devices cut the bass and have at most mild resonances, so nothing in the training
+  audio looks like these; the synthetic MicIRP and Surrey DIR sets do.
 """
 
 import functools
@@ -56,8 +57,8 @@ DEVICE_MODELS = {
         "compression": (-32.0, 3.0), "drive": 2.0, "noise_db": -80.0, "gain_db": 1.0,
     },
     "s4": {  # figure-8 ribbon at 50 cm on axis: proximity bass boost, dark top
-        "response": {"hp_hz": 30.0, "hp_order": 1, "lp_hz": 6000.0, "lp_order": 2,
-                     "tilt": -1.5, "resonances": [(150.0, 4.0, 0.8)]},
+        "response": {"hp_hz": 40.0, "hp_order": 1, "lp_hz": 9000.0, "lp_order": 1,
+                     "tilt": -1.0, "resonances": [(120.0, 3.0, 0.6)]},
         "polar": ("bidirectional", 0.0, 0.5),
         "compression": (-32.0, 3.0), "drive": None, "noise_db": -80.0, "gain_db": -3.0,
     },
