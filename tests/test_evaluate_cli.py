@@ -153,12 +153,24 @@ def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
     assert png_ok(folder / "confusion.png") and png_ok(folder / "devices.png")
 
 
-def test_evaluate_two_seeds_best_and_mean_and_wandb(workspace, capsys, tmp_path):
-    out_json = tmp_path / "report.json"
+@pytest.fixture(scope="module")
+def seeds_report(workspace):
+    """``evaluate.py --run RUN_DIR --out`` on the two seed runs: (exit code, stdout, JSON)."""
+    import contextlib
+    import io
+
+    out_json = workspace["root"] / "icl-report.json"
+    stdout = io.StringIO()
     # The folder of seed runs expands to its seeds.
     argv = ["--run", str(workspace["root"] / "icl"), "--out", str(out_json), "--no-plots"]
-    assert run_cli(evaluate.main, argv) == 0
-    out = capsys.readouterr().out
+    with contextlib.redirect_stdout(stdout):
+        code = run_cli(evaluate.main, argv)
+    return code, stdout.getvalue(), out_json
+
+
+def test_evaluate_two_seeds_best_and_mean_and_wandb(workspace, seeds_report):
+    code, out, out_json = seeds_report
+    assert code == 0
     assert "| icl (best of 2) |" in out and "| icl (mean ± std, n=2) |" in out
     assert "seed-1: logged to W&B (offline)" in out
     combined = json.loads(out_json.read_text())
@@ -173,6 +185,34 @@ def test_evaluate_two_seeds_best_and_mean_and_wandb(workspace, capsys, tmp_path)
     wandb_dir = workspace["run_b"] / "wandb"
     assert any(name.startswith("offline-run-") for name in os.listdir(wandb_dir))
     assert not (workspace["run_a"] / "wandb").exists()
+
+
+def test_evaluate_compare_reports_into_one_table(workspace, seeds_report, tmp_path, capsys):
+    # Combined reports of two methods (the second built from the first one's seed-0 run).
+    first = seeds_report[2]
+    data = json.loads(first.read_text())
+    second = tmp_path / "passt.json"
+    second.write_text(json.dumps({**data, "method": "PaSST", "runs": data["runs"][:1]}))
+    capsys.readouterr()
+    out_json = tmp_path / "table3.json"
+    argv = ["--compare", str(second), str(first), "--out", str(out_json)]
+    assert run_cli(evaluate.main, argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    methods = [line.split(" | ")[0][2:] for line in lines if not line.startswith("| Method")]
+    assert methods == ["PaSST", "icl (best of 2)", "icl (mean ± std, n=2)"] * 2
+    table = json.loads(out_json.read_text())
+    assert [m["method"] for m in table["methods"]] == ["PaSST", "icl"]
+    # Reports of different splits, and files that are not reports, are refused.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**data, "split": "test"}))
+    assert run_cli(evaluate.main, ["--compare", str(first), str(other)]) == 2
+    assert "cover different splits (evaluate, test)" in capsys.readouterr().err
+    assert run_cli(evaluate.main, ["--compare", str(workspace["run_a"] / "config.yaml")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("[1, 2]")
+    assert run_cli(evaluate.main, ["--compare", str(bogus)]) == 2
+    assert "not a combined report of `scripts/evaluate.py --out`" in capsys.readouterr().err
 
 
 def test_evaluate_unlabelled_split_writes_predictions_only(workspace, capsys):

@@ -5,7 +5,8 @@ For each ``--run RUN_DIR`` the model (``RUN_DIR/model.keras``) is run over the 1
 ``--data``). Per run it writes ``RUN_DIR/eval/<split>/``: ``predictions.tsv`` (DCASE submission
 format), ``report.json``, ``confusion.png`` and ``devices.png``. It prints the paper's Table 3
 (log-loss, then accuracy). Several run directories are seeds of one method: the table shows the
-best run and the mean ± std; ``--out`` writes the combined JSON. Layouts:
+best run and the mean ± std; ``--out`` writes the combined JSON. ``--compare`` puts several
+combined reports (one per method) into one Table 3, as in the paper. Layouts:
 ``docs/report_schema.md``.
 
 A split without scene labels (an evaluation set) is predicted and its predictions written; the
@@ -127,18 +128,80 @@ def summary(reports):
     return out
 
 
-def markdown_report(name, reports, split):
-    """Table 3 for log-loss and accuracy (empty string when no run is labelled)."""
-    labelled = [r["metrics"] for r in reports if r["labelled"]]
-    if not labelled:
+def markdown_report(methods, split):
+    """Table 3 for log-loss and accuracy.
+
+    Args:
+        methods: ``[(name, [run report, ...]), ...]``, one table row group per method.
+        split: split name for the captions.
+
+    Returns:
+        Markdown (empty string when no run is labelled).
+    """
+    rows = [(name, [r["metrics"] for r in reports if r["labelled"]]) for name, reports in methods]
+    rows = [(name, labelled) for name, labelled in rows if labelled]
+    if not rows:
         return ""
     parts = []
     for metric in tables.METRICS:
         parts.append(tables.table3_title(metric, split))
         parts.append("")
-        parts.append(tables.table3([(name, labelled)], metric))
+        parts.append(tables.table3(rows, metric))
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def load_combined(path):
+    """A combined report written by ``evaluate.py --out``; UserError when it is not one."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as err:
+        raise UserError(f"--compare {path}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        raise UserError(f"--compare {path}: not valid JSON ({err})") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not all(
+        isinstance(r, dict) and "labelled" in r and "metrics" in r for r in runs
+    ):
+        raise UserError(
+            f"--compare {path}: not a combined report of `scripts/evaluate.py --out` "
+            "(expected 'method', 'split' and a list of 'runs')"
+        )
+    return data
+
+
+def compare(paths, out=None):
+    """Table 3 with one row group per combined report (``--compare``)."""
+    combined = [load_combined(p) for p in paths]
+    splits = sorted({c.get("split") for c in combined})
+    if len(splits) > 1:
+        raise UserError(
+            f"--compare: the reports cover different splits ({', '.join(map(str, splits))}); "
+            "compare reports of one split"
+        )
+    methods = [(c.get("method") or os.path.basename(p), c["runs"]) for c, p in zip(combined, paths)]
+    text = markdown_report(methods, splits[0])
+    if not text:
+        raise UserError("--compare: no report has a labelled split to tabulate")
+    print(text, end="")
+    if out:
+        run_io.write_json(
+            out,
+            {
+                "version": REPORT_VERSION,
+                "split": splits[0],
+                "methods": [
+                    {"method": name, "report": path, "summary": summary(runs)}
+                    for (name, runs), path in zip(methods, paths)
+                ],
+                "markdown": text,
+            },
+        )
+        print(f"wrote {out}")
+    return 0
 
 
 def log_to_wandb(run, report):
@@ -196,12 +259,18 @@ def build_parser():
         prog="evaluate.py",
         description="Per-device scene-classification report (paper Table 3) of run directories.",
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--run",
         nargs="+",
-        required=True,
         metavar="RUN_DIR",
         help="run directories (several = seeds of one method)",
+    )
+    source.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="REPORT",
+        help="combined reports (--out of earlier calls): one Table 3 with a row per method",
     )
     parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
     parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
@@ -220,6 +289,8 @@ def main(argv=None):
         raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
     if args.max_examples is not None and args.max_examples < 1:
         raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
+    if args.compare:
+        return compare(args.compare, args.out)
     opened = run_io.expand_runs(args.run)
     name = run_io.method_name(opened, args.name)
     reports = []
@@ -246,7 +317,7 @@ def main(argv=None):
         print(f"{run.name}: {report['num_labelled']} clips scored; outputs in {where}")
         if not args.no_wandb and log_to_wandb(run, report):
             print(f"{run.name}: logged to W&B ({run.config['wandb'].get('mode', 'offline')})")
-    text = markdown_report(name, reports, args.split)
+    text = markdown_report([(name, reports)], args.split)
     if text:
         print()
         print(text, end="")
