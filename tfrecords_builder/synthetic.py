@@ -116,9 +116,11 @@ MICIRP_SMALL_EXTRA = (
 )
 RIBBON_STEMS = ("IR_STC4033_Ribbon", "Beyer_M260", "Coles_4038", "RCA_44BX_1", "RCA_77DX_1")
 
-# Surrey-like microphones: (folder token, transducer kind, {pattern token: pattern}, distances,
-# layout, file suffix). Multi-pattern mics put the pattern in the config token (`RodeK2Omni`);
-# "old" layout is `<Mic>_<d>cm_Normalised_IRs/IRs/<Mic>_<d>cm_<a>Deg.wav`.
+# Surrey-like microphones: (microphone token, transducer kind for `sample_response`, pattern
+# tokens, pattern when the token is "", distances, layout, file-name suffix). Multi-pattern mics
+# put the pattern in the config token (`RodeK2Omni`); the "new" layout is
+# `Normalised_IRs/<Config>_<d>/24bit/<Config>_<d>_<a>Deg<suffix>.wav`, the "old" one
+# `<Mic>_<d>_Normalised_IRs/IRs/<Mic>_<d>_<a>Deg.wav`. Missing distances mirror the real set.
 PATTERN_TOKENS = {
     "Omni": "omni", "Cardioid": "cardioid", "Hyper": "hypercardioid", "Bidirect": "bidirectional",
 }
