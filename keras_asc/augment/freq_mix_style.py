@@ -115,6 +115,13 @@ class FreqMixStyle(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def load_own_variables(self, store):
+        # A weights file written without this layer (e.g. converted PaSST weights loaded into a
+        # model with augmentation) has no entry for it: keep the constructed state.
+        if len(store.keys()) == 0:
+            return
+        super().load_own_variables(store)
+
     def get_config(self):
         config = super().get_config()
         config.update(
