@@ -151,3 +151,29 @@ def write_dir_set(
     with open(os.path.join(directory, "info.json"), "w") as f:
         json.dump({"builder": "test", "sample_rate": sample_rate}, f)
     return records
+
+
+def train_until_killed(config_path, run_dir, epoch, batch=None):
+    """Trains like ``scripts/train.py`` but SIGKILLs the process at a given point.
+
+    ``batch=None``: at the start of ``epoch`` (0-based), i.e. right after the previous epoch was
+    committed; otherwise after batch ``batch`` of ``epoch`` (mid-epoch). Run it in a subprocess.
+    """
+    import signal
+
+    import keras
+
+    from keras_asc.config import load_config
+    from keras_asc.training.runner import train
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, current, logs=None):
+            self.current = current
+            if current == epoch and batch is None:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_train_batch_end(self, current_batch, logs=None):
+            if self.current == epoch and current_batch == batch:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    train(load_config(config_path), run_dir, extra_callbacks=[Kill()])

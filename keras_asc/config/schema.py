@@ -310,7 +310,7 @@ SCHEMA = {
             "shuffle_buffer": _POSITIVE_INT,
             "roll_samples": _NON_NEGATIVE_INT,
             "train_view": choice("10s", "1s"),
-            "targets": choice("dict", "scene"),
+            "targets": choice("auto", "dict", "scene"),
             "max_train_examples": _OPTIONAL_POSITIVE_INT,
             "max_eval_examples": _OPTIONAL_POSITIVE_INT,
         },

@@ -367,7 +367,7 @@ def make_datasets(
     shuffle_buffer=2048,
     device_balanced=False,
     roll_samples=0,
-    targets="dict",
+    targets="auto",
     max_train_examples=None,
     max_eval_examples=None,
     seed=0,
@@ -381,8 +381,10 @@ def make_datasets(
         eval_batch_size: int or None (None: ``batch_size``).
         train_view: ``"10s"`` (random windows from reassembled recordings) or ``"1s"``.
         window_samples, windows_per_recording, shuffle_buffer, device_balanced, roll_samples,
-        targets: see :func:`make_train_dataset` (``targets`` applies to the training batches;
-            the evaluation batches always carry ``{"scene", "device"}``).
+        targets: see :func:`make_train_dataset`; ``"auto"`` is resolved by the runner (device
+            labels when the config uses ICL or DIR augmentation) and means ``"dict"`` here.
+            ``targets`` applies to the training batches; the evaluation batches always carry
+            ``{"scene", "device"}``.
         max_train_examples, max_eval_examples: int or None, truncate the splits (smoke runs).
         seed: int, the run seed.
 
@@ -412,6 +414,8 @@ def make_datasets(
             f"training windows of {path} split {train_split!r}; expected at most that many"
         )
     sample_rate = int((info or {}).get("sample_rate", vocab.SAMPLE_RATE))
+    if targets == "auto":
+        targets = "dict"
     device_counts = None
     if device_balanced:
         device_counts = _device_counts(train_files, max_train_examples)
@@ -445,6 +449,9 @@ def make_datasets(
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
+        dataset = dataset.apply(
+            tf.data.experimental.assert_cardinality((epochs - initial_epoch) * per_epoch)
+        )
         return dataset.with_options(options).prefetch(2)
 
     eval_dataset = make_eval_dataset(
@@ -454,6 +461,9 @@ def make_datasets(
         targets="dict",  # validation reports per device, whatever the training targets
         max_examples=max_eval_examples,
     )
+    eval_batches = -(-num_eval // (eval_batch_size or batch_size))
+    # A known length lets Keras' predict/progress bar end cleanly.
+    eval_dataset = eval_dataset.apply(tf.data.experimental.assert_cardinality(eval_batches))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     eval_dataset = eval_dataset.with_options(options).prefetch(2)
@@ -475,16 +485,12 @@ def _num_examples(info, split, view, files):
 
 
 def _info_count(info, split, view):
-    if not info:
+    """``info["splits"][split]["views"][view]["num_examples"]`` of a tau22 build, or None."""
+    try:
+        count = info["splits"][split]["views"][view]["num_examples"]
+    except (KeyError, TypeError):
         return None
-    node = info.get("num_examples")
-    if isinstance(node, dict):
-        node = node.get(split)
-        if isinstance(node, dict):
-            node = node.get(view)
-        if isinstance(node, int):
-            return node
-    return None
+    return count if isinstance(count, int) else None
 
 
 def _device_counts(files, max_examples):

@@ -146,13 +146,13 @@ class RunDirectory:
         for path in (weights, arrays):
             if not os.path.isfile(path):
                 raise UserError(f"{path}: missing resume file named by {self.state}")
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
         model.load_weights(weights)
         with np.load(arrays, allow_pickle=False) as data:
             optimizer_values = [data[f"optimizer_{i}"] for i in range(int(data["num_optimizer"]))]
             seed_values = [data[f"seed_{i}"] for i in range(int(data["num_seed"]))]
-        optimizer = model.optimizer
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
         _assign_all(optimizer.variables, optimizer_values, "optimizer", arrays)
         _assign_all(seed_generator_states(model), seed_values, "seed generator", arrays)
 

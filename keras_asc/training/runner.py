@@ -100,6 +100,15 @@ def build_schedule(schedule_cfg, learning_rate):
 # === One run ===
 
 
+def training_targets(config):
+    """``data.targets`` resolved: ``auto`` → device labels when ICL or DIR augmentation is on."""
+    targets = config["data"]["targets"]
+    if targets != "auto":
+        return targets
+    uses_devices = bool(config["loss"]) or config["dirs"] is not None
+    return "dict" if uses_devices else "scene"
+
+
 def _check_same_run(run_dir, config):
     """Refuses to resume a run directory that holds a run of another config."""
     from keras_asc.config.loader import read_config_file
@@ -156,7 +165,7 @@ def train(config, run_dir, extra_callbacks=()):
         tf.config.experimental.enable_op_determinism()
 
     strategy = make_strategy(**config["distribute"])
-    data = make_datasets(**config["data"], seed=seed)
+    data = make_datasets(**{**config["data"], "targets": training_targets(config)}, seed=seed)
     steps = options.steps_per_epoch or data.steps_per_epoch
     with strategy.scope():
         model = build_model(config, sample_rate=data.sample_rate)
