@@ -249,6 +249,22 @@ def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
     assert "TFRecord folder not found" in capsys.readouterr().err
     assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--split", "train"]) == 2
     assert "no TFRecord shards for split 'train'" in capsys.readouterr().err
+    # A damaged model file and a config that is not YAML: one clear line each.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_text("not a zip")
+    (broken / "config.yaml").write_text(f"data: {{path: {workspace['data']}}}\n")
+    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    assert f"{broken / 'model.keras'}: cannot load the model" in capsys.readouterr().err
+    (broken / "config.yaml").write_text("data: [unclosed\n")
+    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken / 'config.yaml'}: not valid YAML" in err and err.count("\n") == 1
+    (broken / "config.yaml").write_text("seed: 1\n")
+    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    assert "config.yaml: no data.path; pass the TFRecord folder with --data" in (
+        capsys.readouterr().err
+    )
 
 
 def test_probe_devices_cli(workspace, capsys, tmp_path):

@@ -149,7 +149,8 @@ def open_run(path, need_model=True):
             try:
                 config = yaml.safe_load(f)
             except yaml.YAMLError as err:
-                raise UserError(f"{config_path}: not valid YAML ({err})") from None
+                detail = " ".join(line.strip() for line in str(err).splitlines())
+                raise UserError(f"{config_path}: not valid YAML ({detail})") from None
         if config is None:
             config = {}
         if not isinstance(config, dict):
