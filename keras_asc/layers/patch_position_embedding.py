@@ -23,7 +23,8 @@ class PatchPositionEmbedding(keras.layers.Layer):
     - inference: always the first `T'` entries.
 
     Inputs longer than the table are cropped to `time_positions` patch columns with a warning,
-    as in the original.
+    as in kkoutini/PaSST (hear21passt would fail on them). When the length is only known at run
+    time (a traced function with an unknown frame count) the crop happens without the warning.
 
     Args:
         frequency_positions: int. Number of patch rows `F` (12 for 128 mels at stride 10).
