@@ -5,6 +5,8 @@ per example), and each layer against its pure function for the same seed and ord
 """
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -441,3 +443,70 @@ def test_example_words_are_salted_and_depend_only_on_the_index():
     assert not np.array_equal(a, np.stack(_random.example_words(np.array([3, 1 << 40, 7]), 5, 2)))
     assert not np.array_equal(a, np.stack(_random.example_words(np.array([3, 1 << 40, 7]), 6, 1)))
     assert a.max() < (1 << 32)
+
+
+# === Saving, and several replicas ===
+
+
+def test_layers_save_and_load_with_their_counters(tmp_path):
+    inputs = keras.Input((24,), name="audio")
+    rolled = Roll(max_shift=4, seed=1, name="roll")(inputs, training=True)
+    frames = keras.layers.Reshape((4, 6))(rolled)
+    styled = FreqMixStyle(probability=1.0, alpha=0.5, seed=2, name="fms")(frames, training=True)
+    mixed, lam, perm = Mixup(alpha=0.3, seed=3, name="mixup")(styled, training=True)
+    model = keras.Model(inputs, [mixed, lam, perm])
+    x = RNG.normal(size=(5, 24)).astype("float32")
+    model(x)  # advance every counter once
+    path = os.path.join(tmp_path, "augment.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for name, counter, value in [("roll", "examples_seen", 5), ("fms", "batches_seen", 1),
+                                 ("mixup", "batches_seen", 1)]:
+        assert int(getattr(loaded.get_layer(name), counter).numpy()) == value
+        assert loaded.get_layer(name).get_config() == model.get_layer(name).get_config()
+    # Same counters, same seeds: the next (training) outputs are identical.
+    for a, b in zip(model(x), loaded(x)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+_MIRRORED_SCRIPT = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_asc.augment import DirAugmentation, Roll, roll_audio
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+irs = np.eye(3, 4, dtype="float32")
+with strategy.scope():
+    roll = Roll(max_shift=5, seed=3)
+    dir_layer = DirAugmentation(irs, probability=0.5, seed=4)
+audio = np.tile(np.arange(16, dtype="float32"), (16, 1))
+device = np.zeros(16, "int64")
+data = tf.data.Dataset.from_tensor_slices((audio, device)).batch(8)
+@tf.function
+def step(x, d):
+    return strategy.run(lambda a, b: (roll(a, training=True),) + dir_layer(a, b, training=True),
+                        args=(x, d))
+outs = [[], [], []]
+for x, d in strategy.experimental_distribute_dataset(data):
+    for k, part in enumerate(step(x, d)):
+        outs[k].extend(t.numpy() for t in strategy.experimental_local_results(part))
+rolled, dir_audio, dir_device = (np.concatenate(o) for o in outs)
+fn = dir_layer.pipeline_function()
+want_audio, want_device = fn(audio, device, np.arange(16))
+ok = (np.array_equal(rolled, roll_audio(audio, np.arange(16), max_shift=5, seed=3).numpy())
+      and np.array_equal(dir_audio, want_audio.numpy())
+      and np.array_equal(dir_device, want_device.numpy())
+      and int(roll.examples_seen.numpy()) == 16 and int(dir_layer.examples_seen.numpy()) == 16)
+print("MATCH" if ok else "DIFF")
+"""
+
+
+@pytest.mark.slow
+def test_two_replicas_number_examples_like_the_pipeline():
+    # Logical devices must be configured before TensorFlow starts: run in a fresh process.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "MATCH"

@@ -174,3 +174,51 @@ def permutation(n, key):
     # position, which a stable sort makes deterministic.
     scores = uniform_ints(tf.reshape(n, [1]), key, (1 << 31) - 1)
     return tf.argsort(scores, stable=True)
+
+
+# === Counters kept by the layers (device placement) ===
+
+
+def add_counter(layer, name):
+    """A saved int64 scalar counter on ``layer``.
+
+    Under ``tf.distribute`` only the first replica's update is applied (the optimizer's
+    ``iterations`` does the same); the replicas offset their keys by their replica id instead.
+    """
+    return layer.add_weight(
+        name=name,
+        shape=(),
+        dtype="int64",
+        initializer="zeros",
+        trainable=False,
+        aggregation="only_first_replica",
+    )
+
+
+def _replica():
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: act as the only replica
+        return tf.constant(0, tf.int64), 1
+    return tf.cast(context.replica_id_in_sync_group, tf.int64), context.num_replicas_in_sync
+
+
+def next_example_indices(counter, batch):
+    """Global indices of this batch's examples; advances ``counter`` past the global batch.
+
+    With ``R`` replicas each holding ``batch`` consecutive examples of the global batch (how
+    ``tf.distribute`` splits it), replica ``r`` numbers its examples
+    ``counter + r * batch + [0, batch)``, as ``dataset.enumerate()`` would.
+    """
+    replica, replicas = _replica()
+    batch = tf.cast(batch, tf.int64)
+    start = tf.identity(counter) + replica * batch
+    counter.assign_add(batch * replicas)
+    return start + tf.range(batch, dtype=tf.int64)
+
+
+def next_batch_index(counter):
+    """A key index unique per step and replica (``counter * R + r``); advances ``counter``."""
+    replica, replicas = _replica()
+    index = tf.identity(counter) * replicas + replica
+    counter.assign_add(1)
+    return index

@@ -230,13 +230,7 @@ class DirAugmentation(keras.layers.Layer):
             initializer="zeros",
             trainable=False,
         )
-        self.examples_seen = self.add_weight(
-            name="examples_seen",
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-        )
+        self.examples_seen = _random.add_counter(self, "examples_seen")
         if bank is not None:
             self.irs.assign(bank)
         if labels is not None:
@@ -267,9 +261,7 @@ class DirAugmentation(keras.layers.Layer):
     def call(self, audio, device, training=None):
         if not training:
             return audio, device
-        batch = tf.shape(audio, out_type=tf.int64)[0]
-        index = self.examples_seen + tf.range(batch, dtype=tf.int64)
-        self.examples_seen.assign_add(batch)
+        index = _random.next_example_indices(self.examples_seen, tf.shape(audio)[0])
         return dir_augment(
             audio,
             device,

@@ -96,9 +96,7 @@ class FreqMixStyle(keras.layers.Layer):
         self.alpha = alpha
         self.eps = eps
         self.seed = seed
-        self.batches_seen = self.add_weight(
-            name="batches_seen", shape=(), dtype="int64", initializer="zeros", trainable=False
-        )
+        self.batches_seen = _random.add_counter(self, "batches_seen")
 
     def build(self, input_shape=None):
         self.built = True
@@ -106,8 +104,7 @@ class FreqMixStyle(keras.layers.Layer):
     def call(self, x, training=None):
         if not training:
             return x
-        index = tf.identity(self.batches_seen)
-        self.batches_seen.assign_add(1)
+        index = _random.next_batch_index(self.batches_seen)
         return freq_mix_style(
             x, index, probability=self.probability, alpha=self.alpha, seed=self.seed, eps=self.eps
         )

@@ -76,9 +76,7 @@ class Mixup(keras.layers.Layer):
             raise UserError(f"Mixup: alpha must be > 0, got {alpha!r}")
         self.alpha = alpha
         self.seed = seed
-        self.batches_seen = self.add_weight(
-            name="batches_seen", shape=(), dtype="int64", initializer="zeros", trainable=False
-        )
+        self.batches_seen = _random.add_counter(self, "batches_seen")
 
     def build(self, input_shape=None):
         self.built = True
@@ -87,8 +85,7 @@ class Mixup(keras.layers.Layer):
         if not training:
             batch = tf.shape(x)[0]
             return x, tf.ones([batch], tf.float32), tf.range(batch)
-        index = tf.identity(self.batches_seen)
-        self.batches_seen.assign_add(1)
+        index = _random.next_batch_index(self.batches_seen)
         return mixup(x, index, alpha=self.alpha, seed=self.seed)
 
     def compute_output_spec(self, x, training=None):

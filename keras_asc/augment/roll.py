@@ -62,9 +62,7 @@ class Roll(keras.layers.Layer):
             raise UserError(f"Roll: max_shift must be an int >= 0 (samples), got {max_shift!r}")
         self.max_shift = max_shift
         self.seed = seed
-        self.examples_seen = self.add_weight(
-            name="examples_seen", shape=(), dtype="int64", initializer="zeros", trainable=False
-        )
+        self.examples_seen = _random.add_counter(self, "examples_seen")
 
     def build(self, input_shape=None):
         self.built = True
@@ -72,9 +70,7 @@ class Roll(keras.layers.Layer):
     def call(self, audio, training=None):
         if not training:
             return audio
-        batch = tf.shape(audio, out_type=tf.int64)[0]
-        index = self.examples_seen + tf.range(batch, dtype=tf.int64)
-        self.examples_seen.assign_add(batch)
+        index = _random.next_example_indices(self.examples_seen, tf.shape(audio)[0])
         return roll_audio(audio, index, max_shift=self.max_shift, seed=self.seed)
 
     def compute_output_shape(self, input_shape):
