@@ -17,6 +17,7 @@ import tensorflow as tf
 import torch
 import torch_oracle
 
+import keras_asc
 from keras_asc.errors import UserError
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks_tf
@@ -383,6 +384,8 @@ def test_config_round_trip():
     assert isinstance(revived, KaldiMelSpectrogram)
     assert revived.get_config() == config
     assert KaldiMelSpectrogram().get_config()["fmax"] is None  # eval fmax is derived, not stored
+    assert keras.saving.get_registered_name(KaldiMelSpectrogram) == "keras_asc>KaldiMelSpectrogram"
+    assert keras_asc.KaldiMelSpectrogram is KaldiMelSpectrogram
 
 
 def test_keras_file_round_trip(tmp_path):
