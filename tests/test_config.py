@@ -40,6 +40,8 @@ def error_of(config, **kwargs):
 
 def with_value(section, key, value):
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
+    if section == "dirs":
+        config["dirs"] = {"sets": ["d"]}
     config.setdefault(section, {})[key] = value
     return config
 
@@ -100,6 +102,12 @@ def test_unknown_section_and_nested_key():
         ("optimizer", "beta_2", -0.5, "optimizer.beta_2: got -0.5; expected a number > 0 and"),
         ("optimizer", "beta_1", 1.0, "optimizer.beta_1: got 1.0; expected a number > 0 and < 1"),
         ("schedule", "factor", 1.5, "schedule.factor: got 1.5; expected a number > 0 and < 1"),
+        ("loss", "icl_beta", 0.0, "loss.icl_beta: got 0.0; expected a number > 0"),
+        ("loss", "icl_beta", -1, "loss.icl_beta: got -1; expected a number > 0"),
+        ("loss", "icl_weight", -0.5, "loss.icl_weight: got -0.5; expected a number >= 0"),
+        ("loss", "icl_normalization", "x", "loss.icl_normalization: got 'x'; expected one of"),
+        ("augment", "mixstyle_p", 1.5, "augment.mixstyle_p: got 1.5; expected a number >= 0 and"),
+        ("dirs", "probability", 2, "dirs.probability: got 2; expected a number >= 0 and <= 1"),
         ("wandb", "mode", "cloud", "wandb.mode: got 'cloud'; expected one of 'offline'"),
         ("model", "preset", "passt_huge", "model.preset: got 'passt_huge'; expected one of the"),
         ("distribute", "strategy", "tpu", "distribute.strategy: got 'tpu'; expected one of"),
@@ -223,7 +231,7 @@ def test_extends_merges_and_detects_cycles(tmp_path):
 
 
 def test_saved_config_loads_back_identical(tmp_path):
-    config = load_config(write(tmp_path, "c.yaml", BASE), ["dirs.sets=[m]", "dirs.p=0.4"])
+    config = load_config(write(tmp_path, "c.yaml", BASE), ["dirs.sets=[m]", "dirs.probability=0.4"])
     saved = str(tmp_path / "resolved.yaml")
     save_config(config, saved)
     assert load_config(saved) == config

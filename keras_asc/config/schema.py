@@ -345,6 +345,8 @@ SCHEMA = {
         exclude=("name", "dtype", "trainable"),
         extra={
             "preset": (inspect.Parameter.empty, preset_name),
+            # A converted weights file, "audioset" (the preset's official checkpoint, fetched
+            # and converted once into the weights cache) or null (random initialisation).
             "weights": (None, string(optional=True)),
             "dtype": (None, string(optional=True)),
             "frontend": (
@@ -373,6 +375,9 @@ SCHEMA = {
             "icl_weight": _NON_NEGATIVE,
             "icl_alpha": number(),
             "icl_beta": _POSITIVE,
+            "icl_normalization": choice("pairs", "blocks"),
+            "icl_num_devices": _OPTIONAL_POSITIVE_INT,
+            "icl_rampup_steps": _NON_NEGATIVE_INT,
         },
     ),
     "optimizer": DispatchSection(

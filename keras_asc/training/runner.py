@@ -36,14 +36,16 @@ RESUMABLE_CHANGES = ("training.epochs", "training.verbose", "wandb")
 
 
 def build_model(config, sample_rate=None):
-    """``SceneClassifier`` from the ``model`` (+ ``dirs``/``augment``/``loss``) sections.
+    """``SceneClassifier`` from the ``model``, ``loss``, ``augment`` and ``dirs`` sections.
 
     Args:
         config: the resolved config.
-        sample_rate: int or None, the audio rate (checked against the frontend and the DIRs).
+        sample_rate: int or None, the audio rate of the data (the frontend's and the DIRs' rate
+            must match it); None: the frontend's default (32 kHz).
 
     Returns:
-        an uncompiled ``SceneClassifier``.
+        an uncompiled ``SceneClassifier``; seeded from ``config["seed"]`` unless the config
+        gives seeds.
     """
     from keras_asc.models.scene_classifier import SceneClassifier
 
@@ -52,30 +54,53 @@ def build_model(config, sample_rate=None):
     weights = model_cfg.pop("weights", None)
     frontend = dict(model_cfg.pop("frontend", None) or {})
     seed = config["seed"]
-    # Seeded random layers (patchout, masks, fmax jitter) make runs repeatable per seed.
+    # Seeded random layers (patchout, masks, fmax jitter, augmentations) make runs repeatable.
     frontend.setdefault("seed", seed)
     model_cfg.setdefault("seed", seed + 1)
     if sample_rate is not None:
         frontend.setdefault("sample_rate", sample_rate)
+    task_kwargs = {**config["loss"], **config["augment"], "augment_seed": seed + 2}
+    if config["dirs"] is not None:
+        task_kwargs["dir_augmentation"] = build_dir_augmentation(
+            config["dirs"], seed + 3, sample_rate or frontend.get("sample_rate", 32000)
+        )
     model = SceneClassifier.from_preset(
-        preset, num_classes=len(SCENES), frontend=frontend, **model_cfg
+        preset, num_classes=len(SCENES), frontend=frontend, **model_cfg, **task_kwargs
     )
     if weights is not None:
-        load_pretrained(model, weights)
+        load_pretrained(model, preset, weights)
     return model
 
 
-def load_pretrained(model, path):
-    """Loads a converted PaSST weights file (``.weights.h5``) as the starting point."""
-    if not os.path.isfile(path):
+def build_dir_augmentation(dirs_cfg, seed, sample_rate):
+    """``DirAugmentation`` over the IRs of ``dirs.sets`` (loaded at ``sample_rate``)."""
+    from keras_asc.augment.dir_augmentation import DirAugmentation
+    from keras_asc.data.dirs import load_dirs
+
+    kwargs = dict(dirs_cfg)
+    bank = load_dirs(
+        kwargs.pop("sets"), sample_rate=sample_rate, max_ir_samples=kwargs.pop("max_ir_samples")
+    )
+    return DirAugmentation(
+        irs=bank.irs, ir_labels=bank.microphone_ids, seed=seed, name="dir_augmentation", **kwargs
+    )
+
+
+def load_pretrained(model, preset, weights):
+    """Loads the starting weights: a converted file, or ``"audioset"`` (the weights cache)."""
+    if weights == "audioset":
+        from keras_asc.utils.weights_cache import pretrained_weights
+
+        weights = str(pretrained_weights(preset, model.num_classes))
+    if not os.path.isfile(weights):
         raise UserError(
-            f"model.weights {path}: file not found; expected a weights file written by "
-            "scripts/convert_passt_checkpoint.py"
+            f"model.weights {weights}: file not found; expected a weights file written by "
+            "scripts/convert_passt_checkpoint.py (or 'audioset')"
         )
     try:
-        model.load_weights(path)
+        model.load_weights(weights)
     except ValueError as err:
-        raise UserError(f"model.weights {path}: does not fit the model: {err}") from None
+        raise UserError(f"model.weights {weights}: does not fit the model: {err}") from None
 
 
 def build_optimizer(optimizer_cfg):
@@ -101,12 +126,13 @@ def build_schedule(schedule_cfg, learning_rate):
 
 
 def training_targets(config):
-    """``data.targets`` resolved: ``auto`` → device labels when ICL or DIR augmentation is on."""
+    """``data.targets`` resolved: ``auto`` → ``dict`` (the model takes scene and device labels).
+
+    ``scene`` (plain ``(waveform, scene_id)`` batches) only works without ICL or DIR
+    augmentation; the model reports that with a clear error.
+    """
     targets = config["data"]["targets"]
-    if targets != "auto":
-        return targets
-    uses_devices = bool(config["loss"]) or config["dirs"] is not None
-    return "dict" if uses_devices else "scene"
+    return "dict" if targets == "auto" else targets
 
 
 def _check_same_run(run_dir, config):
