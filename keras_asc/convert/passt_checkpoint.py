@@ -291,7 +291,12 @@ def load_passt_state_dict(model, state_dict, source="checkpoint"):
     intended_unset = (
         {id(model.head_dense.kernel), id(model.head_dense.bias)} if new_classifier else set()
     )
-    unset = [v.path for v in model.weights if id(v) not in assigned | intended_unset]
+    # The checkpoint describes the backbone and the head; weights of other parts (e.g. an
+    # augmentation layer's impulse-response bank) are not PaSST parameters.
+    passt_weights = list(backbone.weights)
+    if is_classifier:
+        passt_weights += model.head_norm.weights + model.head_dense.weights
+    unset = [v.path for v in passt_weights if id(v) not in assigned | intended_unset]
     if unset:
         raise UserError(f"{source} leaves model weights unset: {', '.join(unset)}")
     for variable, value in assignments:
