@@ -1,5 +1,7 @@
 """Acoustic scene classifier: waveform → Kaldi log-mel → PaSST → LayerNorm + Dense head."""
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -12,6 +14,7 @@ from keras_asc.losses.inverse_contrastive_loss import inverse_contrastive_loss
 from keras_asc.losses.inverse_contrastive_loss import validate_icl_arguments
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
+from keras_asc.utils.weights_cache import pretrained_weights
 from keras_asc.vocab import SCENES
 
 NUM_SCENES = len(SCENES)
@@ -341,11 +344,15 @@ class SceneClassifier(keras.Model):
         return cls(**config)
 
     @classmethod
-    def from_preset(cls, name, num_classes=None, frontend=None, dtype=None, **overrides):
+    def from_preset(
+        cls, name, num_classes=None, frontend=None, dtype=None, weights=None, **overrides
+    ):
         """The architecture of preset `name` (an official checkpoint name or a small size).
 
-        Weights are random; `load_weights` then takes a file written by
+        With `weights=None` the weights are random; `load_weights` then takes a file written by
         `scripts/convert_passt_checkpoint.py` for the same name and `num_classes`.
+        `weights="audioset"` downloads the official checkpoint once, converts it and loads it
+        (verified local cache, see `keras_asc.utils.weights_cache`); a path loads that file.
 
         Args:
             name: str. A key of `keras_asc.models.passt_presets.passt_presets`.
@@ -354,11 +361,20 @@ class SceneClassifier(keras.Model):
             frontend: None, a dict of `KaldiMelSpectrogram` kwargs (over the preset's), or a
                 layer.
             dtype: dtype policy for every part (e.g. `"mixed_bfloat16"`).
+            weights: None, `"audioset"` or a `.weights.h5` path.
             **overrides: `PaSSTBackbone` kwargs, e.g. `frequency_patchout=6, seed=0`, and the
                 training kwargs of this class (`icl_*`, `mixstyle_*`, `mixup_alpha`,
                 `augment_seed`, `dir_augmentation`).
         """
         preset = get_preset(name)
+        if weights is not None and not isinstance(weights, str | os.PathLike):
+            raise UserError(
+                f"weights must be None, 'audioset' or a .weights.h5 path, got {weights!r}"
+            )
+        if isinstance(weights, str) and weights != "audioset" and not os.path.isfile(weights):
+            raise UserError(
+                f"weights must be None, 'audioset' or an existing .weights.h5 file, got {weights!r}"
+            )
         task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TRAINING_KWARGS}
         if num_classes is None:
             num_classes = preset["num_classes"] or NUM_SCENES
@@ -369,9 +385,14 @@ class SceneClassifier(keras.Model):
                 dtype=dtype,
                 name="frontend",
             )
-        return cls(
+        model = cls(
             backbone, num_classes=num_classes, frontend=frontend, dtype=dtype, **task_kwargs
         )
+        if weights == "audioset":
+            weights = pretrained_weights(name, num_classes)
+        if weights is not None:
+            model.load_weights(weights)
+        return model
 
 
 def _logits_of(y_pred):
