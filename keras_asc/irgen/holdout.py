@@ -61,7 +61,7 @@ def held_out_mask(records, protocol, seed=0, every=4, distance_cm=125, microphon
             raise UserError(f"holdout.every: got {every!r}; expected an integer >= 2")
         offset = int(np.random.default_rng([seed, _ANGLE_OFFSET]).integers(every))
         groups = {}
-        for i, r in enumerate(records):
+        for r in records:
             key = (r["microphone"], r["pattern"], r["variant"], r["distance_cm"])
             groups.setdefault(key, set()).add(r["angle_deg"])
         held = {key: set(sorted(angles)[offset::every]) for key, angles in groups.items()}

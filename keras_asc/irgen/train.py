@@ -254,6 +254,8 @@ def train(config, run_dir, overwrite=False):
             "ir_length": int(dirset.irs.shape[1]),
             "encoding": data["encoder"].get_config(),
             "trained": condition_range(train_records, data["encoder"]),
+            "set_angles_deg": sorted({r["angle_deg"] for r in dirset.records}),
+            "set_distances_cm": sorted({r["distance_cm"] for r in dirset.records}),
             "data_info": _data_info(dirset.path),
         },
     )
