@@ -249,21 +249,21 @@ def generate_set(run_dir, out, grid=(), microphones=None, select=None, normalize
     grid = parse_grid(grid, conditions_info["set_angles_deg"], conditions_info["set_distances_cm"])
     generator = load_generator(run_dir, checkpoint)
 
-    metas, warned = [], []
+    metas, encoded, warned = [], [], []
     for row in rows:
         problems = set()
-        for distance in grid["distances_cm"]:
-            for angle in grid["angles"]:
-                meta = {**row, "distance_cm": distance, "angle_deg": angle}
-                metas.append(meta)
-                problems.update(range_problems(meta, trained, encoder))
+        row_metas = [{**row, "distance_cm": distance, "angle_deg": angle}
+                     for distance in grid["distances_cm"] for angle in grid["angles"]]
+        encoded.append(encoder.encode_many(row_metas))  # a bad row fails before any warning
+        for meta in row_metas:
+            problems.update(range_problems(meta, trained, encoder))
+        metas.extend(row_metas)
         if problems:
             message = (f"{row['config']}: outside the trained range ({'; '.join(sorted(problems))})"
                        "; generating anyway")
             warnings.warn(message, OutOfRangeWarning, stacklevel=2)
             warned.append({"config": row["config"], "problems": sorted(problems)})
-    conditions = encoder.encode_many(metas)
-    irs = generate_irs(generator, conditions, batch_size)
+    irs = generate_irs(generator, np.concatenate(encoded), batch_size)
     if normalize == "peak":
         peaks = np.max(np.abs(irs), axis=1, keepdims=True)
         irs = np.where(peaks > 0, irs / np.where(peaks > 0, peaks, 1.0), irs).astype(np.float32)

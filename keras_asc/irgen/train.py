@@ -285,6 +285,7 @@ def train(config, run_dir, overwrite=False):
         validation_data=val_ds,
         epochs=options["epochs"],
         verbose=0,
+        shuffle=False,  # the dataset shuffles itself (seeded)
         callbacks=[best, _Progress.make(options["epochs"], options["verbose"])],
     )
     _write_history(history.history, run_dir)
