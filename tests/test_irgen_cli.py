@@ -251,3 +251,18 @@ def test_report(trained, tmp_path):
     # CSV lists are readable TSV with one row per record.
     with open(os.path.join(trained["run"], "holdout", "angles.tsv"), encoding="utf-8") as f:
         assert len(list(csv.reader(f, delimiter="\t"))) == 1 + 80
+
+
+@pytest.mark.parametrize("scale", ["", "demo_"])
+def test_asc_comparison_configs_differ_only_in_dirs(scale):
+    from keras_asc.config.loader import config_differences
+    from keras_asc.config.loader import load_config
+
+    folder = CONFIG.parent
+    none = load_config(str(folder / f"asc_{scale}none.yaml"))
+    assert none["dirs"] is None
+    for source in ("measured", "generated", "micirp"):
+        config = load_config(str(folder / f"asc_{scale}{source}.yaml"))
+        assert config_differences(none, config) == ["dirs"], source
+    generated = load_config(str(folder / f"asc_{scale}generated.yaml"))
+    assert generated["dirs"]["sets"][0].endswith("generated_dirs")
