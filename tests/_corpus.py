@@ -177,3 +177,75 @@ def train_until_killed(config_path, run_dir, epoch, batch=None):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     train(load_config(config_path), run_dir, extra_callbacks=[Kill()])
+
+
+def mirrored_parity(data_path):
+    """One training step on one device and under MirroredStrategy over two logical CPUs.
+
+    Must run in a fresh process (the logical devices are configured before TensorFlow starts).
+    Prints a JSON line: both losses, the largest weight difference after the step and the
+    replica count.
+    """
+    import json as _json
+
+    import keras
+
+    from keras_asc.config import resolve_config
+    from keras_asc.training.distribute import make_strategy
+    from keras_asc.training.distribute import split_logical_cpus
+    from keras_asc.training.runner import build_model
+    from keras_asc.training.runner import build_optimizer
+
+    devices = split_logical_cpus(2)
+    from keras_asc.data.pipeline import make_datasets
+
+    # Random layers off (patchout, masks, fmax jitter, time offset): per-replica draws would
+    # differ from one draw over the whole batch.
+    config = resolve_config(
+        {
+            "data": {"path": data_path, "batch_size": 8},
+            "model": {
+                "preset": "passt_tiny",
+                "random_time_offset": False,
+                "frontend": {"freqm": 0, "timem": 0, "fmax_aug_range": 1},
+            },
+            "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+        }
+    )
+    data = make_datasets(**config["data"], seed=0)
+    batch = data.train_epoch(0).take(1).cache()
+    results = {}
+    for name, strategy in [
+        ("single", make_strategy("none")),
+        ("mirrored", make_strategy("mirrored", devices=devices)),
+    ]:
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = build_model(config)
+            model.compile(optimizer=build_optimizer(config["optimizer"]))
+        initial = [w.numpy() for w in model.trainable_weights]
+        history = model.fit(batch.repeat(), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        results[name] = {
+            "loss": float(history.history["loss"][0]),
+            "initial": initial,
+            "weights": [w.numpy() for w in model.trainable_weights],
+            "replicas": strategy.num_replicas_in_sync,
+        }
+    single, mirrored = results["single"], results["mirrored"]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single["weights"], mirrored["weights"]))
+    same_init = max(
+        float(np.max(np.abs(a - b))) for a, b in zip(single["initial"], mirrored["initial"])
+    )
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(single["weights"], single["initial"]))
+    print(
+        _json.dumps(
+            {
+                "single_loss": results["single"]["loss"],
+                "mirrored_loss": results["mirrored"]["loss"],
+                "max_weight_difference": diff,
+                "max_weight_change": moved,
+                "max_initial_difference": same_init,
+                "replicas": results["mirrored"]["replicas"],
+            }
+        )
+    )

@@ -207,8 +207,9 @@ class NanGuard(keras.callbacks.Callback):
 class DeviceValidation(keras.callbacks.Callback):
     """Scene log-loss and accuracy on the validation clips, overall, per device and per family.
 
-    Runs ``model.predict`` over ``dataset`` (elements ``(waveform, {"scene", "device"})`` or
-    ``(waveform, scene)``) after every epoch and computes the metrics with
+    Runs the model (inference mode) over ``dataset`` (elements
+    ``(waveform, {"scene", "device"})`` or ``(waveform, scene)``) after every epoch and computes
+    the metrics with
     :func:`keras_asc.evaluation.metrics.scene_metrics`. ``logs`` gets ``val_loss`` (mean
     log-loss) and ``val_accuracy``; :attr:`latest` holds the flat detailed dict
     (``val_loss_a`` ... ``val_loss_s6``, ``val_accuracy_<device>``, ``val_loss_real`` /
@@ -234,12 +235,27 @@ class DeviceValidation(keras.callbacks.Callback):
         self.devices = np.concatenate(devices)
         self.latest = {}
         self.seconds = 0.0
+        self._predict = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._predict = None
 
     def evaluate(self):
         """Runs the model on the validation clips; returns the flat metric dict."""
+        import tensorflow as tf
+
         start = time.perf_counter()
-        outputs = self.model.predict(self.inputs, verbose=0)
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+        if self._predict is None:
+            # A local loop rather than model.predict: under a multi-worker strategy predict
+            # shards the clips over the workers and the gathered order need not match the
+            # labels; here every worker scores every clip, in dataset order.
+            def logits_of(x):
+                outputs = self.model(x, training=False)
+                return outputs["logits"] if isinstance(outputs, dict) else outputs
+
+            self._predict = tf.function(logits_of, reduce_retracing=True)
+        logits = np.concatenate([self._predict(x).numpy() for x in self.inputs])
         metrics = scene_metrics(self.scenes, softmax(logits), self.devices)
         self.seconds = time.perf_counter() - start
         return flatten_metrics(metrics)

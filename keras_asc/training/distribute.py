@@ -87,3 +87,45 @@ def split_logical_cpus(count):
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
     )
     return [f"/cpu:{i}" for i in range(count)]
+
+
+def prepare_for_multiworker(model, dataset):
+    """Works around two Keras 3 bugs with ``MultiWorkerMirroredStrategy`` (TensorFlow backend).
+
+    1. ``TensorFlowTrainer._maybe_symbolic_build`` builds a model created under a strategy by
+       reducing a *distributed* batch with ``strategy.reduce``, which fails under
+       ``MultiWorkerMirroredStrategy`` ("Attempt to convert a value (PerReplica...) to a
+       Tensor"). The same symbolic build is done here from a plain local batch, and the
+       per-call build is turned off for this model instance.
+    2. ``reduce_per_replica`` reduces the scalar step logs with ``strategy.reduce("MEAN", v,
+       axis=0)`` in multi-worker mode, which fails for scalars ("Invalid reduction dimension 0
+       for input with 0 dimensions"); scalars are reduced with ``axis=None`` instead.
+
+    Call it inside ``strategy.scope()``, after ``compile``.
+    """
+    _patch_multiworker_reduce()
+    batch = next(iter(dataset.take(1)))
+    model._symbolic_build(data_batch=batch)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _patch_multiworker_reduce():
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_keras_asc_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values
+            )
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_asc_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica

@@ -21,6 +21,7 @@ from keras_asc.errors import UserError
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
+from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.run_dir import RunDirectory
 from keras_asc.training.run_dir import atomic_write_json
@@ -197,6 +198,8 @@ def train(config, run_dir, extra_callbacks=()):
         model = build_model(config, sample_rate=data.sample_rate)
         optimizer = build_optimizer(config["optimizer"])
         model.compile(optimizer=optimizer, jit_compile=options.jit_compile)
+        if config["distribute"]["strategy"] == "multiworker":
+            prepare_for_multiworker(model, data.train_epoch(0, 1))
         schedule = build_schedule(config["schedule"], config["optimizer"]["learning_rate"])
         initial_epoch, history, best, best_epoch = 0, [], None, None
         if state is not None:
