@@ -1,0 +1,421 @@
+"""Exporting the eval-mode scene classifier as a TF SavedModel or TFLite flatbuffer, verified.
+
+The exported function takes ``waveform`` ``[B, clip_samples]`` float32 at the model's rate
+(32 kHz; 1 s = 32000 samples) and returns ``logits`` ``[B, C]``, ``probabilities`` ``[B, C]``
+(softmax of the logits) and ``embedding`` ``[B, D]`` (signature ``serving_default``; the input
+and output names are these keys).
+
+- ``savedmodel``: ``keras.export.ExportArchive`` of the model's own eval graph (the frontend's
+  float64 STFT included); loads with ``tf.saved_model.load(path).signatures["serving_default"]``.
+- ``tflite``: TFLite has no float64 kernels, and the Flex delegate (``SELECT_TF_OPS``) is not
+  linked into the pip interpreter, so a model using them could not be run or verified here.
+  The TFLite graph therefore computes the same eval log-mel in float32 with builtin ops only
+  (``MIRROR_PAD``, ``GATHER`` framing, ``RFFT2D``, ``REAL``/``IMAG``, ``BATCH_MATMUL``,
+  ``LOG``); that frontend differs from the float64 one by ~3e-5 in the normalised log-mel.
+  Conversion goes through a SavedModel (``TFLiteConverter.from_concrete_functions`` leaves
+  Keras 3 variables as uninitialised resource variables; the SavedModel route freezes them).
+  ``--quantize dynamic`` is dynamic-range quantisation (``tf.lite.Optimize.DEFAULT``: int8
+  weights, float activations).
+
+Every export is verified before it is moved into place: the exported artifact is loaded back
+and run on ``VERIFY_CLIPS`` deterministic 1-s clips (noise at several levels, tones, a chirp,
+silence), and compared with the Keras model (``training=False``):
+
+- float32 (SavedModel, TFLite): max |Δ probability| <= ``FP32_ATOL`` (1e-4);
+- dynamic quantisation: max |Δ probability| <= ``DYNAMIC_ATOL`` (0.05), and the same top-1
+  class on every clip whose Keras top-1 leads its runner-up by more than ``2 * DYNAMIC_ATOL``
+  (closer calls may flip within the probability tolerance).
+
+The differences are printed; a failed check raises ``UserError`` and leaves ``--out``
+untouched. Output is atomic: written under a temporary name next to ``--out``, verified,
+then renamed.
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from keras_asc.errors import UserError
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZATIONS = ("dynamic",)
+FP32_ATOL = 1e-4
+DYNAMIC_ATOL = 0.05
+VERIFY_CLIPS = 8
+SIGNATURE = "serving_default"
+OUTPUT_KEYS = ("logits", "probabilities", "embedding")
+
+
+# === Graphs ===
+
+
+def float32_log_mel(frontend, waveform, num_samples):
+    """Eval log-mel of a ``KaldiMelSpectrogram`` in float32 with TFLite builtin ops.
+
+    Same steps as the layer's eval path (pre-emphasis, reflect padding, centred frames of the
+    symmetric Hann window, power, Kaldi mel bank, ``(log(mel + 1e-5) + 4.5) / 5``) for a fixed
+    input length, so the framing is a constant gather.
+
+    Args:
+        frontend: the model's ``KaldiMelSpectrogram``.
+        waveform: float32 tensor ``[B, num_samples]``.
+        num_samples: int. The fixed clip length.
+
+    Returns:
+        float32 tensor ``[B, n_mels, frames]``.
+    """
+    import tensorflow as tf
+
+    from keras_asc.layers import kaldi_mel_spectrogram as kms
+
+    emphasised = waveform[:, 1:] - kms.PREEMPHASIS * waveform[:, :-1]
+    pad = frontend.n_fft // 2
+    padded = tf.pad(emphasised, [[0, 0], [pad, pad]], mode="REFLECT")
+    frames = frontend.num_frames(num_samples)
+    offset = (frontend.n_fft - frontend.win_length) // 2
+    starts = np.arange(frames) * frontend.hop_length + offset
+    index = (starts[:, None] + np.arange(frontend.win_length)[None, :]).astype(np.int32)
+    # The layer's own window and eval bank (built once in NumPy), so both frontends share them.
+    window = np.asarray(frontend._window, np.float32)
+    bank = np.asarray(frontend._eval_bank, np.float32).T  # [n_mels, n_fft // 2 + 1]
+    framed = tf.gather(padded, index, axis=1) * window  # [B, frames, win_length]
+    spectrum = tf.signal.rfft(framed, fft_length=[frontend.n_fft])
+    power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+    # The constant bank is the left operand: dynamic-range quantisation only quantises the
+    # right-hand (weight) operand of a matmul, and an int8 bank would distort quiet bands.
+    mel = tf.matmul(tf.constant(bank)[None], power, transpose_b=True)  # [B, n_mels, frames]
+    mel = tf.math.log(mel + kms.LOG_OFFSET)
+    return (mel + kms.NORM_SHIFT) / kms.NORM_SCALE
+
+
+def serving_function(model, num_samples, float32_frontend=False):
+    """``waveform [B, num_samples] -> {"logits", "probabilities", "embedding"}`` (eval mode).
+
+    Args:
+        model: a ``SceneClassifier``.
+        num_samples: int. Clip length the export accepts.
+        float32_frontend: bool. Replace the model's frontend by ``float32_log_mel`` (TFLite).
+    """
+    import tensorflow as tf
+
+    def serve(waveform):
+        if float32_frontend:
+            mel = float32_log_mel(model.frontend, waveform, num_samples)
+            embedding = model.backbone(mel, training=False)["embedding"]
+            logits = model.head_dense(model.head_norm(embedding, training=False))
+        else:
+            outputs = model(waveform, training=False)
+            logits, embedding = outputs["logits"], outputs["embedding"]
+        logits = tf.cast(logits, tf.float32)
+        return {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "embedding": tf.cast(embedding, tf.float32),
+        }
+
+    return serve
+
+
+def write_savedmodel(model, path, num_samples, float32_frontend=False):
+    """Writes the serving function as a SavedModel at ``path`` (a new folder)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        serving_function(model, num_samples, float32_frontend),
+        input_signature=[tf.TensorSpec([None, num_samples], tf.float32, name="waveform")],
+    )
+    archive.write_out(path, verbose=False)
+
+
+def convert_tflite(savedmodel_path, quantize=None):
+    """TFLite flatbuffer (bytes) of a SavedModel, builtin ops only."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel_path, [SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter raises ConverterError and friends
+        raise UserError(
+            f"TFLite conversion failed with builtin ops only ({str(err).splitlines()[0]}); "
+            "expected a SceneClassifier whose layers use TFLite builtin ops"
+        ) from None
+
+
+# === Running exported artifacts ===
+
+
+def run_savedmodel(path, waveform):
+    """Runs the ``serving_default`` signature of the SavedModel at ``path``; dict of arrays."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(path).signatures[SIGNATURE]
+    outputs = function(waveform=tf.constant(waveform, tf.float32))
+    return {key: outputs[key].numpy() for key in OUTPUT_KEYS}
+
+
+def tflite_interpreter(path=None, content=None):
+    """A ``tf.lite.Interpreter`` of a file or flatbuffer, without its deprecation warning."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return tf.lite.Interpreter(model_path=path, model_content=content)
+
+
+def run_tflite(path, waveform):
+    """Runs the TFLite model at ``path`` on ``waveform`` ``[B, samples]``; dict of arrays."""
+    runner = tflite_interpreter(path=path).get_signature_runner(SIGNATURE)
+    outputs = runner(waveform=np.asarray(waveform, np.float32))
+    return {key: np.asarray(outputs[key]) for key in OUTPUT_KEYS}
+
+
+# === Verification ===
+
+
+def verification_clips(num_samples, sample_rate, count=VERIFY_CLIPS, seed=0):
+    """``[count, num_samples]`` float32 clips: noise at several levels, tones, chirp, silence.
+
+    Deterministic for a given ``seed``; the levels span quiet to loud so that both the
+    frontend's log floor and its loud bins are exercised.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    clips = [
+        0.3 * rng.standard_normal(num_samples),
+        0.01 * rng.standard_normal(num_samples),
+        1e-4 * rng.standard_normal(num_samples),
+        0.5 * np.sin(2 * np.pi * 440.0 * t),
+        0.8 * np.sin(2 * np.pi * 3000.0 * t) + 0.01 * rng.standard_normal(num_samples),
+        0.5 * np.sin(2 * np.pi * (100.0 + 4000.0 * t) * t),
+        np.clip(0.2 * np.cumsum(rng.standard_normal(num_samples)) / 30.0, -1.0, 1.0),
+        np.zeros(num_samples),
+    ]
+    while len(clips) < count:
+        clips.append(rng.uniform(-0.5, 0.5, num_samples))
+    return np.stack(clips[:count]).astype(np.float32)
+
+
+def compare_outputs(reference, exported, quantize=None):
+    """Differences between Keras and exported outputs, and whether they pass the tolerance.
+
+    Args:
+        reference: dict of arrays from the Keras model (``OUTPUT_KEYS``).
+        exported: dict of arrays from the exported artifact.
+        quantize: None (float32) or ``"dynamic"``.
+
+    Returns:
+        dict with ``max_abs`` (per output key), ``tolerance`` (on probabilities),
+        ``top1_agree``/``clips``, ``decisive`` (clips whose top-1 must agree),
+        ``top1_disagree_decisive`` and ``ok``.
+    """
+    max_abs = {key: float(np.max(np.abs(reference[key] - exported[key]))) for key in OUTPUT_KEYS}
+    probs = reference["probabilities"]
+    top1_ref = probs.argmax(axis=1)
+    top1_exp = exported["probabilities"].argmax(axis=1)
+    ordered = np.sort(probs, axis=1)
+    margin = ordered[:, -1] - ordered[:, -2]
+    tolerance = FP32_ATOL if quantize is None else DYNAMIC_ATOL
+    decisive = margin > 2 * tolerance
+    disagree = int(np.sum(decisive & (top1_ref != top1_exp)))
+    ok = max_abs["probabilities"] <= tolerance and disagree == 0
+    return {
+        "max_abs": max_abs,
+        "tolerance": tolerance,
+        "top1_agree": int(np.sum(top1_ref == top1_exp)),
+        "clips": int(len(top1_ref)),
+        "decisive": int(np.sum(decisive)),
+        "top1_disagree_decisive": disagree,
+        "ok": bool(ok),
+    }
+
+
+def format_verification(report):
+    """Human-readable lines of a ``compare_outputs`` report."""
+    diffs = ", ".join(f"{k} {v:.2e}" for k, v in report["max_abs"].items())
+    verdict = "OK" if report["ok"] else "FAILED"
+    return (
+        f"verification on {report['clips']} clips: max |diff| {diffs}; top-1 agreement "
+        f"{report['top1_agree']}/{report['clips']} ({report['top1_disagree_decisive']} "
+        f"disagreements among {report['decisive']} decisive clips); tolerance |diff "
+        f"probabilities| <= {report['tolerance']:g}: {verdict}"
+    )
+
+
+# === Export ===
+
+
+def _keras_outputs(model, waveform):
+    import tensorflow as tf
+
+    outputs = model(tf.constant(waveform), training=False)
+    logits = np.asarray(outputs["logits"], np.float32)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return {
+        "logits": logits,
+        "probabilities": shifted / shifted.sum(axis=1, keepdims=True),
+        "embedding": np.asarray(outputs["embedding"], np.float32),
+    }
+
+
+def _check_model(model):
+    for part in ("frontend", "backbone", "head_norm", "head_dense"):
+        if not hasattr(model, part):
+            raise UserError(
+                f"model {model.name!r} has no {part}; expected a keras_asc SceneClassifier"
+            )
+
+
+def _place(tmp, out, overwrite):
+    """Moves the verified ``tmp`` to ``out``; an existing ``out`` is replaced only at the end."""
+    if os.path.lexists(out):
+        if not overwrite:
+            raise UserError(f"--out {out} already exists; pass --overwrite to replace it")
+        old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(os.path.abspath(out)))
+        aside = os.path.join(old, "previous")
+        os.replace(out, aside)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def export_model(model, out, fmt, quantize=None, overwrite=False, seed=0, num_samples=None):
+    """Exports ``model`` (eval mode) to ``out``, verifies it and moves it into place.
+
+    Args:
+        model: a ``SceneClassifier``.
+        out: output path: a folder for ``savedmodel``, a file for ``tflite``.
+        fmt: ``"savedmodel"`` or ``"tflite"``.
+        quantize: None or ``"dynamic"`` (TFLite only).
+        overwrite: replace an existing ``out`` (after the new export has been verified).
+        seed: seed of the verification clips.
+        num_samples: clip length of the export; None means 1 s at the frontend's rate.
+
+    Returns:
+        dict: ``path``, ``format``, ``quantize``, ``bytes`` (size on disk), ``verification``
+        (``compare_outputs``).
+
+    Raises:
+        UserError: bad arguments, ``out`` exists without ``overwrite``, conversion failure,
+            or a verification outside the tolerance (``out`` then stays untouched).
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize!r}; expected one of: {', '.join(QUANTIZATIONS)}")
+    if quantize is not None and fmt != "tflite":
+        raise UserError(f"--quantize {quantize} applies to --format tflite, not {fmt}")
+    _check_model(model)
+    out = os.fspath(out)
+    if os.path.lexists(out) and not overwrite:
+        raise UserError(f"--out {out} already exists; pass --overwrite to replace it")
+    sample_rate = int(model.frontend.sample_rate)
+    if num_samples is None:
+        num_samples = sample_rate
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+
+    clips = verification_clips(num_samples, sample_rate, seed=seed)
+    reference = _keras_outputs(model, clips)
+    work = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    try:
+        savedmodel = os.path.join(work, "savedmodel")
+        write_savedmodel(model, savedmodel, num_samples, float32_frontend=fmt == "tflite")
+        if fmt == "savedmodel":
+            artifact = savedmodel
+            exported = run_savedmodel(artifact, clips)
+            size = sum(
+                os.path.getsize(os.path.join(root, name))
+                for root, _, names in os.walk(artifact)
+                for name in names
+            )
+        else:
+            artifact = os.path.join(work, "model.tflite")
+            with open(artifact, "wb") as f:
+                f.write(convert_tflite(savedmodel, quantize))
+            exported = run_tflite(artifact, clips)
+            size = os.path.getsize(artifact)
+        verification = compare_outputs(reference, exported, quantize)
+        if not verification["ok"]:
+            raise UserError(
+                f"export to {out} not written: the exported model differs from the Keras "
+                f"model beyond the tolerance ({format_verification(verification)})"
+            )
+        _place(artifact, out, overwrite)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "path": out,
+        "format": fmt,
+        "quantize": quantize,
+        "bytes": int(size),
+        "verification": verification,
+    }
+
+
+# === Command line ===
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="export.py",
+        description=(
+            "Export a scene classifier (eval mode: waveform [B, 32000] -> logits, probabilities, "
+            "embedding) as a TF SavedModel or TFLite model, verify it against the Keras model "
+            "and print its parameters and MACs per 1-s clip."
+        ),
+    )
+    parser.add_argument(
+        "--model", required=True, help="a .keras file or a run directory (RUN_DIR/model.keras)"
+    )
+    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    parser.add_argument(
+        "--quantize", choices=QUANTIZATIONS, default=None,
+        help="dynamic: dynamic-range quantisation (int8 weights), TFLite only",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (savedmodel) or file (tflite)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the verification clips")
+    return parser
+
+
+def main(argv=None):
+    from keras_asc.inference import complexity
+    from keras_asc.inference.predict import load_scene_model
+
+    args = build_parser().parse_args(argv)
+    model = load_scene_model(args.model)
+    report = export_model(
+        model, args.out, args.fmt, quantize=args.quantize, overwrite=args.overwrite,
+        seed=args.seed,
+    )
+    kind = args.fmt if args.quantize is None else f"{args.fmt} ({args.quantize} quantisation)"
+    print(f"exported {kind} to {report['path']} ({report['bytes'] / 1e6:.2f} MB)")
+    print(format_verification(report["verification"]))
+    sample_rate = int(model.frontend.sample_rate)
+    counts = complexity.model_complexity(model)
+    print(complexity.format_complexity(counts, sample_rate, sample_rate))
+    profiled = complexity.profiler_macs(model)
+    expected = sum(counts["macs_by_part"][k] for k in ("patch_embedding", "attention", "mlp",
+                                                       "head"))
+    expected += complexity.mel_matmul_macs(counts, model.frontend.n_fft, model.frontend.n_mels)
+    verdict = "agrees" if profiled == expected else "DIFFERS"
+    print(
+        f"TF profiler: {profiled / 1e6:,.1f} M matmul/conv MACs, {verdict} with the count "
+        f"({expected / 1e6:,.1f} M: patch embedding + attention + MLP + head + mel matmul)"
+    )
+    return 0

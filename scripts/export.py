@@ -1,0 +1,9 @@
+"""Verified SavedModel/TFLite export with parameters and MACs; see keras_asc.inference.export."""
+
+import sys
+
+from keras_asc.errors import run_cli
+from keras_asc.inference.export import main
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))

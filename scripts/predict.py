@@ -1,0 +1,9 @@
+"""Scene predictions for audio files; see keras_asc.inference.predict."""
+
+import sys
+
+from keras_asc.errors import run_cli
+from keras_asc.inference.predict import main
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))
