@@ -11,7 +11,10 @@ One invocation measures, in one process and with the same thread count for both 
   are reported;
 * the same Keras step under the ``mixed_bfloat16`` policy;
 * **FLOP/s** of each step: an analytic count (below) over the step time, and its fraction of the
-  float32 ``tf.matmul`` peak measured here (2048 x 2048, best of several runs);
+  float32 ``tf.matmul`` peak measured here (2048 x 2048, best of several runs, measured before
+  and after every round; the best is kept). ``torch.matmul`` is measured the same way: PyTorch's
+  BLAS (MKL) is not TensorFlow's, and on AMD CPUs it can be much slower, which explains part of
+  any Keras/PyTorch gap;
 * **eval latency** of one 1-s clip (batch 1; Keras through a ``tf.function``, PyTorch under
   ``inference_mode``), median of ``--latency-runs`` calls.
 
@@ -101,6 +104,19 @@ def matmul_peak(tf, dtype, size=2048, repeats=5, inner=5):
     for _ in range(repeats):
         start = time.perf_counter()
         chain(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * inner / best
+
+
+def torch_matmul_peak(torch, size=2048, repeats=5, inner=5):
+    """``matmul_peak`` for ``torch.matmul`` (its BLAS is not TensorFlow's; see the report)."""
+    a = torch.randn(size, size) / size**0.5
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms up
+        start = time.perf_counter()
+        x = a
+        for _ in range(inner):
+            x = x @ a
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 * inner / best
 
@@ -205,8 +221,12 @@ def main(argv=None):
         f"threads={args.threads} batch={args.batch} steps={args.steps} rounds={args.rounds}",
         flush=True,
     )
-    peak = matmul_peak(tf, tf.float32)
+    # The peak is measured again after every round and the best is kept: on a shared machine one
+    # measurement can land in a busy moment and understate it.
+    peaks = [matmul_peak(tf, tf.float32)]
+    torch_peaks = [torch_matmul_peak(torch)]
     peak_bf16 = matmul_peak(tf, tf.bfloat16)
+    peak = peaks[0]
     print(
         f"tf.matmul peak: float32 {peak / 1e9:.1f} GFLOP/s, bfloat16 {peak_bf16 / 1e9:.1f}",
         flush=True,
@@ -233,6 +253,12 @@ def main(argv=None):
                 f"round {round_index + 1} {name}: {statistics.median(times[name]):.2f} s/step",
                 flush=True,
             )
+
+        peaks.append(matmul_peak(tf, tf.float32))
+        torch_peaks.append(torch_matmul_peak(torch))
+    peak = max(peaks)
+    print(f"tf.matmul float32 peak per measurement: {[round(p / 1e9, 1) for p in peaks]} GFLOP/s")
+    print(f"torch.matmul float32 per measurement: {[round(p / 1e9, 1) for p in torch_peaks]}")
 
     results = {name: summarize(name, times[name], args.batch, peak) for name in steps}
 
@@ -261,6 +287,8 @@ def main(argv=None):
         "batch": args.batch,
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "matmul_peak_flops_per_s": {"float32": peak, "bfloat16": peak_bf16},
+        "matmul_fp32_peak_measurements": peaks,
+        "torch_matmul_fp32_measurements": torch_peaks,
         "train_flops_per_clip": passt_flops_per_clip(),
         "train": results,
         "keras_over_torch_samples_per_s": keras_fp32["samples_per_s"] / torch_fp32["samples_per_s"],
