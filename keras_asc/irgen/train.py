@@ -143,39 +143,36 @@ def prepare(config):
             "validation_fraction": validation_fraction}
 
 
-class _Progress:
-    """Epoch-level tqdm bar (verbose 1) as a Keras callback factory (tqdm is optional)."""
+def _progress_callback(epochs, verbose):
+    """Epoch-level tqdm bar (verbose 1) or one line per epoch (verbose 2) as a Keras callback."""
+    import keras
 
-    @staticmethod
-    def make(epochs, verbose):
-        import keras
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = None
+            if verbose == 1:
+                try:
+                    from tqdm import tqdm
+                except ImportError:  # tqdm is a dependency, but training must not need it
+                    return
+                self.bar = tqdm(total=epochs, desc="irgen", unit="epoch")
 
-        class Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.bar = None
-                if verbose == 1:
-                    try:
-                        from tqdm import tqdm
-                    except ImportError:
-                        return
-                    self.bar = tqdm(total=epochs, desc="irgen", unit="epoch")
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = {k: logs[k] for k in ("d_loss", "g_loss", "mse", "val_mse", "val_lsd_db")
+                     if k in logs}
+            if self.bar is not None:
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+                self.bar.update(1)
+            elif verbose == 2:
+                text = " ".join(f"{k}={v:.5g}" for k, v in shown.items())
+                print(f"epoch {epoch + 1}/{epochs} {text}", flush=True)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                shown = {k: logs[k] for k in ("d_loss", "g_loss", "mse", "val_mse", "val_lsd_db")
-                         if k in logs}
-                if self.bar is not None:
-                    self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
-                    self.bar.update(1)
-                elif verbose == 2:
-                    text = " ".join(f"{k}={v:.5g}" for k, v in shown.items())
-                    print(f"epoch {epoch + 1}/{epochs} {text}", flush=True)
+        def on_train_end(self, logs=None):
+            if self.bar is not None:
+                self.bar.close()
 
-            def on_train_end(self, logs=None):
-                if self.bar is not None:
-                    self.bar.close()
-
-        return Callback()
+    return Progress()
 
 
 def _best_generator_callback(generator, folder, monitor):
@@ -286,7 +283,7 @@ def train(config, run_dir, overwrite=False):
         epochs=options["epochs"],
         verbose=0,
         shuffle=False,  # the dataset shuffles itself (seeded)
-        callbacks=[best, _Progress.make(options["epochs"], options["verbose"])],
+        callbacks=[best, _progress_callback(options["epochs"], options["verbose"])],
     )
     _write_history(history.history, run_dir)
     save_model_atomic(discriminator, os.path.join(run_dir, "discriminator.keras"))
