@@ -23,7 +23,9 @@ def make_strategy(strategy="none", devices=None, communication="auto"):
 
     Args:
         strategy: ``"none"``, ``"mirrored"`` or ``"multiworker"``.
-        devices: list of device names for ``mirrored`` (e.g. ``["/cpu:0", "/cpu:1"]``) or None.
+        devices: list of device names for ``mirrored`` or None (every local GPU, or the CPU).
+            Several ``/cpu:N`` names split the CPU into that many logical devices (only
+            possible before TensorFlow has started).
         communication: ``"auto"``, ``"ring"`` or ``"nccl"`` collective implementation for
             ``multiworker``.
 
@@ -33,6 +35,16 @@ def make_strategy(strategy="none", devices=None, communication="auto"):
     if strategy == "none":
         return tf.distribute.get_strategy()
     if strategy == "mirrored":
+        cpus = [d for d in devices or [] if "cpu" in d.lower()]
+        if len(cpus) > 1:
+            # Several CPU replicas (tests, demos): split the CPU into logical devices first.
+            try:
+                split_logical_cpus(len(cpus))
+            except RuntimeError:
+                raise UserError(
+                    f"distribute.devices {devices}: {len(cpus)} CPU devices need logical CPUs, "
+                    "which can only be configured before TensorFlow starts; start a new process"
+                ) from None
         return tf.distribute.MirroredStrategy(devices=devices)
     if strategy == "multiworker":
         if "TF_CONFIG" not in os.environ:
@@ -83,9 +95,11 @@ def split_logical_cpus(count):
     TensorFlow op runs.
     """
     cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-    )
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is None or len(current) != count:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
     return [f"/cpu:{i}" for i in range(count)]
 
 
