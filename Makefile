@@ -21,16 +21,22 @@ lint:
 test: install-oracle lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-# Main job: synthetic corpus in the real layouts -> TFRecords -> inspection summary.
+# Main job: synthetic corpus in the real layouts -> TFRecords -> ICL + Multi-DIR training of a
+# small PaSST (configs/demo.yaml) -> per-device evaluation table. Re-running resumes / skips work.
 demo: install
 	$(PYTHON) -m tfrecords_builder synthetic --out $(DEMO_DIR)/raw --size small --seed 0
 	$(PYTHON) -m tfrecords_builder tau22 --source $(DEMO_DIR)/raw/TAU-urban-acoustic-scenes-2022-mobile-development --out $(DEMO_DIR)/tfrecords/tau22
 	$(PYTHON) -m tfrecords_builder micirp --source $(DEMO_DIR)/raw/micirp --out $(DEMO_DIR)/tfrecords/micirp
 	$(PYTHON) -m tfrecords_builder multi-dirs --source $(DEMO_DIR)/raw/Microphone_Impulse_Responses --out $(DEMO_DIR)/tfrecords/multi_dirs
 	$(PYTHON) -m tfrecords_builder inspect --out $(DEMO_DIR)/tfrecords/tau22
+	$(PYTHON) scripts/train.py --config configs/demo.yaml --run-dir $(DEMO_DIR)/runs/demo
+	$(PYTHON) scripts/evaluate.py --run $(DEMO_DIR)/runs/demo --split evaluate
+	$(PYTHON) scripts/plot_dirs.py --dirs $(DEMO_DIR)/tfrecords/multi_dirs --out $(DEMO_DIR)/fig1_multi_dirs.png
 
 bench: install-oracle
 	$(PYTHON) benchmarks/bench_builder.py
+	$(PYTHON) benchmarks/bench_pipeline.py
+	$(PYTHON) benchmarks/bench_model.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

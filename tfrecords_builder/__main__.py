@@ -22,6 +22,10 @@ COMMANDS = {
         "write a small synthetic raw corpus in the real TAU22/MicIRP/Surrey layouts",
     ),
     "inspect": ("tfrecords_builder.inspect_cmd", "summarise a finished TFRecord output folder"),
+    "download": (
+        "tfrecords_builder.download",
+        "verified, resumable download of tau22, tau22-eval-2022/2023, micirp or multi-dirs",
+    ),
 }
 
 
