@@ -34,6 +34,7 @@ frames, ms = hear.get_timestamp_embeddings(audio, model)  # [n, T, E], [n, T]
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from keras_asc.errors import UserError
 
@@ -44,8 +45,10 @@ TIMESTAMP_HOP_MS = 50
 SCENE_HOP_FRACTION = 4  # scene windows hop by a quarter window (10 s -> 2.5 s), as hear21passt
 
 
-class HearModel:
+class HearModel(tf.Module):
     """A scene classifier with the attributes and methods the HEAR API needs.
+
+    A ``tf.Module`` (the HEAR validator tells TensorFlow from PyTorch submissions by that).
 
     Args:
         model: a ``SceneClassifier``.
@@ -68,9 +71,9 @@ class HearModel:
         timestamp_hop_ms=TIMESTAMP_HOP_MS,
         batch_size=64,
     ):
-        import tensorflow as tf
-
         from keras_asc.layers._utils import as_pair
+
+        super().__init__(name="hear_model")
 
         if mode not in EMBEDDING_MODES:
             raise UserError(f"mode={mode!r}; expected one of: {', '.join(EMBEDDING_MODES)}")
@@ -215,7 +218,7 @@ def load_model(model_file_path="", mode="all", weights="audioset", num_classes=N
     if os.path.exists(path) or path.endswith(".keras"):
         from keras_asc.inference.predict import load_scene_model
 
-        model = load_scene_model(path)
+        model = load_scene_model(path, label="model_file_path")
     else:
         from keras_asc.models.scene_classifier import SceneClassifier
 
@@ -245,8 +248,6 @@ def get_scene_embeddings(audio, model):
             (NumPy or TensorFlow).
         model: what ``load_model`` returns.
     """
-    import tensorflow as tf
-
     _check_model(model)
     return tf.constant(model.scene_embeddings(_as_audio(audio)))
 
@@ -263,8 +264,6 @@ def get_timestamp_embeddings(audio, model):
         model.timestamp_embedding_size]`` and ``[n_sounds, n_timestamps]``, with
         ``n_timestamps = 1 + n_samples // 1600`` and timestamps ``0, 50, 100, ...`` ms.
     """
-    import tensorflow as tf
-
     _check_model(model)
     embeddings, timestamps = model.timestamp_embeddings(_as_audio(audio))
     return tf.constant(embeddings), tf.constant(timestamps)

@@ -31,9 +31,11 @@ def audio(n_sounds, seconds, seed=0):
 
 
 def test_model_attributes(hear_model):
+    assert isinstance(hear_model, tf.Module)  # how the HEAR validator recognises TF models
     assert hear_model.sample_rate == 32000
     assert hear_model.scene_embedding_size == hear_model.timestamp_embedding_size == 10 + 64
     assert hear_model.max_window == 10 * RATE and hear_model.scene_hop == 80000
+    assert isinstance(hear_model.scene_embedding_size, int)
     assert hear_model.timestamp_window == 5120 and hear_model.timestamp_hop == 1600
 
 
@@ -108,6 +110,9 @@ def test_load_model_presets_and_errors(tmp_path):
         hear.load_model("passt_tiny", cache_dir=str(tmp_path))
     with pytest.raises(UserError, match="unknown PaSST preset 'no_such_model'"):
         hear.load_model("no_such_model")
+    missing = tmp_path / "missing.keras"
+    with pytest.raises(UserError, match=f"model_file_path {missing}: not found"):
+        hear.load_model(str(missing))
     with pytest.raises(UserError, match=r"mode='mel'; expected one of: all, embed_only, logits"):
         hear.HearModel(model.model, mode="mel")
     with pytest.raises(UserError, match=r"audio has shape \(32000,\); expected \[n_sounds"):

@@ -125,7 +125,8 @@ def write_savedmodel(model, path, num_samples, float32_frontend=False):
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No archive.track(model): add_endpoint tracks the variables the function uses, and
+    # track() would store every weight a second time (as Keras variables besides tf.Variables).
     archive.add_endpoint(
         SIGNATURE,
         serving_function(model, num_samples, float32_frontend),

@@ -39,8 +39,10 @@ DEFAULT_BATCH_SIZE = 32
 # === Model ===
 
 
-def load_scene_model(path):
+def load_scene_model(path, label="--model"):
     """A ``.keras`` scene classifier, from the file or a run directory (``RUN_DIR/model.keras``).
+
+    ``label`` names the argument in error messages (``--model`` for the scripts).
 
     Raises:
         UserError: the path does not exist, the folder has no ``model.keras``, the file does
@@ -55,21 +57,21 @@ def load_scene_model(path):
         candidate = os.path.join(path, MODEL_FILE)
         if not os.path.isfile(candidate):
             raise UserError(
-                f"--model {path}: folder has no {MODEL_FILE}; expected a .keras file or a run "
+                f"{label} {path}: folder has no {MODEL_FILE}; expected a .keras file or a run "
                 "directory written by scripts/train.py"
             )
         path = candidate
     elif not os.path.isfile(path):
-        raise UserError(f"--model {path}: not found; expected a .keras file or a run directory")
+        raise UserError(f"{label} {path}: not found; expected a .keras file or a run directory")
     try:
         model = keras.saving.load_model(path)
     except (ValueError, TypeError, OSError, KeyError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"--model {path}: cannot load the model ({detail})") from None
+        raise UserError(f"{label} {path}: cannot load the model ({detail})") from None
     outputs = getattr(model, "output", None)
     if not (isinstance(outputs, dict) and "logits" in outputs):
         raise UserError(
-            f"--model {path}: model {model.name!r} has no 'logits' output; expected a "
+            f"{label} {path}: model {model.name!r} has no 'logits' output; expected a "
             "keras_asc SceneClassifier"
         )
     return model
