@@ -121,3 +121,39 @@ def test_load_model_presets_and_errors(tmp_path):
         hear.get_scene_embeddings(np.zeros((1, 32000), np.int16), model)
     with pytest.raises(UserError, match="model is a dict; expected the object"):
         hear.get_timestamp_embeddings(np.zeros((1, 32000), np.float32), {})
+
+
+@pytest.mark.oracle
+def test_window_and_timestamp_conventions_match_hear21passt(hear_model):
+    """hear21passt's own wrapper, with a probe network that returns window samples, cuts the
+    same timestamp windows at the same timestamps (and the same 10-s scene windows)."""
+    import torch
+    from hear21passt.wrapper import PasstBasicWrapper
+
+    class Identity(torch.nn.Module):
+        sr = RATE
+
+        def forward(self, x):
+            return x
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):  # [B, 1, window] -> (first 3 samples, last 3 samples)
+            return x[:, 0, :3], x[:, 0, -3:]
+
+    wrapper = PasstBasicWrapper(mel=Identity(), net=Probe())
+    clips = audio(2, 1.07, seed=4)
+    probes, times = wrapper.get_timestamp_embeddings(torch.from_numpy(clips))
+    windows = hear_model.centred_windows(clips, 5120, 1600)
+    ours = np.concatenate([windows[..., :3], windows[..., -3:]], axis=-1)
+    np.testing.assert_array_equal(probes.numpy(), ours)
+    _, timestamps = hear.get_timestamp_embeddings(clips, hear_model)
+    np.testing.assert_allclose(timestamps.numpy(), times.numpy(), atol=1e-3)
+    long = audio(1, 11.0, seed=5)
+    probes, _ = wrapper.get_timestamp_embeddings(
+        torch.from_numpy(long), window_size=wrapper.max_model_window, hop=wrapper.scene_hop
+    )
+    windows = hear_model.centred_windows(long, hear_model.max_window, hear_model.scene_hop)
+    assert (wrapper.max_model_window, wrapper.scene_hop) == (hear_model.max_window,
+                                                             hear_model.scene_hop)
+    ours = np.concatenate([windows[..., :3], windows[..., -3:]], axis=-1)
+    np.testing.assert_array_equal(probes.numpy(), ours)
