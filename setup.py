@@ -1,6 +1,7 @@
 """keras-asc: device-robust acoustic scene classification with PaSST, ICL and DIR augmentation."""
 
-from setuptools import find_packages, setup
+from setuptools import find_packages
+from setuptools import setup
 
 setup(
     name="keras-asc",
@@ -12,7 +13,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["keras_asc", "keras_asc.*", "tfrecords_builder", "tfrecords_builder.*"]),
+    packages=find_packages(
+        include=["keras_asc", "keras_asc.*", "tfrecords_builder", "tfrecords_builder.*"]
+    ),
     package_data={
         "keras_asc": ["presets/*.json", "data/*.csv"],
         "tfrecords_builder": ["data/*.csv", "data/*.tsv"],
