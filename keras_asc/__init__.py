@@ -2,11 +2,12 @@
 
 Public API (importing the package registers every serializable layer and model, so
 ``keras.saving.load_model`` works on saved ``.keras`` files after ``import keras_asc``).
-``keras_asc.evaluation``, ``keras_asc.hear``, ``keras_asc.irgen`` and ``keras_asc.training`` are
-imported explicitly where needed.
+``keras_asc.evaluation``, ``keras_asc.hear``, ``keras_asc.inference`` and ``keras_asc.training``
+are imported explicitly where needed.
 """
 
 from keras_asc import augment
+from keras_asc import irgen
 from keras_asc import layers
 from keras_asc import losses
 from keras_asc import models
@@ -35,6 +36,7 @@ __all__ = [
     "SceneClassifier",
     "UserError",
     "augment",
+    "irgen",
     "inverse_contrastive_loss",
     "layers",
     "losses",
