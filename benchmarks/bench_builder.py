@@ -49,7 +49,7 @@ def decode_only(task):
     from keras_asc import audio as audio_lib
     from tfrecords_builder import tau22
 
-    _, key, clips, _ = task
+    _, key, clips = task[:3]
     raws = []
     for clip in clips:
         raw, _ = audio_lib.read_audio(clip.path, expected_rate=tau22.SOURCE_RATE,
@@ -78,7 +78,7 @@ def plan_tasks(root):
         clips = tau22._plan_split(split, rows, display, root, meta, policy)
         groups, _ = tau22._group(split, clips, display)
         for key, unit in tau22._units(clips, groups, 0):
-            tasks.append((split, key, unit, [""] * len(unit)))
+            tasks.append((split, key, unit, display))
     return tasks
 
 
@@ -170,13 +170,19 @@ def _cpu():
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
+def _cpu_since(before):
+    """``(this process, its finished children)`` CPU seconds since ``before = _cpu()``."""
+    now = _cpu()
+    return now[0] - before[0], now[1] - before[1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", help="existing synthetic corpus folder (size small)")
     parser.add_argument("--workers", type=int, default=parallel.default_workers())
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="timed runs of bound and build, interleaved; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed runs of bound and build, interleaved")
     parser.add_argument("--work-dir", help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -203,33 +209,48 @@ def main(argv=None):
     results = {"workers": args.workers, "clips": clips, "units": len(tasks)}
 
     # Warm the page cache and the worker start-up path once, then time (interleaved, so a
-    # busy machine slows both alike; the fastest run of each counts).
+    # busy machine slows both alike). Reported: the fastest run of each, and the median of the
+    # CPU-time ratios of adjacent bound/build pairs (less sensitive to a lucky run).
     list(parallel.ordered_map(decode_only, tasks[: 2 * args.workers], args.workers))
     out = os.path.join(work, "out")
-    bound_s = build_s = bound_cpu = build_cpu = float("inf")
+    runs = []
     for _ in range(max(1, args.repeat)):
         cpu0, start = _cpu(), time.perf_counter()
         if sum(parallel.ordered_map(decode_only, tasks, args.workers)) != clips:
             raise RuntimeError("the bound decoded a different number of clips")
-        bound_s = min(bound_s, time.perf_counter() - start)
-        bound_cpu = min(bound_cpu, sum(_cpu()) - sum(cpu0))
+        bound = (time.perf_counter() - start, _cpu_since(cpu0))
+        shutil.rmtree(out, ignore_errors=True)  # deleting the previous output is not timed
         cpu0, start = _cpu(), time.perf_counter()
         tau22.build(root, out, workers=args.workers, progress=False)
-        build_s = min(build_s, time.perf_counter() - start)
-        build_cpu = min(build_cpu, sum(_cpu()) - sum(cpu0))
+        build = (time.perf_counter() - start, _cpu_since(cpu0))
+        runs.append((bound, build))
+        print(f"  run {len(runs)}: bound {bound[0]:6.2f} s wall {sum(bound[1]):6.2f} CPU s "
+              f"(main {bound[1][0]:.2f}); build {build[0]:6.2f} s wall {sum(build[1]):6.2f} "
+              f"CPU s (main {build[1][0]:.2f}); CPU ratio {sum(bound[1]) / sum(build[1]):.3f}",
+              flush=True)
+    bound_s = min(b[0] for b, _ in runs)
+    build_s = min(b[0] for _, b in runs)
+    bound_cpu = min(sum(b[1]) for b, _ in runs)
+    build_cpu = min(sum(b[1]) for _, b in runs)
+    paired = float(np.median([sum(b[1]) / sum(d[1]) for b, d in runs]))
     results.update(
         repeat=args.repeat,
         bound_s=bound_s, bound_clips_per_s=clips / bound_s, bound_cpu_s=bound_cpu,
         build_s=build_s, build_clips_per_s=clips / build_s, build_cpu_s=build_cpu,
         build_vs_bound=bound_s / build_s, build_vs_bound_cpu=bound_cpu / build_cpu,
+        build_vs_bound_cpu_paired_median=paired,
+        runs=[{"bound_s": b[0], "bound_cpu_main_s": b[1][0], "bound_cpu_workers_s": b[1][1],
+               "build_s": d[0], "build_cpu_main_s": d[1][0], "build_cpu_workers_s": d[1][1]}
+              for b, d in runs],
     )
-    print(f"{clips} clips ({len(tasks)} units), {args.workers} workers")
+    print(f"{clips} clips ({len(tasks)} units), {args.workers} workers, fastest of {len(runs)}")
     print(f"bound (decode + resample only): {bound_s:7.2f} s wall {clips / bound_s:8.1f} clips/s"
           f"  {bound_cpu:7.2f} CPU s")
     print(f"tau22 build (both views):       {build_s:7.2f} s wall {clips / build_s:8.1f} clips/s"
           f"  {build_cpu:7.2f} CPU s")
     print(f"build / bound: {100 * bound_s / build_s:.1f} % (wall), "
-          f"{100 * bound_cpu / build_cpu:.1f} % (CPU time: the wall ratio on an idle machine)")
+          f"{100 * bound_cpu / build_cpu:.1f} % (CPU time: the wall ratio on an idle machine), "
+          f"{100 * paired:.1f} % (median CPU-time ratio of the {len(runs)} pairs)")
 
     if args.scale > 1:
         shutil.rmtree(out, ignore_errors=True)

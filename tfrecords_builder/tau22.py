@@ -23,11 +23,17 @@ order at 44.1 kHz and resampled as one signal (320000 samples; no filter edges a
 A recording without exactly the parts 0..9 is an error; with ``--on-error skip`` it is left out
 of the 10s view and reported (its parts stay in the 1s view). Nothing is ever padded.
 
-Decoding and resampling run in a process pool that never imports TensorFlow; the results come
-back in a fixed order, so the shards are byte-identical for any ``--workers``. Records are stored
-in a pseudo-random order fixed by ``--seed`` (recordings of one scene are not adjacent).
+Records are stored in a pseudo-random order fixed by ``--seed`` (recordings of one scene are
+not adjacent) and go round-robin over the shards of their split and view. The length of every
+record is known before any audio is decoded, so the main process places each planned record
+(shard and byte offset) up front, and the worker processes, which never import TensorFlow,
+decode, resample, encode and write their records straight into the shards
+(:mod:`tfrecords_builder.tfrecord_io`); only a few bytes of status come back per recording. The
+shards are therefore byte-identical for any ``--workers``. A record skipped with ``--on-error
+skip`` leaves a gap that is closed at the end: its shard is one record shorter.
 """
 
+import collections
 import contextlib
 import os
 import re
@@ -40,6 +46,7 @@ from keras_asc import vocab
 from keras_asc.errors import UserError
 from tfrecords_builder import csvutil
 from tfrecords_builder import parallel
+from tfrecords_builder import tfrecord_io
 from tfrecords_builder import writer as writer_lib
 
 SOURCE_RATE = 44100
@@ -172,9 +179,11 @@ class Clip:
     __slots__ = ("line", "filename", "path", "scene", "device", "city", "location", "segment_id",
                  "index", "key")
 
-    def __init__(self, **values):
-        for name in self.__slots__:
-            setattr(self, name, values[name])
+    def __init__(self, *, line, filename, path, scene, device, city, location, segment_id, index,
+                 key):
+        self.line, self.filename, self.path, self.scene = line, filename, path, scene
+        self.device, self.city, self.location = device, city, location
+        self.segment_id, self.index, self.key = segment_id, index, key
 
     def labels(self):
         return {
@@ -273,6 +282,7 @@ def _plan_split(split, rows, display, root, meta, policy):
                         f"split {split!r}")
     seen = {}
     clips = []
+    files = _FileIndex()
     for row in rows:
         name = row["filename"]
         if name in seen:
@@ -283,12 +293,31 @@ def _plan_split(split, rows, display, root, meta, policy):
         clip = _resolve_clip(row, display, root, meta, policy, split)
         if clip is None:
             continue
-        if not os.path.isfile(clip.path):
+        if not files.exists(clip.path):
             policy.fail(split, name, f"{display} line {row.line}: listed file {clip.path} does "
                         "not exist; expected the audio file of this row")
             continue
         clips.append(clip)
     return clips
+
+
+class _FileIndex:
+    """``os.path.isfile`` for many files of few folders: one ``scandir`` per folder, no stat."""
+
+    def __init__(self):
+        self._folders = {}
+
+    def exists(self, path):
+        folder, name = os.path.split(path)
+        names = self._folders.get(folder)
+        if names is None:
+            try:
+                with os.scandir(folder) as entries:
+                    names = {e.name for e in entries if e.is_file()}  # follows symlinks
+            except OSError:
+                names = set()
+            self._folders[folder] = names
+        return name in names
 
 
 def _group(split, clips, display):
@@ -345,44 +374,83 @@ def _units(clips, groups, seed):
 
 
 def _process_unit(task):
-    """Decodes, validates and encodes one unit; runs in a worker process.
+    """Decodes, validates, encodes and writes one unit; runs in a worker process.
 
     Args:
-        task: ``(split, key, clips, where)``; ``where[i]`` names the CSV row of ``clips[i]``.
+        task: ``(split, key, clips, display, places)``; ``display`` names the split CSV (for
+            messages); ``places[i]`` is the ``(path, offset, framed size)`` reserved for its
+            1-s record and ``places[-1]`` the one of the 10-s record when ``key`` is not None.
 
     Returns:
-        ``(records_1s, record_10s, errors)``: serialized 1-s records (None for a failed clip),
-        the 10-s record (None when ``key`` is None or a part failed), and
+        ``(written_1s, written_10s, errors)``: whether each clip's 1-s record was written,
+        whether the 10-s record was (False when ``key`` is None or a part failed), and
         ``(filename, message)`` for each failed clip.
     """
     from keras_asc import audio as audio_lib
     from keras_asc.data import schema
 
-    split, key, clips, where = task
-    records, raws, errors = [], [], []
-    for clip, place in zip(clips, where):
+    split, key, clips, display, places = task
+    written, raws, errors = [], [], []
+    for clip, reserved in zip(clips, places):
         try:
             raw, _ = audio_lib.read_audio(
                 clip.path, expected_rate=SOURCE_RATE, expected_frames=SOURCE_RATE * CLIP_SECONDS
             )
         except UserError as err:
-            records.append(None)
+            written.append(False)
             raws.append(None)
-            errors.append((clip.filename, f"{place}: {err}"))
+            errors.append((clip.filename,
+                           f"{display} line {clip.line} ({clip.filename}): {err}"))
             continue
-        wave = np.clip(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), -1.0, 1.0)
-        records.append(
-            schema.encode_audio_example(wave, filename=clip.filename, index=clip.index,
-                                        **clip.labels())
-        )
+        wave = audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE)
+        np.clip(wave, -1.0, 1.0, out=wave)  # in place: the resampled array is our own
+        # read_audio rejected non-finite samples; resampling and clipping keep them finite.
+        pieces, _ = schema.audio_example_pieces(wave, filename=clip.filename, index=clip.index,
+                                                check_finite=False, **clip.labels())
+        tfrecord_io.write_at(*reserved[:2], pieces, size=reserved[2])
+        written.append(True)
         raws.append(raw)
-    record_10s = None
+    written_10s = False
     if key is not None and not errors:
         wave = audio_lib.resample(np.concatenate(raws), SOURCE_RATE, vocab.SAMPLE_RATE)
-        record_10s = schema.encode_audio_example(
-            np.clip(wave, -1.0, 1.0), filename=key, index=-1, **clips[0].labels()
-        )
-    return records, record_10s, errors
+        np.clip(wave, -1.0, 1.0, out=wave)
+        pieces, _ = schema.audio_example_pieces(wave, filename=key, index=-1, check_finite=False,
+                                                **clips[0].labels())
+        reserved = places[len(clips)]
+        tfrecord_io.write_at(*reserved[:2], pieces, size=reserved[2])
+        written_10s = True
+    return written, written_10s, errors
+
+
+def _record_size(clip, key=None):
+    """Serialized length of the 1-s record of ``clip``, or of the 10-s record ``key``."""
+    from keras_asc.data import schema
+
+    if key is None:
+        return schema.audio_example_size(CLIP_SAMPLES, filename=clip.filename, index=clip.index,
+                                         **clip.labels())
+    return schema.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1,
+                                     **clip.labels())
+
+
+def _placed_tasks(tasks, views, issued):
+    """Adds to each task the places of its records, in task order (lazily: memory stays flat).
+
+    Args:
+        tasks: ``(split, key, clips, display)`` in build order.
+        views: ``{(split, view): PlacedShards}``.
+        issued: a deque that receives each placed task as it is yielded.
+
+    Yields:
+        ``(split, key, clips, display, places)``, see :func:`_process_unit`.
+    """
+    for split, key, clips, display in tasks:
+        places = [views[(split, "1s")].place(_record_size(clip)) for clip in clips]
+        if key is not None:
+            places.append(views[(split, "10s")].place(_record_size(clips[0], key)))
+        task = (split, key, clips, display, places)
+        issued.append(task)
+        yield task
 
 
 # === Build ===
@@ -468,34 +536,39 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
         if any(c.key is not None for c in clips):
             view_sizes[(split, "10s")] = len(groups)
         for key, unit_clips in _units(clips, groups, seed):
-            where = [f"{display} line {c.line} ({c.filename})" for c in unit_clips]
-            tasks.append((split, key, unit_clips, where))
+            tasks.append((split, key, unit_clips, display))
 
     with writer_lib.OutputDir(out, builder="tau22", policy=policy) as output:
-        writers, counters = {}, {}
+        views, counters = {}, {}
         for (split, view), count in view_sizes.items():
             if count == 0:
                 continue
             samples = CLIP_SAMPLES * (PARTS if view == "10s" else 1)
             num = min(shards, count) if shards else _auto_shards(count, samples)
-            writers[(split, view)] = output.sharded_writer(f"{split}-{view}", num)
+            views[(split, view)] = output.placed_shards(f"{split}-{view}", num)
             counters[(split, view)] = Counter()
         total_clips = sum(len(task[2]) for task in tasks)
         bar = tqdm(total=total_clips, unit="clip", desc="tau22",
                    disable=None if progress is None else not progress)
-        results = parallel.ordered_map(_process_unit, tasks, workers)
-        with contextlib.closing(results), bar:
-            for task, result in zip(tasks, results):
-                _write_unit(task, result, policy, writers, counters, splits_info)
-                bar.update(len(task[2]))
+        issued = collections.deque()
+        results = parallel.ordered_map(_process_unit, _placed_tasks(tasks, views, issued),
+                                       workers)
+        try:
+            with contextlib.closing(results), bar:
+                for result in results:
+                    task = issued.popleft()
+                    _account_unit(task, result, policy, views, counters, splits_info)
+                    bar.update(len(task[2]))
+        finally:
+            tfrecord_io.close_files()  # those of an in-process build (workers=0)
 
-        for (split, view), shard_writer in writers.items():
+        for (split, view), view_shards in views.items():
             seconds = CLIP_SECONDS * (PARTS if view == "10s" else 1)
             splits_info[split]["views"][view] = {
-                "num_examples": shard_writer.num_examples,
+                "num_examples": view_shards.num_examples,
                 "num_samples": vocab.SAMPLE_RATE * seconds,
                 "seconds": seconds,
-                "shards": list(shard_writer.names),
+                "shards": view_shards.finish(),
                 "counts": _count_table(counters[(split, view)]),
             }
         for split, split_info in splits_info.items():
@@ -521,25 +594,26 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     return info
 
 
-def _write_unit(task, result, policy, writers, counters, splits_info):
-    """Writes one processed unit's records (in the main process) and applies the policy."""
-    split, key, unit_clips, _ = task
-    records, record_10s, errors = result
+def _account_unit(task, result, policy, views, counters, splits_info):
+    """Books one processed unit (in the main process): policy, counts, gaps of skipped records."""
+    split, key, unit_clips, _, places = task
+    written, written_10s, errors = result
     for filename, message in errors:
         policy.fail(split, filename, message)
-    for clip, record in zip(unit_clips, records):
-        if record is not None:
-            writers[(split, "1s")].write(record)
+    for clip, done, place in zip(unit_clips, written, places):
+        if done:
             counters[(split, "1s")][(clip.device or UNKNOWN, clip.scene or UNKNOWN)] += 1
+        else:
+            views[(split, "1s")].skip(place)
     if key is None:
         return
-    if record_10s is None:
+    if not written_10s:
+        views[(split, "10s")].skip(places[len(unit_clips)])
         reason = (f"recording {key!r} of split {split!r} left out of the 10s view: one of its "
                   "parts was skipped")
         splits_info[split]["incomplete_groups"].append({"key": key, "reason": reason})
         policy.skipped.append({"split": split, "item": key, "reason": reason})
         return
-    writers[(split, "10s")].write(record_10s)
     first = unit_clips[0]
     counters[(split, "10s")][(first.device or UNKNOWN, first.scene or UNKNOWN)] += 1
 

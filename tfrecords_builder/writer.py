@@ -14,8 +14,16 @@ into place, so a killed build never leaves a folder that looks finished:
   with a ``builder`` key), so a mistyped ``--out`` cannot wipe an unrelated folder.
 
 Records are written round-robin over ``num_shards`` files named
-``{prefix}.tfrecord-{i:05d}-of-{n:05d}``. Given the same records in the same order the shards
-are byte-identical.
+``{prefix}.tfrecord-{i:05d}-of-{n:05d}``, in the TFRecord format (written by
+:mod:`tfrecords_builder.tfrecord_io`; no TensorFlow needed). Given the same records in the same
+order the shards are byte-identical. Two writers:
+
+* :class:`ShardedWriter` (``OutputDir.sharded_writer``): the building process writes each record
+  as it comes, to the next shard.
+* :class:`PlacedShards` (``OutputDir.placed_shards``): the building process only *places* each
+  planned record (shard and byte offset, from its length) and worker processes write them there
+  (:func:`tfrecord_io.write_at`). A planned record that is then skipped leaves a gap, closed
+  by :meth:`PlacedShards.finish`; its shard ends up one record shorter.
 """
 
 import contextlib
@@ -27,8 +35,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections import defaultdict
 
 from keras_asc.errors import UserError
+from tfrecords_builder import tfrecord_io
 
 ON_ERROR_CHOICES = ("raise", "skip")
 INFO_NAME = "info.json"
@@ -112,14 +122,12 @@ class ShardedWriter:
     """
 
     def __init__(self, directory, prefix, num_shards):
-        import tensorflow as tf  # only the writing process needs TensorFlow
-
         if num_shards < 1:
             raise UserError(f"--shards must be at least 1, got {num_shards}")
         self.prefix = prefix
         self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
         self.counts = [0] * num_shards
-        self._writers = [tf.io.TFRecordWriter(os.path.join(directory, n)) for n in self.names]
+        self._writers = [tfrecord_io.RecordWriter(os.path.join(directory, n)) for n in self.names]
         self._next = 0
 
     @property
@@ -127,7 +135,7 @@ class ShardedWriter:
         return sum(self.counts)
 
     def write(self, record):
-        """Appends one serialized record (bytes) to the next shard."""
+        """Appends one serialized record (bytes, or a list of pieces) to the next shard."""
         shard = self._next
         self._writers[shard].write(record)
         self.counts[shard] += 1
@@ -137,6 +145,85 @@ class ShardedWriter:
         """Flushes and closes every shard; returns the shard file names."""
         for writer in self._writers:
             writer.close()
+        return list(self.names)
+
+
+class PlacedShards:
+    """Round-robin shards whose records are placed first and written by other processes.
+
+    :meth:`place` gives the n-th planned record shard ``n % num_shards`` and the byte offset
+    after the shard's earlier records; whoever produces the record writes it there with
+    :func:`tfrecords_builder.tfrecord_io.write_at`. :meth:`skip` marks a placed record that
+    will not be written, and :meth:`finish` closes its gap, so the shards hold exactly the
+    written records, in planned order. The files are created (empty) here.
+
+    Args:
+        directory: folder to write into (the build's temporary folder).
+        prefix: file name prefix, e.g. ``train-1s``.
+        num_shards: number of files (≥ 1).
+    """
+
+    def __init__(self, directory, prefix, num_shards):
+        if num_shards < 1:
+            raise UserError(f"--shards must be at least 1, got {num_shards}")
+        self.prefix = prefix
+        self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
+        self.paths = [os.path.join(directory, n) for n in self.names]
+        self.counts = [0] * num_shards
+        self.sizes = [0] * num_shards
+        self._gaps = defaultdict(list)
+        self._next = 0
+        for path in self.paths:
+            with open(path, "wb"):
+                pass
+
+    @property
+    def num_examples(self):
+        return sum(self.counts)
+
+    def place(self, record_size):
+        """Reserves the next record's place.
+
+        Args:
+            record_size: the serialized record's length (before TFRecord framing).
+
+        Returns:
+            ``(path, offset, framed size)``, the arguments of ``tfrecord_io.write_at``.
+        """
+        shard = self._next
+        offset = self.sizes[shard]
+        framed = record_size + tfrecord_io.FRAME_BYTES
+        self.sizes[shard] += framed
+        self.counts[shard] += 1
+        self._next = (shard + 1) % len(self.paths)
+        return self.paths[shard], offset, framed
+
+    def skip(self, place):
+        """Marks a placed record (the tuple :meth:`place` returned) as never written."""
+        path, offset, framed = place
+        shard = self.paths.index(path)
+        self._gaps[shard].append((offset, framed))
+        self.counts[shard] -= 1
+
+    def finish(self):
+        """Closes the gaps and checks every shard's length; returns the shard file names.
+
+        Raises:
+            RuntimeError: a shard's length differs from what was placed in it (a record was
+                neither written nor skipped).
+        """
+        for shard, path in enumerate(self.paths):
+            gaps = self._gaps.pop(shard, [])
+            if gaps:
+                self.sizes[shard] = tfrecord_io.remove_gaps(path, gaps, self.sizes[shard])
+            actual = os.path.getsize(path)
+            if actual != self.sizes[shard]:
+                raise RuntimeError(f"{path} holds {actual} bytes; its records take "
+                                   f"{self.sizes[shard]}: a placed record was not written")
+        return list(self.names)
+
+    def close(self):
+        """Nothing to close here (the writing processes hold the files)."""
         return list(self.names)
 
 
@@ -260,6 +347,12 @@ class OutputDir:
         writer = ShardedWriter(self.tmp, prefix, num_shards)
         self._writers.append(writer)
         return writer
+
+    def placed_shards(self, prefix, num_shards):
+        """A :class:`PlacedShards` inside the temporary folder (call its ``finish`` first)."""
+        shards = PlacedShards(self.tmp, prefix, num_shards)
+        self._writers.append(shards)
+        return shards
 
     def finish(self, info):
         """Writes ``skipped.tsv`` and ``info.json``, then moves the build into place.
