@@ -27,6 +27,7 @@ setup(
         "scipy>=1.11,<2",
         "soundfile>=0.12,<1",
         "soxr>=0.3.7,<2",
+        "google-crc32c>=1.9,<2",
         "pyyaml>=6,<7",
         "wandb>=0.17,<1",
         "matplotlib>=3.8,<4",

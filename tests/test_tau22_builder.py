@@ -154,6 +154,70 @@ def test_deterministic_bytes_for_any_worker_count(tiny_tau, tmp_path):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
 
 
+def _shard_filenames(out, info, split, view):
+    """``[[filename of each record] per shard]`` in stored order."""
+    return [[parse_audio_example(r)["filename"].numpy().decode()
+             for r in tf.data.TFRecordDataset(os.path.join(out, name))]
+            for name in info["splits"][split]["views"][view]["shards"]]
+
+
+def test_shards_are_tf_framed_and_round_robin_in_planned_order(tiny_tau, tmp_path):
+    out = tmp_path / "out"
+    info = tau22.build(tiny_tau, out, workers=2, shards=3, progress=False)
+    view = info["splits"]["train"]["views"]["1s"]
+    records = [[r.numpy() for r in tf.data.TFRecordDataset(os.path.join(out, name))]
+               for name in view["shards"]]
+    assert [len(r) for r in records] == [10, 10, 10]
+    for name, shard_records in zip(view["shards"], records):
+        reference = tmp_path / f"tf-{name}"
+        with tf.io.TFRecordWriter(str(reference)) as writer:  # TensorFlow's own framing
+            for record in shard_records:
+                writer.write(record)
+        assert (out / name).read_bytes() == reference.read_bytes(), name
+    # Record n of the planned order is in shard n % 3: the parts of a recording are spread.
+    names = _shard_filenames(out, info, "train", "1s")
+    planned = [names[n % 3][n // 3] for n in range(30)]
+    tasks = [t for t in _planned_units(tiny_tau) if t[0] == "train"]
+    assert planned == [c.filename for _, _, clips in tasks for c in clips]
+
+
+def _planned_units(root):
+    """``(split, key, clips)`` in build order, planned like ``tau22.build`` (seed 0)."""
+    from tfrecords_builder import csvutil
+    from tfrecords_builder.writer import ErrorPolicy
+
+    policy = ErrorPolicy("raise")
+    meta, _ = tau22._read_meta(str(root), policy)
+    units = []
+    for split, path, display in tau22._split_sources(str(root), []):
+        if split == "test":
+            continue
+        _, rows = csvutil.read_tsv(path, ["filename"])
+        clips = tau22._plan_split(split, rows, display, str(root), meta, policy)
+        groups, _ = tau22._group(split, clips, display)
+        units += [(split, key, unit) for key, unit in tau22._units(clips, groups, 0)]
+    return units
+
+
+def test_skipped_records_shorten_their_shard_only(tiny_tau, tmp_path):
+    clean = tau22.build(tiny_tau, tmp_path / "clean", workers=0, shards=2, progress=False)
+    bad = tau_name("bus", "paris", 21, 7, 2, "b")
+    sf.write(os.path.join(tiny_tau, bad), np.zeros((TAU_RATE, 2)), TAU_RATE)  # stereo
+    outs = [tmp_path / "w0", tmp_path / "w2"]
+    infos = [tau22.build(tiny_tau, out, workers=w, shards=2, on_error="skip", progress=False)
+             for out, w in zip(outs, (0, 2))]
+    for name in sorted(os.listdir(outs[0])):  # byte-identical for any worker count
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    info = infos[1]
+    assert [s["item"] for s in info["skipped"]] == [bad, "bus-paris-21-7-b"]
+    for view, gone in (("1s", bad), ("10s", "bus-paris-21-7-b")):
+        before = _shard_filenames(tmp_path / "clean", clean, "train", view)
+        after = _shard_filenames(outs[1], info, "train", view)
+        assert after == [[n for n in shard if n != gone] for shard in before]
+        assert info["splits"]["train"]["views"][view]["num_examples"] == (29 if view == "1s"
+                                                                          else 2)
+
+
 # === Bad input ===
 
 

@@ -7,9 +7,10 @@ A TFRecord file is a sequence of records, each framed as::
 
 with ``masked(crc) = ((crc >> 15 | crc << 17) + 0xa282ead8) mod 2**32`` (the masking keeps a
 checksum of data that holds checksums well distributed). The CRC is CRC-32C (Castagnoli),
-computed by the ``google-crc32c`` C extension. The bytes equal those of TensorFlow's
-``tf.io.TFRecordWriter`` (no compression) for the same records, so ``tf.data.TFRecordDataset``
-reads them with its checksum verification.
+computed by the ``google-crc32c`` package (its C extension; the pure-Python fallback it uses
+where the extension is missing gives the same bytes, slowly). The bytes equal those of
+TensorFlow's ``tf.io.TFRecordWriter`` (no compression) for the same records, so
+``tf.data.TFRecordDataset`` reads them with its checksum verification.
 
 Two ways of writing:
 
@@ -32,11 +33,15 @@ import os
 import struct
 
 import google_crc32c
+import numpy as np
 
 FRAME_BYTES = 16  # 8 (length) + 4 (its checksum) + 4 (data checksum)
 _MASK_DELTA = 0xA282EAD8
 _OPEN_FILES_MAX = 64
 _COPY_CHUNK = 8 << 20
+# The C extension reads bytes and numpy arrays in place (but refuses memoryviews); the
+# pure-Python fallback iterates over its argument, so it must get bytes.
+_CRC_READS_ARRAYS = google_crc32c.implementation == "c"
 
 
 def masked_crc32c(data):
@@ -66,10 +71,10 @@ def frame(record):
     crc = 0
     length = 0
     for piece in pieces:
-        if isinstance(piece, (bytearray, memoryview)):
-            piece = bytes(piece)  # google_crc32c reads bytes and numpy arrays only
+        if not (isinstance(piece, bytes) or _CRC_READS_ARRAYS and isinstance(piece, np.ndarray)):
+            piece = bytes(memoryview(piece).cast("B"))
         crc = google_crc32c.extend(crc, piece)
-        length += piece.nbytes if hasattr(piece, "nbytes") else len(piece)
+        length += len(piece) if isinstance(piece, bytes) else piece.nbytes
     length_bytes = struct.pack("<Q", length)
     header = length_bytes + struct.pack("<I", masked_crc32c(length_bytes))
     return [header, *pieces, struct.pack("<I", _mask(crc))], length + FRAME_BYTES
