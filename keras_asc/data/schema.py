@@ -11,8 +11,10 @@ builders can serialize inside worker processes that never import TensorFlow. Equ
 equal bytes (the builders' outputs are byte-reproducible); the message equals the
 ``tf.train.Example`` built from the same values. :func:`audio_example_pieces` gives the same
 bytes as a list of pieces that still share the waveform's memory (for a vectored write without
-joining them), and :func:`audio_example_size` the length of a record before its audio exists
-(the ``tau22`` builder places every record in its shard before decoding anything).
+joining them). Before the audio exists, :func:`audio_example_size` gives a record's length and
+:func:`audio_example_layout` the bytes around its waveform (the ``tau22`` builder places every
+record in its shard before decoding anything, and prepares the headers of a recording's records
+in one go).
 
 Reading uses TensorFlow: :func:`parse_audio_example` / :func:`parse_dir_example` accept a scalar
 string tensor (one record) or a vector (a batch) and work eagerly and inside ``Dataset.map``.
@@ -243,13 +245,13 @@ def encode_example(features, values):
     return b"".join(example_pieces(features, values)[0])
 
 
-def _waveform(name, values, check_finite=True):
+def _waveform(name, values):
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D [num_samples], got shape {array.shape}")
     array = array.astype(np.float32, copy=False)
     # isfinite + all: exact, and much faster than a float64 sum (the mask is 1 byte a sample).
-    if check_finite and not np.isfinite(array).all():
+    if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return array
 
@@ -326,23 +328,49 @@ def audio_example_pieces(
     segment_id=-1,
     index=-1,
     sample_rate=vocab.SAMPLE_RATE,
-    check_finite=True,
 ):
     """:func:`encode_audio_example` as unjoined pieces; arguments as there.
-
-    ``check_finite=False`` skips the NaN/Inf check (a pass over the samples) for a caller that
-    guarantees finite audio, e.g. the ``tau22`` builder, whose decoder rejects non-finite
-    input before resampling and clipping, which keep it finite.
 
     Returns:
         ``(pieces, size)``: ``b"".join(pieces)`` is the serialized record and ``size`` its
         length. The waveform piece is ``audio`` itself when it already is a C-contiguous
         float32 array (no copy).
     """
-    audio = _waveform("audio", audio, check_finite)
+    audio = _waveform("audio", audio)
     values = _audio_values(audio, audio.shape[0], filename, scene, device, city, location,
                            segment_id, index, sample_rate)
     return example_pieces(AUDIO_FEATURES, values)
+
+
+def audio_example_layout(
+    num_samples,
+    *,
+    filename,
+    scene="",
+    device="",
+    city="",
+    location="",
+    segment_id=-1,
+    index=-1,
+    sample_rate=vocab.SAMPLE_RATE,
+):
+    """The bytes around the waveform of an audio record, before the audio exists.
+
+    Every record with these labels and ``num_samples`` values is ``prefix + waveform bytes
+    (float32, little-endian) + suffix``, so a writer can prepare the headers of many records in
+    one go and add each waveform as it is computed. Arguments as in
+    :func:`encode_audio_example`.
+
+    Returns:
+        ``(prefix, suffix)``, two ``bytes``.
+    """
+    num_samples = int(num_samples)
+    blank = _Blank(4 * num_samples)
+    values = _audio_values(blank, num_samples, filename, scene, device, city, location,
+                           segment_id, index, sample_rate)
+    pieces, _ = example_pieces(AUDIO_FEATURES, values)
+    at = next((i for i, piece in enumerate(pieces) if piece is blank), len(pieces))
+    return b"".join(pieces[:at]), b"".join(pieces[at + 1:])
 
 
 _SIZE_CACHE = {}
