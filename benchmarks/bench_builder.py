@@ -6,7 +6,9 @@ Measures, with the same worker count (default: all cores):
   own, plus each recording's ten parts joined and resampled once for the 10s view), in the same
   process pool, without encoding or writing anything;
 * **build**: ``tau22.build`` (plan, decode, resample, encode, write both views) into a fresh
-  folder, TensorFlow already imported, so start-up is not counted;
+  folder, in a process that has not imported TensorFlow, like the command line (the build
+  needs none; TF's millions of objects would also slow Python's garbage collector while the
+  CSVs are planned);
 * **peak RSS** of a complete ``tau22`` build in a fresh process on the corpus (1×) and on a 4×
   corpus (the same audio hard-linked under new segment ids): the main process (which no longer
   imports TensorFlow: ~45 MiB), the largest worker and the sum over all processes.
@@ -209,8 +211,6 @@ def main(argv=None):
             print("generating the small synthetic corpus ...", flush=True)
             generate_corpus(corpus, size="small", seed=0, progress=True)
     root = os.path.join(corpus, TAU_ROOT)
-
-    import tensorflow as tf  # noqa: F401 - imported up front so the timings exclude it
 
     from tfrecords_builder import tau22
 

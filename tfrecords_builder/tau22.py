@@ -207,7 +207,7 @@ class Clip:
     @property
     def path(self):
         """The audio file: ``root`` joined with the ``/``-separated CSV file name."""
-        return os.path.join(self.root, *self.filename.split("/"))
+        return os.path.join(self.root, self.filename)  # "/" is a separator on every platform
 
     def labels(self):
         return {
