@@ -33,13 +33,14 @@ shards are therefore byte-identical for any ``--workers``. A record skipped with
 skip`` leaves a gap that is closed at the end: its shard is one record shorter.
 """
 
+import array
 import collections
 import contextlib
+import hashlib
 import os
 import re
 import sys
 from collections import Counter
-from collections import defaultdict
 
 import numpy as np
 
@@ -156,41 +157,147 @@ def parse_name(filename):
     }
 
 
-class _MetaRow:
-    """What the build uses of one meta.csv row (a compact copy: meta.csv lists every file)."""
+class _Strings:
+    """Small integer codes of label strings (a corpus has a few distinct values, many files)."""
 
-    __slots__ = ("line", "scene", "identifier", "source")
+    def __init__(self):
+        self.values = [""]  # code 0: no value
+        self._codes = {"": 0}
 
-    def __init__(self, row):
-        self.line = row.line
-        self.scene = sys.intern(row.get("scene_label", ""))
-        self.identifier = sys.intern(row.get("identifier", ""))
-        self.source = sys.intern(row.get("source_label", ""))
+    def code(self, value):
+        code = self._codes.get(value)
+        if code is None:
+            code = self._codes[value] = len(self.values)
+            self.values.append(sys.intern(value))
+        return code
+
+
+class _Table:
+    """The rows of one CSV as columns: file names (UTF-8 bytes), line numbers, label codes.
+
+    About 50 bytes a row (the name itself and a few integers) instead of a dict per row, so
+    the build's memory hardly grows with the corpus (meta.csv of a full corpus has ~10^5-10^6
+    rows). Filled row by row from :func:`csvutil.iter_tsv`.
+
+    Args:
+        rows: iterable of :class:`csvutil.Row`.
+        label_columns: columns stored as codes into ``strings`` (``""`` where absent).
+    """
+
+    _CHUNK = 4096  # names are collected in Python lists this long, then packed
+
+    def __init__(self, rows, label_columns=()):
+        self.strings = _Strings()
+        packed, names, lines = [], [], array.array("i")
+        labels = {column: array.array("i") for column in label_columns}
+        for row in rows:
+            names.append(row["filename"].encode("utf-8"))
+            lines.append(row.line)
+            for column, codes in labels.items():
+                codes.append(self.strings.code(row.get(column, "")))
+            if len(names) >= self._CHUNK:
+                packed.append(np.array(names, dtype=np.bytes_))
+                names = []
+        packed.append(np.array(names, dtype=np.bytes_) if names else np.zeros(0, "S1"))
+        del names
+        # numpy bytes arrays: fixed width (the longest name), no object per name
+        self.names = packed[0] if len(packed) == 1 else np.concatenate(packed)
+        del packed
+        self.lines = np.frombuffer(lines, np.int32)
+        self.labels = {c: np.frombuffer(v, np.int32) for c, v in labels.items()}
+
+    def __len__(self):
+        return len(self.names)
+
+    def chunks(self):
+        """Yields ``(first position, [name str], [line int])`` in pieces of a few thousand."""
+        for start in range(0, len(self.names), self._CHUNK):
+            stop = start + self._CHUNK
+            names = [n.decode("utf-8") for n in self.names[start:stop].tolist()]
+            yield start, names, self.lines[start:stop].tolist()
+
+
+def _name_set_digest(names):
+    """Identifies the set of ``names`` (bytes array): equal sets give equal digests.
+
+    Names hold no NUL byte (the CSV reader refuses one), so the padded array of the sorted
+    distinct names, with its width, determines the set.
+    """
+    distinct = np.unique(names)
+    return len(distinct), distinct.dtype.itemsize, hashlib.sha256(distinct.tobytes()).digest()
+
+
+def _first_occurrence(names):
+    """For each position of ``names``, the position where that name first occurs."""
+    order = np.argsort(names, kind="stable")  # stable: equal names keep their file order
+    ordered = names[order]
+    starts = np.ones(len(names), bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    first = np.empty(len(names), np.intp)
+    first[order] = order[starts][np.cumsum(starts) - 1]
+    return first
+
+
+class _Meta:
+    """What the build uses of meta.csv, sorted by file name for vectorised look-ups.
+
+    Args:
+        table: the :class:`_Table` of meta.csv (columns ``scene_label``, ``identifier``,
+            ``source_label``).
+        keep: positions of the rows to keep (no duplicate names).
+    """
+
+    COLUMNS = ("scene_label", "identifier", "source_label")
+
+    def __init__(self, table, keep):
+        if len(keep) == len(table):  # no duplicates: no copy of the names to sort
+            order = np.argsort(table.names, kind="stable")
+        else:
+            order = keep[np.argsort(table.names[keep], kind="stable")]
+        self.names = table.names[order]
+        self.lines = table.lines[order]
+        self.codes = np.stack([table.labels[c][order] for c in self.COLUMNS], axis=1)
+        self.strings = table.strings.values
+
+    def find(self, names):
+        """Positions of ``names`` (a bytes array) in this table, -1 where absent."""
+        if len(self.names) == 0:
+            return np.full(len(names), -1, np.intp)
+        at = np.minimum(np.searchsorted(self.names, names), len(self.names) - 1)
+        return np.where(self.names[at] == names, at, -1)
+
+    def row(self, at):
+        """``(line, scene, identifier, source)`` of position ``at``."""
+        scene, identifier, source = (self.strings[c] for c in self.codes[at].tolist())
+        return int(self.lines[at]), scene, identifier, source
 
 
 def _read_meta(root, policy):
+    """``(meta, number of rows)`` of ``root/meta.csv``, or ``(None, None)`` without one.
+
+    A duplicate row is an error (or, skipping, left out: the first row of a name counts).
+    """
     path = os.path.join(root, "meta.csv")
     if not os.path.isfile(path):
         return None, None
-    _, rows = csvutil.read_tsv(path, ["filename"], display="meta.csv")
-    meta = {}
-    for row in rows:
-        name = row["filename"]
-        if name in meta:
-            policy.fail(
-                "meta", name, f"meta.csv line {row.line}: duplicate row for {name} "
-                f"(first at line {meta[name].line}); expected each file once",
-            )
-            continue
-        meta[name] = _MetaRow(row)
-    return meta, len(rows)
+    table = _Table(csvutil.iter_tsv(path, ["filename"], display="meta.csv"), _Meta.COLUMNS)
+    first = _first_occurrence(table.names)
+    duplicates = np.flatnonzero(first != np.arange(len(first)))
+    for at in duplicates.tolist():  # in file order
+        name = table.names[at].decode("utf-8")
+        policy.fail(
+            "meta", name, f"meta.csv line {table.lines[at]}: duplicate row for {name} "
+            f"(first at line {table.lines[first[at]]}); expected each file once",
+        )
+    keep = np.flatnonzero(first == np.arange(len(first)))
+    return _Meta(table, keep), len(table)
 
 
 class Clip:
-    """One listed 1-s file with its labels (plain data, picklable).
+    """One listed 1-s file with its labels (plain data, picklable: what a worker gets).
 
-    Label strings are interned: a corpus has a few distinct values and many files, and the
-    plan of a whole corpus stays in memory during the build.
+    The plan keeps clips as columns (:class:`SplitPlan`); a ``Clip`` is made for each clip of a
+    work unit when the unit is handed out.
     """
 
     __slots__ = ("line", "filename", "root", "scene", "device", "city", "location", "segment_id",
@@ -199,10 +306,8 @@ class Clip:
     def __init__(self, *, line, filename, root, scene, device, city, location, segment_id, index,
                  key):
         self.line, self.filename, self.root = line, filename, root
-        self.scene, self.device = sys.intern(scene), sys.intern(device)
-        self.city, self.location = sys.intern(city), sys.intern(location)
-        self.segment_id, self.index = segment_id, index
-        self.key = None if key is None else sys.intern(key)  # shared by the ten parts
+        self.scene, self.device, self.city, self.location = scene, device, city, location
+        self.segment_id, self.index, self.key = segment_id, index, key
 
     @property
     def path(self):
@@ -219,25 +324,26 @@ class Clip:
         }
 
 
-def _resolve_clip(row, csv_name, root, meta, policy, split):
-    """Labels of one split-CSV row; None (after policy.fail) when the row is unusable."""
-    name = row["filename"]
-    where = f"{csv_name} line {row.line} ({name})"
+def _resolve_labels(name, where, scene, meta_row, policy, split):
+    """Labels of one split-CSV row; None (after policy.fail) when the row is unusable.
+
+    Args:
+        name: the row's file name.
+        where: a function giving the row's place for messages (``"<csv> line N (<name>)"``).
+        scene: the row's ``scene_label`` (``""`` when absent).
+        meta_row: ``(line, scene, identifier, source)`` of its meta.csv row, or None.
+
+    Returns:
+        ``(scene, device, city, location, segment_id, index, key)``; ``key`` (the recording) is
+        None when the name does not follow the TAU pattern.
+    """
     parsed = parse_name(name)
-    meta_row = None
-    if meta is not None:
-        meta_row = meta.get(name)
-        if meta_row is None:
-            policy.fail(split, name, f"{where}: file is not listed in meta.csv; expected every "
-                        "listed file to have a meta.csv row")
+    if meta_row is not None and meta_row[1]:
+        if scene and scene != meta_row[1]:
+            policy.fail(split, name, f"{where()}: scene_label {scene!r} disagrees with meta.csv "
+                        f"line {meta_row[0]} ({meta_row[1]!r})")
             return None
-    scene = row.get("scene_label", "")
-    if meta_row is not None and meta_row.scene:
-        if scene and scene != meta_row.scene:
-            policy.fail(split, name, f"{where}: scene_label {scene!r} disagrees with meta.csv "
-                        f"line {meta_row.line} ({meta_row.scene!r})")
-            return None
-        scene = meta_row.scene
+        scene = meta_row[1]
     device = city = location = ""
     segment_id = index = -1
     key = None
@@ -245,28 +351,31 @@ def _resolve_clip(row, csv_name, root, meta, policy, split):
         device, city, location = parsed["device"], parsed["city"], parsed["location"]
         segment_id, index, key = parsed["segment_id"], parsed["index"], parsed["key"]
     if meta_row is not None:
-        if meta_row.source:
-            if parsed is not None and meta_row.source != device:
-                policy.fail(split, name, f"{where}: meta.csv line {meta_row.line} source_label "
-                            f"{meta_row.source!r} disagrees with the device "
+        _, _, identifier, source = meta_row
+        if source:
+            if parsed is not None and source != device:
+                policy.fail(split, name, f"{where()}: meta.csv line {meta_row[0]} source_label "
+                            f"{source!r} disagrees with the device "
                             f"{device!r} in the file name")
                 return None
-            device = meta_row.source
-        if meta_row.identifier:
-            location = meta_row.identifier
+            device = source
+        if identifier:
+            location = identifier
             city = location.split("-")[0]
     if scene and scene not in vocab.SCENES:
-        policy.fail(split, name, f"{where}: unknown scene {scene!r}; expected one of "
+        policy.fail(split, name, f"{where()}: unknown scene {scene!r}; expected one of "
                     f"{', '.join(vocab.SCENES)}")
         return None
     if device and device not in vocab.DEVICES:
-        policy.fail(split, name, f"{where}: unknown device {device!r}; expected one of "
+        policy.fail(split, name, f"{where()}: unknown device {device!r}; expected one of "
                     f"{', '.join(vocab.DEVICES)}")
         return None
-    return Clip(
-        line=row.line, filename=name, root=root, scene=scene,
-        device=device, city=city, location=location, segment_id=segment_id, index=index, key=key,
-    )
+    if not -(1 << 63) <= segment_id < 1 << 63 or not -(1 << 31) <= index < 1 << 31:
+        policy.fail(split, name, f"{where()}: segment id {segment_id} or index {index} in the "
+                    "file name is too large; expected the TAU pattern "
+                    "<scene>-<city>-<location>-<segment>-<index>-<device>.wav")
+        return None
+    return scene, device, city, location, segment_id, index, key
 
 
 def _split_sources(root, split_files):
@@ -296,82 +405,215 @@ def _split_sources(root, split_files):
     return sources
 
 
+
+
 # === Planning: rows → clips → work units ===
 
 
+class SplitPlan:
+    """The usable clips of one split CSV as columns, in CSV order (see :class:`_Table`).
+
+    ``names`` (UTF-8 bytes), ``lines``; ``scene``, ``device``, ``city``, ``location``: codes into
+    ``strings``; ``segment_id``, ``index``; ``key``: code into ``keys`` (the recording the clip
+    is a part of, in order of first appearance), -1 for a name without one. About 70 bytes a
+    clip.
+    """
+
+    LABELS = ("scene", "device", "city", "location")
+
+    def __init__(self, root, names, lines, labels, strings, segment_id, index, key, keys):
+        self.root, self.names, self.lines = root, names, lines
+        self.scene, self.device, self.city, self.location = labels
+        self.strings, self.keys = strings, keys
+        self.segment_id, self.index, self.key = segment_id, index, key
+
+    def __len__(self):
+        return len(self.names)
+
+    @property
+    def labelled(self):
+        return bool(np.any(self.scene != 0))
+
+    @property
+    def has_recordings(self):
+        return bool(np.any(self.key >= 0))
+
+    def clip(self, at):
+        """The :class:`Clip` at position ``at``."""
+        key = int(self.key[at])
+        values = self.strings
+        return Clip(line=int(self.lines[at]), filename=self.names[at].decode("utf-8"),
+                    root=self.root, scene=values[self.scene[at]], device=values[self.device[at]],
+                    city=values[self.city[at]], location=values[self.location[at]],
+                    segment_id=int(self.segment_id[at]), index=int(self.index[at]),
+                    key=None if key < 0 else self.keys[key])
+
+
 def _plan_split(split, rows, display, root, meta, policy):
-    """Clips of one split CSV's rows (bad rows raised, or skipped and reported)."""
-    if not rows:
+    """The :class:`SplitPlan` of one split CSV (bad rows raised, or skipped and reported).
+
+    Args:
+        rows: the CSV's rows (:func:`csvutil.iter_tsv`), or their :class:`_Table`.
+        meta: the :class:`_Meta` of meta.csv, or None.
+    """
+    table = rows if isinstance(rows, _Table) else _Table(rows, ["scene_label"])
+    if not len(table):
         raise UserError(f"{display} lists no files (header only); expected at least one row for "
                         f"split {split!r}")
-    seen = {}
-    clips = []
-    for row in rows:
-        name = row["filename"]
-        if name in seen:
-            policy.fail(split, name, f"{display} line {row.line}: duplicate row for {name} "
-                        f"(first at line {seen[name]}); expected each file once")
-            continue
-        seen[name] = row.line
-        clip = _resolve_clip(row, display, root, meta, policy, split)
-        if clip is None:
-            continue
-        if not os.path.isfile(clip.path):
-            policy.fail(split, name, f"{display} line {row.line}: listed file {clip.path} does "
-                        "not exist; expected the audio file of this row")
-            continue
-        clips.append(clip)
-    return clips
+    first = _first_occurrence(table.names)
+    in_meta = None if meta is None else meta.find(table.names)
+    csv_scenes = table.labels["scene_label"]
+    strings, keys, key_codes = _Strings(), [], {}
+    kept, codes, segments, numbers = (array.array(t) for t in "iiqi")
+    for start, names, lines in table.chunks():
+        for at, name, line in zip(range(start, start + len(names)), names, lines):
+            if first[at] != at:
+                policy.fail(split, name, f"{display} line {line}: duplicate row for {name} "
+                            f"(first at line {table.lines[first[at]]}); expected each file once")
+                continue
+            meta_row = None
+            if meta is not None:
+                if in_meta[at] < 0:
+                    policy.fail(split, name, f"{display} line {line} ({name}): file is not "
+                                "listed in meta.csv; expected every listed file to have a "
+                                "meta.csv row")
+                    continue
+                meta_row = meta.row(in_meta[at])
+            labels = _resolve_labels(
+                name, lambda line=line, name=name: f"{display} line {line} ({name})",
+                table.strings.values[csv_scenes[at]], meta_row, policy, split)
+            if labels is None:
+                continue
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                policy.fail(split, name, f"{display} line {line}: listed file {path} does "
+                            "not exist; expected the audio file of this row")
+                continue
+            *label_values, segment_id, index, key = labels
+            kept.append(at)
+            codes.extend(strings.code(value) for value in label_values)
+            if key is None:
+                key_code = -1
+            else:
+                key_code = key_codes.get(key)
+                if key_code is None:
+                    key_code = key_codes[key] = len(keys)
+                    keys.append(key)
+            segments.append(segment_id)
+            numbers.extend((index, key_code))
+    del first, in_meta, key_codes
+    kept = np.frombuffer(kept, np.int32)
+    codes = np.frombuffer(codes, np.int32).reshape(-1, len(SplitPlan.LABELS))
+    numbers = np.frombuffer(numbers, np.int32).reshape(-1, 2)
+    if len(kept) == len(table):  # nothing dropped (the usual case): share, do not copy
+        names, lines = table.names, table.lines
+    else:
+        names, lines = table.names[kept], table.lines[kept]
+    return SplitPlan(root, names, lines, list(codes.T.copy()),
+                     strings.values, np.frombuffer(segments, np.int64), numbers[:, 0].copy(),
+                     numbers[:, 1].copy(), keys)
 
 
-def _group(split, clips, display):
-    """Splits clips into 10-s recordings (by key) and returns ``(groups, problems)``.
+class _Groups:
+    """The complete 10-s recordings of a :class:`SplitPlan` (see :func:`_group`).
 
-    ``groups`` maps key -> clips sorted by index; ``problems`` maps key -> reason for recordings
-    without exactly the parts 0..9 (or whose parts disagree on their labels).
+    ``complete[k]``: whether recording ``k`` has exactly the parts 0..9 with equal labels;
+    ``parts[start[k]:start[k + 1]]``: the positions of its clips, sorted by index.
     """
-    by_key = defaultdict(list)
-    for clip in clips:
-        if clip.key is not None:
-            by_key[clip.key].append(clip)
-    groups, problems = {}, {}
-    for key, parts in by_key.items():
-        parts.sort(key=lambda c: c.index)
-        indices = [c.index for c in parts]
-        if indices != list(range(PARTS)):
-            missing = sorted(set(range(PARTS)) - set(indices))
-            extra = sorted(i for i, n in Counter(indices).items() if n > 1 or not 0 <= i < PARTS)
+
+    def __init__(self, complete, parts, start):
+        self.complete, self.parts, self.start = complete, parts, start
+
+    def __len__(self):
+        return int(np.count_nonzero(self.complete))
+
+
+def _group(split, plan, display):
+    """Splits the clips of ``plan`` into 10-s recordings and returns ``(groups, problems)``.
+
+    ``groups`` is a :class:`_Groups`; ``problems`` maps key -> reason for the recordings
+    without exactly the parts 0..9 (or whose parts disagree on their labels), in order of
+    first appearance.
+    """
+    with_key = np.flatnonzero(plan.key >= 0)
+    # Stable: by recording, then by index; equal indices keep their CSV order.
+    parts = with_key[np.lexsort((plan.index[with_key], plan.key[with_key]))]
+    sizes = np.bincount(plan.key[parts], minlength=len(plan.keys))
+    start = np.zeros(len(sizes) + 1, np.intp)
+    np.cumsum(sizes, out=start[1:])
+    recording = np.repeat(np.arange(len(sizes)), sizes)  # of each entry of parts
+    indices = plan.index[parts]
+    bad_index = np.bincount(recording[indices != np.arange(len(parts)) - start[recording]],
+                            minlength=len(sizes)) > 0
+    first = parts[start[recording]]
+    differs = np.zeros(len(parts), bool)
+    for column in (plan.scene, plan.city, plan.location):
+        differs |= column[parts] != column[first]
+    disagree = np.bincount(recording[differs], minlength=len(sizes)) > 0
+    complete = (sizes == PARTS) & ~bad_index & ~disagree
+    problems = {}
+    for k in np.flatnonzero(~complete).tolist():
+        key = plan.keys[k]
+        part_indices = indices[start[k]:start[k + 1]].tolist()
+        if part_indices != list(range(PARTS)):
+            missing = sorted(set(range(PARTS)) - set(part_indices))
+            extra = sorted(i for i, n in Counter(part_indices).items()
+                           if n > 1 or not 0 <= i < PARTS)
             detail = []
             if missing:
                 detail.append(f"missing index {', '.join(map(str, missing))}")
             if extra:
                 detail.append(f"unexpected index {', '.join(map(str, extra))}")
             problems[key] = (
-                f"{display}: recording {key!r} of split {split!r} has {len(parts)} of its "
-                f"{PARTS} one-second parts ({'; '.join(detail)}); expected indices 0-{PARTS - 1} "
-                "once each"
+                f"{display}: recording {key!r} of split {split!r} has {len(part_indices)} of "
+                f"its {PARTS} one-second parts ({'; '.join(detail)}); expected indices "
+                f"0-{PARTS - 1} once each"
             )
-        elif len({(c.scene, c.city, c.location) for c in parts}) != 1:
+        else:
             problems[key] = (f"{display}: the parts of recording {key!r} of split {split!r} "
                              "disagree on scene/city/location")
-        else:
-            groups[key] = parts
-    return groups, problems
+    return _Groups(complete, parts, start), problems
 
 
-def _units(clips, groups, seed):
-    """Work units in a seeded pseudo-random order: a complete recording or a single clip."""
-    in_group = {id(c) for parts in groups.values() for c in parts}
-    units, placed = [], set()
-    for clip in clips:  # CSV order first, then a fixed permutation
-        if id(clip) in in_group:
-            if clip.key not in placed:
-                placed.add(clip.key)
-                units.append((clip.key, groups[clip.key]))
-        else:
-            units.append((None, [clip]))
-    order = np.random.default_rng(seed).permutation(len(units))
-    return [units[i] for i in order]
+class _Units:
+    """Work units of a split in a seeded pseudo-random order: a complete recording or a clip.
+
+    Units are listed in CSV order (a recording where its first part appears), then permuted
+    with ``numpy.random.default_rng(seed)``. Iterating yields ``(key, [Clip])``; ``key`` is
+    None for a single clip. Only the permuted positions are stored (a few bytes per clip);
+    the :class:`Clip` objects are made as the units are handed out.
+    """
+
+    def __init__(self, plan, groups, seed):
+        self.plan, self.groups = plan, groups
+        key = plan.key
+        grouped = np.zeros(len(plan), bool)
+        grouped[key >= 0] = groups.complete[key[key >= 0]]
+        singles = np.flatnonzero(~grouped)
+        # Recordings are numbered in order of first appearance: their first positions.
+        _, first_at = np.unique(key[grouped], return_index=True)
+        heads = np.flatnonzero(grouped)[first_at]
+        units = np.sort(np.concatenate([singles, heads]))
+        self.order = units[np.random.default_rng(seed).permutation(len(units))]
+        self.grouped = grouped
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        plan, groups = self.plan, self.groups
+        for at in self.order.tolist():
+            if not self.grouped[at]:
+                yield None, [plan.clip(at)]
+                continue
+            k = int(plan.key[at])
+            parts = groups.parts[groups.start[k]:groups.start[k + 1]].tolist()
+            yield plan.keys[k], [plan.clip(i) for i in parts]
+
+
+def _units(plan, groups, seed):
+    """The :class:`_Units` of a split (``groups`` from :func:`_group`)."""
+    return _Units(plan, groups, seed)
 
 
 # === Worker (no TensorFlow) ===
@@ -520,39 +762,41 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     if meta is not None:
         checksums["meta.csv"] = {"md5": writer_lib.md5_file(os.path.join(root, "meta.csv")),
                                  "rows": meta_rows}
-    # Each CSV is planned as soon as it is read and its rows are dropped: the plan of a whole
-    # corpus stays in memory during the build, the CSV rows need not.
+    # Each CSV is planned as soon as it is read, into compact columns: the plan of a whole
+    # corpus stays in memory during the build, the CSV rows never are all at once.
     plans, aliases, evaluate_names = {}, {}, None
     for split, path, display in sources:
-        _, rows = csvutil.read_tsv(path, ["filename"], display=display)
-        checksums[display] = {"md5": writer_lib.md5_file(path), "rows": len(rows)}
+        table = _Table(csvutil.iter_tsv(path, ["filename"], display=display), ["scene_label"])
+        checksums[display] = {"md5": writer_lib.md5_file(path), "rows": len(table)}
         if split == "test" and evaluate_names is not None:
-            if {row["filename"] for row in rows} == evaluate_names:
+            if _name_set_digest(table.names) == evaluate_names:
                 aliases["test"] = "evaluate"
                 continue
         if split == "evaluate":
-            evaluate_names = {row["filename"] for row in rows}
-        plans[split] = (display, _plan_split(split, rows, display, root, meta, policy))
-    del rows, evaluate_names, meta
+            evaluate_names = _name_set_digest(table.names)
+        plans[split] = (display, _plan_split(split, table, display, root, meta, policy))
+    del table, evaluate_names, meta
     _check_disjoint(plans)
 
     # Everything that can be checked without decoding audio is checked before any output exists.
-    tasks, splits_info, view_sizes = [], {}, {}
+    work, splits_info, view_sizes = [], {}, {}
     hint = " (--on-error skip leaves it out of the 10s view and reports it)"
-    for split, (display, clips) in plans.items():
-        groups, problems = _group(split, clips, display)
+    for split, (display, plan) in plans.items():
+        groups, problems = _group(split, plan, display)
         incomplete = []
         for key, reason in problems.items():
             policy.fail(split, key, reason + (hint if on_error == "raise" else ""))
             incomplete.append({"key": key, "reason": reason})
-        splits_info[split] = {"csv": display, "labelled": any(c.scene for c in clips),
-                              "rows": len(clips), "views": {}, "incomplete_groups": incomplete}
-        view_sizes[(split, "1s")] = len(clips)
-        if any(c.key is not None for c in clips):
+        splits_info[split] = {"csv": display, "labelled": plan.labelled,
+                              "rows": len(plan), "views": {}, "incomplete_groups": incomplete}
+        view_sizes[(split, "1s")] = len(plan)
+        if plan.has_recordings:
             view_sizes[(split, "10s")] = len(groups)
-        for key, unit_clips in _units(clips, groups, seed):
-            tasks.append((split, key, unit_clips, display))
-    del plans, clips, groups
+        work.append((split, display, _units(plan, groups, seed)))
+    del plans, groups
+    total_clips = sum(len(units.plan) for _, _, units in work)
+    tasks = ((split, key, unit_clips, display)
+             for split, display, units in work for key, unit_clips in units)
 
     with writer_lib.OutputDir(out, builder="tau22", policy=policy) as output:
         views, counters = {}, {}
@@ -563,7 +807,6 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
             num = min(shards, count) if shards else _auto_shards(count, samples)
             views[(split, view)] = output.placed_shards(f"{split}-{view}", num)
             counters[(split, view)] = Counter()
-        total_clips = sum(len(task[2]) for task in tasks)
         bar = tqdm(total=total_clips, unit="clip", desc="tau22",
                    disable=None if progress is None else not progress)
         issued = collections.deque()
@@ -636,17 +879,21 @@ def _account_unit(task, result, policy, views, counters, splits_info):
 
 def _check_disjoint(plans):
     """Training splits must share no file with held-out splits (no test leakage)."""
-    held = {s: {c.filename for c in plans[s][1]} for s in HELD_OUT if s in plans}
-    for split, (display, clips) in plans.items():
+    held = {s: np.sort(plans[s][1].names) for s in HELD_OUT if s in plans}
+    for split, (display, plan) in plans.items():
         if split in HELD_OUT:
             continue
         for other, names in held.items():
-            for clip in clips:
-                if clip.filename in names:
-                    raise UserError(
-                        f"{display} line {clip.line}: {clip.filename} is also in split {other!r} "
-                        f"({plans[other][0]}); training and held-out files must not overlap"
-                    )
+            # searchsorted, not np.isin: no temporary copies of both name arrays
+            at = np.minimum(np.searchsorted(names, plan.names), max(len(names) - 1, 0))
+            shared = np.flatnonzero(names[at] == plan.names) if len(names) else at[:0]
+            if shared.size:
+                at = shared[0]
+                raise UserError(
+                    f"{display} line {plan.lines[at]}: {plan.names[at].decode('utf-8')} is also "
+                    f"in split {other!r} ({plans[other][0]}); training and held-out files must "
+                    "not overlap"
+                )
 
 
 def summary(info, out):
