@@ -46,6 +46,24 @@ def iter_tsv(path, required, display=None):
         rows.close()  # closes the file when the caller stops early
 
 
+def iter_tsv_values(path, required, columns, display=None):
+    """Streams chosen columns of a TAB-separated file: :func:`iter_tsv` without a dict per row.
+
+    Args:
+        path, required, display: as in :func:`iter_tsv` (same checks, same messages).
+        columns: the columns to return; one not in the header gives ``""``.
+
+    Yields:
+        ``(line, values)``: the 1-based line number and the stripped values of ``columns``.
+    """
+    rows = _rows(path, required, display, columns)
+    try:
+        next(rows)  # the header
+        yield from rows
+    finally:
+        rows.close()
+
+
 def read_tsv(path, required, display=None):
     """Reads a whole TAB-separated file with a header row (arguments as :func:`iter_tsv`).
 
@@ -57,8 +75,9 @@ def read_tsv(path, required, display=None):
     return columns, list(rows)
 
 
-def _rows(path, required, display):
-    """Yields the header's column list, then each :class:`Row`."""
+def _rows(path, required, display, select=None):
+    """Yields the header's column list, then each :class:`Row` (or ``(line, values of
+    select)``, see :func:`iter_tsv_values`)."""
     display = display or os.fspath(path)
     try:
         handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
@@ -80,10 +99,13 @@ def _rows(path, required, display):
                 ) from None
             except OSError as err:
                 raise UserError(f"cannot read {display} ({err.strerror})") from None
-            if not any(f.strip() for f in fields):
-                continue  # a blank line
+            if not "".join(fields).strip():
+                continue  # a blank line (every field empty or white space)
             if columns is None:
                 columns = _check_header(display, line, fields, required)
+                if select is not None:
+                    at = {name: i for i, name in enumerate(columns)}
+                    picks = [at.get(name) for name in select]
                 yield columns
                 continue
             if len(fields) != len(columns):
@@ -91,7 +113,10 @@ def _rows(path, required, display):
                     f"{display} line {line}: {len(fields)} TAB-separated fields, expected "
                     f"{len(columns)} ({', '.join(columns)})"
                 )
-            yield Row(zip(columns, (f.strip() for f in fields)), line)
+            if select is None:
+                yield Row(zip(columns, (f.strip() for f in fields)), line)
+            else:
+                yield line, [fields[i].strip() if i is not None else "" for i in picks]
     if columns is None:
         raise UserError(f"{display} is empty; expected a header row with {', '.join(required)}")
 

@@ -162,12 +162,12 @@ class _Strings:
 
     def __init__(self):
         self.values = [""]  # code 0: no value
-        self._codes = {"": 0}
+        self.codes = {"": 0}
 
     def code(self, value):
-        code = self._codes.get(value)
+        code = self.codes.get(value)
         if code is None:
-            code = self._codes[value] = len(self.values)
+            code = self.codes[value] = len(self.values)
             self.values.append(sys.intern(value))
         return code
 
@@ -180,7 +180,8 @@ class _Table:
     rows). Filled row by row from :func:`csvutil.iter_tsv`.
 
     Args:
-        rows: iterable of :class:`csvutil.Row`.
+        rows: iterable of :class:`csvutil.Row`, or of ``(line, [filename, *label values])``
+            from :func:`csvutil.iter_tsv_values` (faster: no dict per row).
         label_columns: columns stored as codes into ``strings`` (``""`` where absent).
     """
 
@@ -188,13 +189,20 @@ class _Table:
 
     def __init__(self, rows, label_columns=()):
         self.strings = _Strings()
+        code = self.strings.code
         packed, names, lines = [], [], array.array("i")
-        labels = {column: array.array("i") for column in label_columns}
+        labels = [array.array("i") for _ in label_columns]
         for row in rows:
-            names.append(row["filename"].encode("utf-8"))
-            lines.append(row.line)
-            for column, codes in labels.items():
-                codes.append(self.strings.code(row.get(column, "")))
+            if isinstance(row, csvutil.Row):
+                line, values = row.line, [row["filename"]]
+                values += (row.get(column, "") for column in label_columns)
+            else:
+                line, values = row
+            names.append(values[0].encode("utf-8"))
+            lines.append(line)
+            for codes, value in zip(labels, values[1:]):
+                known = self.strings.codes.get(value)
+                codes.append(code(value) if known is None else known)
             if len(names) >= self._CHUNK:
                 packed.append(np.array(names, dtype=np.bytes_))
                 names = []
@@ -204,7 +212,7 @@ class _Table:
         self.names = packed[0] if len(packed) == 1 else np.concatenate(packed)
         del packed
         self.lines = np.frombuffer(lines, np.int32)
-        self.labels = {c: np.frombuffer(v, np.int32) for c, v in labels.items()}
+        self.labels = {c: np.frombuffer(v, np.int32) for c, v in zip(label_columns, labels)}
 
     def __len__(self):
         return len(self.names)
@@ -215,6 +223,12 @@ class _Table:
             stop = start + self._CHUNK
             names = [n.decode("utf-8") for n in self.names[start:stop].tolist()]
             yield start, names, self.lines[start:stop].tolist()
+
+
+def _values(path, display, label_columns):
+    """``(line, [filename, *labels])`` of each row of a CSV with a ``filename`` column."""
+    return csvutil.iter_tsv_values(path, ["filename"], ["filename", *label_columns],
+                                   display=display)
 
 
 def _name_set_digest(names):
@@ -266,6 +280,16 @@ class _Meta:
         at = np.minimum(np.searchsorted(self.names, names), len(self.names) - 1)
         return np.where(self.names[at] == names, at, -1)
 
+    def rows(self, found):
+        """``[(line, scene, identifier, source) or None]`` for positions from :meth:`find`."""
+        if len(self.names) == 0:
+            return [None] * len(found)
+        safe = np.maximum(found, 0)
+        values = self.strings
+        return [None if at < 0 else (line, values[a], values[b], values[c])
+                for at, line, (a, b, c) in zip(found.tolist(), self.lines[safe].tolist(),
+                                               self.codes[safe].tolist())]
+
     def row(self, at):
         """``(line, scene, identifier, source)`` of position ``at``."""
         scene, identifier, source = (self.strings[c] for c in self.codes[at].tolist())
@@ -280,7 +304,7 @@ def _read_meta(root, policy):
     path = os.path.join(root, "meta.csv")
     if not os.path.isfile(path):
         return None, None
-    table = _Table(csvutil.iter_tsv(path, ["filename"], display="meta.csv"), _Meta.COLUMNS)
+    table = _Table(_values(path, "meta.csv", _Meta.COLUMNS), _Meta.COLUMNS)
     first = _first_occurrence(table.names)
     duplicates = np.flatnonzero(first != np.arange(len(first)))
     for at in duplicates.tolist():  # in file order
@@ -462,26 +486,29 @@ def _plan_split(split, rows, display, root, meta, policy):
                         f"split {split!r}")
     first = _first_occurrence(table.names)
     in_meta = None if meta is None else meta.find(table.names)
-    csv_scenes = table.labels["scene_label"]
+    scene_values = table.strings.values
     strings, keys, key_codes = _Strings(), [], {}
+    code = strings.code
     kept, codes, segments, numbers = (array.array(t) for t in "iiqi")
+    # Python lists a chunk at a time: indexing numpy arrays one element at a time is slow.
     for start, names, lines in table.chunks():
-        for at, name, line in zip(range(start, start + len(names)), names, lines):
-            if first[at] != at:
+        stop = start + len(names)
+        scenes = [scene_values[c] for c in table.labels["scene_label"][start:stop].tolist()]
+        meta_rows = [None] * len(names) if meta is None else meta.rows(in_meta[start:stop])
+        for at, name, line, first_at, scene, meta_row in zip(
+                range(start, stop), names, lines, first[start:stop].tolist(), scenes, meta_rows):
+            if first_at != at:
                 policy.fail(split, name, f"{display} line {line}: duplicate row for {name} "
-                            f"(first at line {table.lines[first[at]]}); expected each file once")
+                            f"(first at line {table.lines[first_at]}); expected each file once")
                 continue
-            meta_row = None
-            if meta is not None:
-                if in_meta[at] < 0:
-                    policy.fail(split, name, f"{display} line {line} ({name}): file is not "
-                                "listed in meta.csv; expected every listed file to have a "
-                                "meta.csv row")
-                    continue
-                meta_row = meta.row(in_meta[at])
+            if meta is not None and meta_row is None:
+                policy.fail(split, name, f"{display} line {line} ({name}): file is not "
+                            "listed in meta.csv; expected every listed file to have a "
+                            "meta.csv row")
+                continue
             labels = _resolve_labels(
                 name, lambda line=line, name=name: f"{display} line {line} ({name})",
-                table.strings.values[csv_scenes[at]], meta_row, policy, split)
+                scene, meta_row, policy, split)
             if labels is None:
                 continue
             path = os.path.join(root, name)
@@ -489,9 +516,9 @@ def _plan_split(split, rows, display, root, meta, policy):
                 policy.fail(split, name, f"{display} line {line}: listed file {path} does "
                             "not exist; expected the audio file of this row")
                 continue
-            *label_values, segment_id, index, key = labels
+            scene, device, city, location, segment_id, index, key = labels
             kept.append(at)
-            codes.extend(strings.code(value) for value in label_values)
+            codes.extend((code(scene), code(device), code(city), code(location)))
             if key is None:
                 key_code = -1
             else:
@@ -601,14 +628,49 @@ class _Units:
         return len(self.order)
 
     def __iter__(self):
+        for key, clips, _ in self.sized():
+            yield key, clips
+
+    def sized(self):
+        """Yields ``(key, [Clip], sizes)``: ``sizes`` are the serialized lengths of the clips'
+        1-s records, then (when ``key`` is not None) that of the 10-s record."""
         plan, groups = self.plan, self.groups
+        sizes = _clip_record_sizes(plan)
         for at in self.order.tolist():
             if not self.grouped[at]:
-                yield None, [plan.clip(at)]
+                yield None, [plan.clip(at)], [sizes[at]]
                 continue
             k = int(plan.key[at])
             parts = groups.parts[groups.start[k]:groups.start[k + 1]].tolist()
-            yield plan.keys[k], [plan.clip(i) for i in parts]
+            clips = [plan.clip(i) for i in parts]
+            key = plan.keys[k]
+            yield key, clips, [*sizes[parts].tolist(), _record_size(clips[0], key)]
+
+
+def _varint_lengths(values):
+    """Bytes of the protobuf varint of each int64 value (10 for a negative one)."""
+    values = np.asarray(values, np.int64)
+    lengths = np.ones(len(values), np.int32)
+    for k in range(1, 9):
+        lengths += values >= 1 << (7 * k)
+    lengths[values < 0] = 10
+    return lengths
+
+
+def _clip_record_sizes(plan):
+    """Serialized length of the 1-s record of each clip of ``plan`` (int64 array).
+
+    A record's length depends only on the lengths of its strings and varints, so clips are
+    grouped by those (a handful of distinct shapes) and one clip of each shape is measured.
+    """
+    if not len(plan):
+        return np.zeros(0, np.int64)
+    shape = np.stack([np.char.str_len(plan.names).astype(np.int32), plan.scene, plan.device,
+                      plan.city, plan.location, _varint_lengths(plan.segment_id),
+                      _varint_lengths(plan.index)], axis=1)
+    _, first, inverse = np.unique(shape, axis=0, return_index=True, return_inverse=True)
+    sizes = np.array([_record_size(plan.clip(at)) for at in first.tolist()], np.int64)
+    return sizes[inverse.reshape(-1)]
 
 
 def _units(plan, groups, seed):
@@ -675,7 +737,10 @@ def _write_wave(wave, layout, reserved):
     the layout was made for gives another record length, which ``write_at`` refuses.
     """
     wave = wave.astype("<f4", copy=False)  # the stored byte order (a no-op on x86 and ARM)
-    np.clip(wave, -1.0, 1.0, out=wave)  # in place: the resampled array is our own
+    # Two reductions are cheaper than a clip that rewrites every sample, and resampled audio
+    # rarely leaves [-1, 1]; where it does, clip in place (the resampled array is our own).
+    if wave.max() > 1.0 or wave.min() < -1.0:
+        np.clip(wave, -1.0, 1.0, out=wave)
     prefix, suffix = layout
     tfrecord_io.write_at(reserved[0], reserved[1], [prefix, wave, suffix], size=reserved[2])
 
@@ -695,17 +760,19 @@ def _placed_tasks(tasks, views, issued):
     """Adds to each task the places of its records, in task order (lazily: memory stays flat).
 
     Args:
-        tasks: ``(split, key, clips, display)`` in build order.
+        tasks: ``(split, key, clips, display, sizes)`` in build order (``sizes`` from
+            :meth:`_Units.sized`).
         views: ``{(split, view): PlacedShards}``.
         issued: a deque that receives each placed task as it is yielded.
 
     Yields:
         ``(split, key, clips, display, places)``, see :func:`_process_unit`.
     """
-    for split, key, clips, display in tasks:
-        places = [views[(split, "1s")].place(_record_size(clip)) for clip in clips]
+    for split, key, clips, display, sizes in tasks:
+        one_second = views[(split, "1s")]
+        places = [one_second.place(size) for size in sizes[:len(clips)]]
         if key is not None:
-            places.append(views[(split, "10s")].place(_record_size(clips[0], key)))
+            places.append(views[(split, "10s")].place(sizes[-1]))
         task = (split, key, clips, display, places)
         issued.append(task)
         yield task
@@ -766,7 +833,7 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     # corpus stays in memory during the build, the CSV rows never are all at once.
     plans, aliases, evaluate_names = {}, {}, None
     for split, path, display in sources:
-        table = _Table(csvutil.iter_tsv(path, ["filename"], display=display), ["scene_label"])
+        table = _Table(_values(path, display, ["scene_label"]), ["scene_label"])
         checksums[display] = {"md5": writer_lib.md5_file(path), "rows": len(table)}
         if split == "test" and evaluate_names is not None:
             if _name_set_digest(table.names) == evaluate_names:
@@ -795,8 +862,8 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
         work.append((split, display, _units(plan, groups, seed)))
     del plans, groups
     total_clips = sum(len(units.plan) for _, _, units in work)
-    tasks = ((split, key, unit_clips, display)
-             for split, display, units in work for key, unit_clips in units)
+    tasks = ((split, key, unit_clips, display, sizes)
+             for split, display, units in work for key, unit_clips, sizes in units.sized())
 
     with writer_lib.OutputDir(out, builder="tau22", policy=policy) as output:
         views, counters = {}, {}
