@@ -186,6 +186,13 @@ def train(config, run_dir, extra_callbacks=()):
         _check_same_run(run, config)
         save_config(config, run.config)
     state = run.load_state() if os.path.isdir(run.checkpoints) else None
+    finished = _finished_summary(run, state, options)
+    if finished is not None:
+        # Nothing left to train: model.keras keeps its bytes and time stamp, so evaluations
+        # cached beside it stay valid.
+        if options.verbose:
+            print(f"{run.path}: already trained for {options.epochs} epochs")
+        return finished
     seed = config["seed"]
     keras.utils.set_random_seed(seed)
     if options.deterministic:
@@ -268,6 +275,19 @@ def train(config, run_dir, extra_callbacks=()):
         atomic_write_json(os.path.join(run.path, "summary.json"), summary)
     logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
     return summary
+
+
+def _finished_summary(run, state, options):
+    """The saved summary of a run that has trained all ``options.epochs`` (else None)."""
+    summary_path = os.path.join(run.path, "summary.json")
+    if state is None or int(state["epoch"]) < options.epochs:
+        return None
+    if not (os.path.isfile(run.model) and os.path.isfile(summary_path)):
+        return None  # killed between the last epoch and the final save: finish it below
+    import json
+
+    with open(summary_path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _new_run_id(seed):
