@@ -93,3 +93,26 @@ def test_plan_columns_and_units_of_a_split(tiny_tau):
     for key, parts in units:
         assert [c.index for c in parts] == list(range(10)) and {c.key for c in parts} == {key}
     assert [k for k, _ in tau22._units(plan, groups, 0)] == [k for k, _ in units]  # seeded
+
+
+def test_varint_lengths_match_protobuf():
+    values = [0, 1, 127, 128, 16383, 16384, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
+    expected = [1, 1, 1, 2, 2, 3, 6, 8, 9, 9, 10, 10]
+    assert tau22._varint_lengths(np.array(values, np.int64)).tolist() == expected
+
+
+def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
+    from conftest import write_tau22
+
+    root = str(tmp_path / "tau")
+    write_tau22(root, [("train", "airport", "lisbon", 1000, 40000, "a"),
+                       ("train", "bus", "paris", 2, 7, "s1"),
+                       ("train", "tram", "vienna", 123456, 2**40, "b")], parts=range(2))
+    policy = ErrorPolicy("raise")
+    meta, _ = tau22._read_meta(root, policy)
+    rows = csvutil.iter_tsv(os.path.join(root, "evaluation_setup", "fold1_train.csv"),
+                            ["filename"])
+    plan = tau22._plan_split("train", rows, "train.csv", root, meta, policy)
+    sizes = tau22._clip_record_sizes(plan)
+    assert sizes.tolist() == [tau22._record_size(plan.clip(i)) for i in range(len(plan))]
+    assert len(set(sizes.tolist())) == 3

@@ -665,8 +665,10 @@ def _clip_record_sizes(plan):
     """
     if not len(plan):
         return np.zeros(0, np.int64)
+    utf8 = np.array([len(value.encode("utf-8")) for value in plan.strings], np.int32)
+    # scene and device as codes (their vocabulary ids are varints too), the rest as lengths
     shape = np.stack([np.char.str_len(plan.names).astype(np.int32), plan.scene, plan.device,
-                      plan.city, plan.location, _varint_lengths(plan.segment_id),
+                      utf8[plan.city], utf8[plan.location], _varint_lengths(plan.segment_id),
                       _varint_lengths(plan.index)], axis=1)
     _, first, inverse = np.unique(shape, axis=0, return_index=True, return_inverse=True)
     sizes = np.array([_record_size(plan.clip(at)) for at in first.tolist()], np.int64)

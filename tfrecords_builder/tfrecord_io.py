@@ -44,6 +44,9 @@ _COPY_CHUNK = 8 << 20
 _CRC_READS_ARRAYS = google_crc32c.implementation == "c"
 
 
+_HEADERS = {}  # record length -> framed header (length and its checksum)
+
+
 def masked_crc32c(data):
     """TFRecord's masked CRC-32C of a bytes-like object (bytes or a C-contiguous array)."""
     return _mask(google_crc32c.value(data))
@@ -75,8 +78,13 @@ def frame(record):
             piece = bytes(memoryview(piece).cast("B"))
         crc = google_crc32c.extend(crc, piece)
         length += len(piece) if isinstance(piece, bytes) else piece.nbytes
-    length_bytes = struct.pack("<Q", length)
-    header = length_bytes + struct.pack("<I", masked_crc32c(length_bytes))
+    header = _HEADERS.get(length)
+    if header is None:  # records of a dataset have a handful of lengths: cache their headers
+        length_bytes = struct.pack("<Q", length)
+        header = length_bytes + struct.pack("<I", masked_crc32c(length_bytes))
+        if len(_HEADERS) >= 1024:
+            _HEADERS.clear()
+        _HEADERS[length] = header
     return [header, *pieces, struct.pack("<I", _mask(crc))], length + FRAME_BYTES
 
 
