@@ -9,9 +9,14 @@ Measures, with the same worker count (default: all cores):
   folder, in a process that has not imported TensorFlow, like the command line (the build
   needs none; TF's millions of objects would also slow Python's garbage collector while the
   CSVs are planned);
+* **interleaved** (``--interleaved PASSES``): the bound's and the build worker's work for the
+  same units, unit by unit and back to back in this process; robust to a loaded machine, but
+  without the build's main-process work, which is added from the pairs' median;
 * **peak RSS** of a complete ``tau22`` build in a fresh process on the corpus (1×) and on a 4×
-  corpus (the same audio hard-linked under new segment ids): the main process (which no longer
-  imports TensorFlow: ~45 MiB), the largest worker and the sum over all processes.
+  corpus (every recording 4 times: the same audio hard-linked under new segment ids, all CSVs
+  4 times as long): the main process (no TensorFlow: ~42 MiB), the largest worker and the sum
+  over all processes. The main process streams the CSVs and keeps a columnar plan (the file
+  name's bytes and a few integers per clip), so it grows by ~0.2 MiB per 1000 clips.
 
 Wall-clock rates depend on what else runs on the machine; the CPU seconds (this process plus
 its workers) much less, so both are reported: on an idle machine with as many cores as workers
@@ -21,14 +26,14 @@ single pairs still scatter by ±10 %.
 
 Both sides share the process pool of :mod:`tfrecords_builder.parallel`, including its malloc
 setting (freed memory is reused instead of page-faulted in again, which made every task ~15 %
-cheaper on both sides). What the build adds per 10-s recording: the record headers, clipping,
-the CRC-32C of 2.5 MB and writing them into the page cache (~1 ms of kernel time alone), plus
-the planning of the CSVs in the main process.
+cheaper on both sides). What the build adds per 10-s recording: the record headers, the
+clipping check, the CRC-32C of 2.5 MB and writing them into the page cache (~0.85 ms of kernel
+time alone), plus the planning of the CSVs in the main process.
 
 Goals: build ≥ 90 % of the bound's clips/s; RSS growth from 1× to 4× < 10 %.
 
     python benchmarks/bench_builder.py [--corpus DIR] [--workers N] [--scale 4] [--repeat 5]
-        [--work-dir DIR] [--json FILE]
+        [--interleaved 2] [--work-dir DIR] [--json FILE]
 
 ``--corpus`` reuses a corpus written by ``python -m tfrecords_builder synthetic --size small``
 (otherwise one is generated into the work folder, which takes a few minutes).
@@ -83,14 +88,59 @@ def plan_tasks(root):
     for split, path, display in tau22._split_sources(root, []):
         from tfrecords_builder import csvutil
 
-        _, rows = csvutil.read_tsv(path, ["filename"], display=display)
         if split == "test":
             continue  # an alias of evaluate in the development set
+        rows = csvutil.iter_tsv(path, ["filename"], display=display)
         clips = tau22._plan_split(split, rows, display, root, meta, policy)
         groups, _ = tau22._group(split, clips, display)
         for key, unit in tau22._units(clips, groups, 0):
             tasks.append((split, key, unit, display))
     return tasks
+
+
+def interleaved_units(tasks, scratch, passes):
+    """CPU seconds of the bound's and the build's work for the same units, in this process.
+
+    Unit by unit, ``decode_only`` and the build's worker function (decode, resample, encode,
+    write at planned places into fresh files) run back to back, in alternating order, so a
+    loaded machine slows both alike: this ratio scatters far less than that of whole runs.
+    It leaves out what only the main process of a build does (planning, placing, booking).
+
+    Returns:
+        ``(bound CPU s, build CPU s)`` summed over ``passes`` passes over ``tasks``.
+    """
+    from tfrecords_builder import tau22
+    from tfrecords_builder import tfrecord_io
+    from tfrecords_builder import writer as writer_lib
+
+    parallel._keep_freed_memory()  # as in the pool's workers
+    bound = build = 0.0
+    for _ in range(passes):
+        shutil.rmtree(scratch, ignore_errors=True)  # fresh pages, as in a real build
+        os.makedirs(scratch)
+        views = {}
+        placed = []
+        for split, key, clips, display in tasks:
+            for view in ("1s", "10s"):
+                if (split, view) not in views:
+                    views[(split, view)] = writer_lib.PlacedShards(scratch, f"{split}-{view}", 1)
+            places = [views[(split, "1s")].place(tau22._record_size(c)) for c in clips]
+            if key is not None:
+                places.append(views[(split, "10s")].place(tau22._record_size(clips[0], key)))
+            placed.append((split, key, clips, display, places))
+        for i, (task, full) in enumerate(zip(tasks, placed)):
+            steps = [(decode_only, task, True), (tau22._process_unit, full, False)]
+            for fn, arg, is_bound in steps if i % 2 == 0 else steps[::-1]:
+                start = time.process_time()
+                fn(arg)
+                spent = time.process_time() - start
+                if is_bound:
+                    bound += spent
+                else:
+                    build += spent
+        tfrecord_io.close_files()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return bound, build
 
 
 def scale_corpus(root, out_root, factor):
@@ -195,6 +245,8 @@ def main(argv=None):
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5,
                         help="timed runs of bound and build, interleaved")
+    parser.add_argument("--interleaved", type=int, default=2, metavar="PASSES",
+                        help="passes of the per-unit interleaved measurement (0: none)")
     parser.add_argument("--work-dir", help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -261,6 +313,22 @@ def main(argv=None):
     print(f"build / bound: {100 * bound_s / build_s:.1f} % (wall), "
           f"{100 * bound_cpu / build_cpu:.1f} % (CPU time: the wall ratio on an idle machine), "
           f"{100 * paired:.1f} % (median CPU-time ratio of the {len(runs)} pairs)")
+
+    if args.interleaved:
+        bound_units, build_units = interleaved_units(tasks, os.path.join(work, "units"),
+                                                     args.interleaved)
+        main_extra = float(np.median([d[1][0] - b[1][0] for b, d in runs]))
+        results.update(interleaved_passes=args.interleaved, interleaved_bound_cpu_s=bound_units,
+                       interleaved_build_cpu_s=build_units,
+                       build_vs_bound_interleaved=bound_units / build_units,
+                       build_main_extra_cpu_s=main_extra,
+                       build_vs_bound_interleaved_with_main=bound_units / (
+                           build_units + args.interleaved * main_extra))
+        print(f"interleaved per unit, {args.interleaved} pass(es) in one process: bound "
+              f"{bound_units:.2f} CPU s, build's worker work {build_units:.2f} CPU s: "
+              f"{100 * bound_units / build_units:.1f} %; with the build's extra main-process CPU "
+              f"({main_extra:.2f} s a build, median of the pairs): "
+              f"{100 * results['build_vs_bound_interleaved_with_main']:.1f} %")
 
     if args.scale > 1:
         shutil.rmtree(out, ignore_errors=True)

@@ -660,17 +660,25 @@ def _varint_lengths(values):
 def _clip_record_sizes(plan):
     """Serialized length of the 1-s record of each clip of ``plan`` (int64 array).
 
-    A record's length depends only on the lengths of its strings and varints, so clips are
-    grouped by those (a handful of distinct shapes) and one clip of each shape is measured.
+    A record's length depends only on the lengths of its strings (an empty scene or device
+    also has vocabulary id -1) and varints, so clips are grouped by those, packed into one
+    integer per clip (a few bytes: the plan of a large corpus stays small), and one clip of
+    each group (a handful) is measured.
     """
     if not len(plan):
         return np.zeros(0, np.int64)
-    utf8 = np.array([len(value.encode("utf-8")) for value in plan.strings], np.int32)
-    # scene and device as codes (their vocabulary ids are varints too), the rest as lengths
-    shape = np.stack([np.char.str_len(plan.names).astype(np.int32), plan.scene, plan.device,
-                      utf8[plan.city], utf8[plan.location], _varint_lengths(plan.segment_id),
-                      _varint_lengths(plan.index)], axis=1)
-    _, first, inverse = np.unique(shape, axis=0, return_index=True, return_inverse=True)
+    utf8 = np.array([len(value.encode("utf-8")) for value in plan.strings], np.int64)
+    name_bytes = np.char.str_len(plan.names).astype(np.int64)
+    if utf8.max() >= 256 or name_bytes.max() >= 1 << 16:  # does not pack: measure each clip
+        return np.array([_record_size(plan.clip(at)) for at in range(len(plan))], np.int64)
+    shape = name_bytes << 40
+    for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city),
+                          (8, plan.location)):
+        shape |= utf8[column] << shift
+    shape |= _varint_lengths(plan.segment_id).astype(np.int64) << 4
+    shape |= _varint_lengths(plan.index)
+    _, first, inverse = np.unique(shape, return_index=True, return_inverse=True)
+    del shape
     sizes = np.array([_record_size(plan.clip(at)) for at in first.tolist()], np.int64)
     return sizes[inverse.reshape(-1)]
 
