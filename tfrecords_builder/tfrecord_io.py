@@ -45,6 +45,7 @@ _CRC_READS_ARRAYS = google_crc32c.implementation == "c"
 
 
 _HEADERS = {}  # record length -> framed header (length and its checksum)
+_JOIN_MAX = 4096
 
 
 def masked_crc32c(data):
@@ -85,11 +86,33 @@ def frame(record):
         if len(_HEADERS) >= 1024:
             _HEADERS.clear()
         _HEADERS[length] = header
-    return [header, *pieces, struct.pack("<I", _mask(crc))], length + FRAME_BYTES
+    footer = struct.pack("<I", _mask(crc))
+    # Small bytes at either end are joined to the header and footer (a copy of a few hundred
+    # bytes, and fewer pieces to write); large pieces are never copied.
+    if pieces and isinstance(pieces[0], bytes) and len(pieces[0]) <= _JOIN_MAX:
+        pieces[0] = header + pieces[0]
+    else:
+        pieces.insert(0, header)
+    if len(pieces) > 1 and isinstance(pieces[-1], bytes) and len(pieces[-1]) <= _JOIN_MAX:
+        pieces[-1] += footer
+    else:
+        pieces.append(footer)
+    return pieces, length + FRAME_BYTES
 
 
-def _write_all(fd, pieces, offset=None):
-    """``os.writev``/``os.pwritev`` until every byte is written (short writes are legal)."""
+def _write_all(fd, pieces, offset=None, size=None):
+    """``os.writev``/``os.pwritev`` until every byte is written (short writes are legal).
+
+    ``size``: the pieces' total length, when known; then one call that writes everything
+    (the usual case) needs no byte views of the pieces.
+    """
+    if size is not None:
+        written = os.writev(fd, pieces) if offset is None else os.pwritev(fd, pieces, offset)
+        if written == size:
+            return
+        pieces = [b"".join(memoryview(p).cast("B") for p in pieces)[written:]]
+        if offset is not None:
+            offset += written
     views = [memoryview(p).cast("B") for p in pieces]
     while views:
         written = os.writev(fd, views) if offset is None else os.pwritev(fd, views, offset)
@@ -121,7 +144,7 @@ class RecordWriter:
         if self._fd is None:
             raise ValueError(f"{self.path}: the writer is closed")
         pieces, size = frame(record)
-        _write_all(self._fd, pieces)
+        _write_all(self._fd, pieces, size=size)
         self.bytes_written += size
 
     def close(self):
@@ -167,7 +190,7 @@ def write_at(path, offset, record, size=None):
         while len(_open_files) >= _OPEN_FILES_MAX:
             os.close(_open_files.popitem(last=False)[1])
     _open_files[path] = fd
-    _write_all(fd, pieces, offset)
+    _write_all(fd, pieces, offset, framed)
     return framed
 
 
