@@ -31,6 +31,7 @@ import csv
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -234,17 +235,26 @@ class PlacedShards:
         return list(self.names)
 
 
+@functools.cache
+def _fallocate():
+    """libc's ``fallocate`` (looked up once: a build preallocates many times), or None."""
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fallocate
+
+
 def _preallocate(path, offset, length):
     """Reserves disk blocks past the end of ``path`` without changing its size (best effort).
 
     ``fallocate(FALLOC_FL_KEEP_SIZE)``: later writes into reserved blocks cost about a quarter
     less CPU than writes that must allocate (ext4). Where it is unsupported nothing happens.
     """
-    try:
-        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
+    fallocate = _fallocate()
+    if fallocate is None:
         return
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     keep_size = 1
     fd = os.open(path, os.O_WRONLY)
     try:
