@@ -453,7 +453,9 @@ def render_markdown(results, reading=DEFAULT_READING):
         + (f", first {settings['max_examples']} clips only" if settings["max_examples"] else "")
         + f"). Machine time: {total_s / 60:.1f} min. The rows are `configs/miniature/*.yaml`: "
         "the paper's recipes on the 2-block, width-64 `passt_tiny` model trained from scratch "
-        "on the synthetic corpus (see the configs for every deviation). Tables below: runs of "
+        "on the synthetic corpus (see the configs for every deviation), each evaluated with the "
+        "weights of its last epoch (`training.final_weights: last`; the paper's \"best\" is "
+        "the best of three seeds, which the `best` rows give). Tables below: runs of "
         "this project; the paper's numbers follow for comparison — absolute values are not "
         "comparable (another dataset, a 1000× smaller model without AudioSet pre-training), "
         "only the directions of the differences are.",
