@@ -34,7 +34,7 @@ def fake_results(qualities, probe_accs, seeds=3):
     rng = np.random.default_rng(0)
     rows = []
     for (name, stem), q, acc in zip(miniature.ROWS, qualities, probe_accs):
-        runs = [fake_run(rng, q + 0.01 * s, acc + 0.01 * s) for s in range(seeds)]
+        runs = [{"seed": s, **fake_run(rng, q + 0.01 * s, acc + 0.01 * s)} for s in range(seeds)]
         rows.append({"name": name, "stem": stem, "runs": runs})
     settings = {"seeds": seeds, "size": "small", "corpus_seed": 0, "overrides": [],
                 "max_examples": None, "probe_split_by": "recording"}  # fmt: skip
@@ -181,3 +181,25 @@ def test_smoke_one_seed_one_epoch_all_rows(synthetic_corpus, tmp_path, capsys):
     assert (os.path.getmtime(model), os.path.getmtime(report)) == stamps
     assert "kept" in out.read_text()
     assert "tfrecords_builder synthetic" not in capsys.readouterr().out
+
+
+def test_per_run_rows_and_probe_loss_correlation(tmp_path):
+    # Rows with better scene quality carry less device information: a positive correlation.
+    results = fake_results([0.5, 1.0, 1.5, 2.0, 2.5], [0.9, 0.7, 0.5, 0.3, 0.1])
+    rows = miniature.seed_rows(results)
+    assert len(rows) == 15
+    assert rows[0][:2] == ("PaSST", 0) and rows[-1][:2] == ("+ ICL + Multi DIRs", 2)
+    overall = [r[3] for r in rows]
+    np.testing.assert_allclose(
+        overall, [run["report"]["metrics"]["overall"]["log_loss"]
+                  for row in results["rows"] for run in row["runs"]])  # fmt: skip
+    corr = miniature.probe_loss_correlation(results)
+    assert corr["runs"] == 15 and corr["overall"] > 0.8
+    few = fake_results([1.0, 2.0], [0.5, 0.4], seeds=1)
+    few["rows"] = few["rows"][:2]
+    assert miniature.probe_loss_correlation(few) is None
+    path = tmp_path / "r.md"
+    miniature.write_markdown(str(path), results)
+    text = path.read_text()
+    assert f"Spearman correlation of probe accuracy with log-loss is {corr['overall']:+.2f}" in text
+    assert [text.count(f"| + ICL | {seed} | ") for seed in range(3)] == [1, 1, 1]
