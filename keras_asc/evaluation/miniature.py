@@ -439,12 +439,13 @@ def paper_table3():
     header = ["Method"] + [title for title, _ in tables.TABLE3_COLUMNS]
     align = ["---"] + ["---:"] * len(tables.TABLE3_COLUMNS)
     rows = [[name] + [f"{v:.3f}" for v in values] for name, values in PAPER_TABLE3.items()]
-    return tables._markdown(header, rows, align)
+    return tables.markdown_table(header, rows, align)
 
 
 def paper_table2():
     rows = [[name, f"{acc:.2f}", "16.67"] for name, acc in PAPER_TABLE2.items()]
-    return tables._markdown(["Method", "Accuracy [%]", "Chance [%]"], rows, ["---", "---:", "---:"])
+    header = ["Method", "Accuracy [%]", "Chance [%]"]
+    return tables.markdown_table(header, rows, ["---", "---:", "---:"])
 
 
 def _keep_reading(path):
@@ -519,7 +520,7 @@ def render_markdown(results, reading=DEFAULT_READING):
         "",
         "Per run (the probe's spread between seeds is large, so the runs are listed):",
         "",
-        tables._markdown(
+        tables.markdown_table(
             ["Method", "Seed", "Probe accuracy [%]", "Overall log-loss", "Unseen log-loss"],
             [[name, str(seed), f"{acc * 100:.2f}", f"{overall:.3f}", f"{unseen:.3f}"]
              for name, seed, acc, overall, unseen in seed_rows(results)],
@@ -539,7 +540,7 @@ def render_markdown(results, reading=DEFAULT_READING):
     for check in claim_checks(results):
         check_rows.append([check["claim"], _format_delta(check, check["what"]), check["verdict"]])
     if check_rows:
-        parts.append(tables._markdown(["Claim", "Δ here", "Verdict"], check_rows,
+        parts.append(tables.markdown_table(["Claim", "Δ here", "Verdict"], check_rows,
                                       ["---", "---:", "---"]))  # fmt: skip
         parts.append("")
     correlation = probe_loss_correlation(results)
@@ -567,7 +568,7 @@ def render_markdown(results, reading=DEFAULT_READING):
         "",
         "## Time",
         "",
-        tables._markdown(
+        tables.markdown_table(
             ["Step", "Minutes"],
             [[TIMING_NAMES.get(key, key), f"{value / 60:.1f}"] for key, value in timings.items()]
             + [["total", f"{total_s / 60:.1f}"]],

@@ -108,7 +108,9 @@ def summarize_runs(reports, metric="log_loss"):
     }
 
 
-def _markdown(header, rows, align):
+def markdown_table(header, rows, align):
+    """A Markdown table: ``header`` and ``rows`` of cell strings, ``align`` per column
+    (``---`` left, ``---:`` right)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -140,7 +142,7 @@ def table3(methods, metric="log_loss"):
             [f"{name} (mean ± std, n={n})"]
             + [format_value(m, metric, s) for m, s in zip(summary["mean"], summary["std"])]
         )
-    return _markdown(header, rows, ["---"] + ["---:"] * len(TABLE3_COLUMNS))
+    return markdown_table(header, rows, ["---"] + ["---:"] * len(TABLE3_COLUMNS))
 
 
 def table3_title(metric, split):
@@ -183,7 +185,7 @@ def table1(alpha_rows, weight_rows):
             else:
                 row += ["", "", ""]
         rows.append(row)
-    return _markdown(header, rows, ["---:"] * 6)
+    return markdown_table(header, rows, ["---:"] * 6)
 
 
 def icl_grids(records, alpha_search_weight=10.0, weight_search_alpha=0.2, aggregate="best"):
@@ -256,4 +258,4 @@ def table2(methods):
         else:
             cell = format_value(float(np.mean(accs)), "accuracy", float(np.std(accs, ddof=1)))
         rows.append([name, cell, format_value(chance, "accuracy"), str(len(accs))])
-    return _markdown(header, rows, ["---", "---:", "---:", "---:"])
+    return markdown_table(header, rows, ["---", "---:", "---:", "---:"])
