@@ -8,6 +8,7 @@ import pytest
 
 from keras_asc.data.schema import encode_dir_example
 from keras_asc.errors import UserError
+from tfrecords_builder import BUILDER_VERSION
 from tfrecords_builder import inspect_cmd
 from tfrecords_builder import tau22
 from tfrecords_builder.__main__ import main as builder_main
@@ -25,7 +26,7 @@ def test_table_and_counts(built, capsys):
     assert builder_main(["inspect", "--out", str(built)]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert "builder tau22 1.0.0, sample rate 32000 Hz" in text
+    assert f"builder tau22 {BUILDER_VERSION}, sample rate 32000 Hz" in text
     rows = {tuple(line.split()[:2]): line.split() for line in lines
             if line.split()[:1] in (["train"], ["evaluate"]) and len(line.split()) == 8}
     # split view records shards samples seconds hours MiB

@@ -143,6 +143,32 @@ def test_views_labels_and_part_order(tiny_tau, tmp_path):
                                            atol=2e-3)
 
 
+def test_waveforms_are_stored_as_resampled_not_clipped(tiny_tau, tmp_path):
+    """Both views hold exactly what the reference pipeline loads (``librosa.load(path,
+    sr=32000)`` = soxr HQ), overshoot of a full-scale source included."""
+    from keras_asc import audio as audio_lib
+
+    _, scene, city, loc, segment, device = DEFAULT_RECORDINGS[0]
+    paths = [tiny_tau / tau_name(scene, city, loc, segment, k, device) for k in range(10)]
+    square = np.where(np.sin(2 * np.pi * 3000.0 * np.arange(TAU_RATE) / TAU_RATE) >= 0, 1.0,
+                      -1.0)
+    sf.write(paths[3], square * (1 - 2.0**-23), TAU_RATE, subtype="PCM_24")  # full scale
+    out = tmp_path / "out"
+    info = tau22.build(tiny_tau, out, workers=1, progress=False)
+    clips = {r["filename"].decode(): r["audio"] for r in read_view(out, info, "train", "1s")}
+    for k, path in enumerate(paths):
+        expected, _ = audio_lib.read_audio(path, vocab.SAMPLE_RATE)
+        np.testing.assert_array_equal(clips[tau_name(scene, city, loc, segment, k, device)],
+                                      expected)
+    overshoot = clips[tau_name(scene, city, loc, segment, 3, device)]
+    assert np.abs(overshoot).max() > 1.3  # Gibbs overshoot of the square wave (1.34), kept
+    raws = [audio_lib.read_audio(path)[0] for path in paths]
+    (recording,) = [r for r in read_view(out, info, "train", "10s")
+                    if r["filename"].decode() == f"{scene}-{city}-{loc}-{segment}-{device}"]
+    np.testing.assert_array_equal(
+        recording["audio"], audio_lib.resample(np.concatenate(raws), TAU_RATE, vocab.SAMPLE_RATE))
+
+
 def test_deterministic_bytes_for_any_worker_count(tiny_tau, tmp_path):
     outs = [tmp_path / "w0", tmp_path / "w2"]
     tau22.build(tiny_tau, outs[0], workers=0, shards=2, progress=False)
@@ -174,11 +200,14 @@ def test_shards_are_tf_framed_and_round_robin_in_planned_order(tiny_tau, tmp_pat
             for record in shard_records:
                 writer.write(record)
         assert (out / name).read_bytes() == reference.read_bytes(), name
-    # Record n of the planned order is in shard n % 3: the parts of a recording are spread.
-    names = _shard_filenames(out, info, "train", "1s")
-    planned = [names[n % 3][n // 3] for n in range(30)]
+    # Unit u of the planned order (a recording's parts in index order, or one clip) is in
+    # shard u % 3, its records one after the other (written in one go).
     tasks = [t for t in _planned_units(tiny_tau) if t[0] == "train"]
-    assert planned == [c.filename for _, _, clips in tasks for c in clips]
+    expected = [[], [], []]
+    for u, (_, _, clips) in enumerate(tasks):
+        expected[u % 3] += [c.filename for c in clips]
+    assert _shard_filenames(out, info, "train", "1s") == expected
+    assert any(len(clips) == 10 for _, _, clips in tasks)  # recordings, not only single clips
 
 
 def _planned_units(root):
@@ -437,6 +466,22 @@ def test_worker_pool_keeps_order_and_never_imports_tensorflow():
         False, False, False, True]
     with pytest.raises(ValueError, match="invalid literal"):  # a worker's error reaches here
         list(parallel.ordered_map(int, ["1", "x", "3"], workers=1))
+
+
+def test_worker_pool_starts_its_workers_before_any_work():
+    from tfrecords_builder import parallel
+
+    with parallel.WorkerPool(2, warm=["keras_asc.audio"]) as pool:
+        started = set(pool._pool._processes)  # started at creation, before any task
+        assert len(started) == 2
+        loaded = list(pool.ordered_map(parallel.module_loaded,
+                                       ["keras_asc.audio", "tensorflow"] * 8, window=2))
+        assert set(pool._pool._processes) == started  # the same processes did the work
+    assert loaded == [True, False] * 8  # the warm import happened in each worker
+    with parallel.WorkerPool(0) as pool:  # in this process
+        assert list(pool.ordered_map(int, ["4", "5"])) == [4, 5]
+    with pytest.raises(UserError, match="bad plan"), parallel.WorkerPool(2):
+        raise UserError("bad plan")  # an error before any task: the pool does not hold it up
 
 
 def test_concurrent_build_of_the_same_output_is_refused(tiny_tau, tmp_path):

@@ -1,3 +1,3 @@
 """Dataset → TFRecord builders for TAU22 and the DIR sets (``python -m tfrecords_builder -h``)."""
 
-BUILDER_VERSION = "1.0.0"
+BUILDER_VERSION = "1.1.0"

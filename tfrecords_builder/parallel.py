@@ -54,9 +54,11 @@ def _keep_freed_memory():
         pass
 
 
-def _init_worker(locations):
+def _init_worker(locations, warm=()):
     _keep_freed_memory()
     _register_bare_packages(locations)
+    for name in warm:
+        importlib.import_module(name)
 
 
 def _register_bare_packages(locations):
@@ -104,6 +106,81 @@ def module_loaded(name):
     return name in sys.modules
 
 
+class WorkerPool:
+    """Worker processes for :meth:`ordered_map`, startable before the work is known.
+
+    A builder creates the pool first and plans its work meanwhile: the workers start (spawn,
+    import numpy, soundfile, soxr: about half a second of CPU each) on the other cores while
+    the main process reads the CSVs. Usable as a context manager; leaving it waits for the
+    workers to exit, and cancels tasks not yet started.
+
+    Args:
+        workers: number of worker processes; 0 runs everything in the calling process.
+        warm: modules each worker imports as soon as it starts (e.g. the module of the
+            function it will run).
+    """
+
+    def __init__(self, workers, warm=()):
+        self.workers = max(0, int(workers))
+        self._pool = None
+        self._handed_out = False
+        if self.workers == 0:
+            return
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            # the packages are found here, so workers skip the search
+            initargs=(_package_locations(), tuple(warm)),
+        )
+        # The executor starts a process per submitted task until it has ``workers``: one
+        # empty task each starts them all now.
+        for _ in range(self.workers):
+            self._pool.submit(os.getpid)
+
+    def ordered_map(self, fn, items, window=None):
+        """Yields ``fn(item)`` for every item, in order (see :func:`ordered_map`)."""
+        if self._pool is None:
+            for item in items:
+                yield fn(item)
+            return
+        window = window or 4 * self.workers
+        self._handed_out = True
+        pending = collections.deque()
+        try:
+            for item in items:
+                pending.append(self._pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self, wait=True):
+        """Stops the workers (idempotent); unstarted tasks are cancelled.
+
+        Args:
+            wait: wait for them to exit; without, they finish their current task (at most a
+                warm-up or one unit) and exit on their own.
+        """
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        # After an error found before any work was handed out (a bad CSV row while planning)
+        # the caller need not wait for workers that are still starting up. Once tasks were
+        # submitted, wait: a task already queued still runs and may write files.
+        self.close(wait=exc_type is None or self._handed_out)
+        return False
+
+
 def ordered_map(fn, items, workers, window=None):
     """Yields ``fn(item)`` for every item, in order.
 
@@ -117,27 +194,5 @@ def ordered_map(fn, items, workers, window=None):
         the results, in the order of ``items``. An exception raised by ``fn`` is re-raised
         here and the remaining tasks are cancelled.
     """
-    if workers <= 0:
-        for item in items:
-            yield fn(item)
-        return
-    window = window or 4 * workers
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(_package_locations(),),  # found here, so workers skip the search
-    )
-    with pool:
-        pending = collections.deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    with WorkerPool(workers) as pool:
+        yield from pool.ordered_map(fn, items, window)

@@ -23,14 +23,18 @@ order at 44.1 kHz and resampled as one signal (320000 samples; no filter edges a
 A recording without exactly the parts 0..9 is an error; with ``--on-error skip`` it is left out
 of the 10s view and reported (its parts stay in the 1s view). Nothing is ever padded.
 
-Records are stored in a pseudo-random order fixed by ``--seed`` (recordings of one scene are
-not adjacent) and go round-robin over the shards of their split and view. The length of every
-record is known before any audio is decoded, so the main process places each planned record
-(shard and byte offset) up front, and the worker processes, which never import TensorFlow,
-decode, resample, encode and write their records straight into the shards
-(:mod:`tfrecords_builder.tfrecord_io`); only a few bytes of status come back per recording. The
-shards are therefore byte-identical for any ``--workers``. A record skipped with ``--on-error
-skip`` leaves a gap that is closed at the end: its shard is one record shorter.
+Work units (a recording, or a clip without one) are stored in a pseudo-random order fixed by
+``--seed`` (recordings of one scene are not adjacent) and go round-robin over the shards of
+their split, in each view; in the 1s view the parts of a recording are adjacent, in index order.
+The waveforms are stored as resampled, not clipped (what ``librosa.load(path, sr=32000)`` gives
+the reference code). The length of every record is known before any audio is decoded, so the
+main process places each planned record (shard and byte offset) up front, and the worker
+processes, which never import TensorFlow, decode, resample, encode and write their records
+straight into the shards (:mod:`tfrecords_builder.tfrecord_io`; a recording's ten 1-s records
+in one write); only a few bytes of status come back per recording. The shards are therefore
+byte-identical for any ``--workers``. A record skipped with ``--on-error skip`` leaves a gap
+that is closed at the end: its shard is one record shorter. The workers start (and import their
+modules) while the main process plans the CSVs.
 """
 
 import array
@@ -39,6 +43,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import sys
 from collections import Counter
 
@@ -56,6 +61,8 @@ CLIP_SECONDS = 1
 PARTS = 10
 CLIP_SAMPLES = vocab.SAMPLE_RATE * CLIP_SECONDS
 TARGET_SHARD_BYTES = 256 << 20
+# What a worker imports to run _process_unit (it does so while the main process plans).
+WORKER_MODULES = ("tfrecords_builder.tau22", "keras_asc.audio", "keras_asc.data.schema")
 SPLIT_FILES = (
     ("train", "fold1_train.csv"),
     ("evaluate", "fold1_evaluate.csv"),
@@ -361,7 +368,8 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
         ``(scene, device, city, location, segment_id, index, key)``; ``key`` (the recording) is
         None when the name does not follow the TAU pattern.
     """
-    parsed = parse_name(name)
+    # The fields of parse_name without its dict (this runs once per listed file).
+    match = NAME_PATTERN.match(name.rsplit("/", 1)[-1])
     if meta_row is not None and meta_row[1]:
         if scene and scene != meta_row[1]:
             policy.fail(split, name, f"{where()}: scene_label {scene!r} disagrees with meta.csv "
@@ -371,13 +379,15 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
     device = city = location = ""
     segment_id = index = -1
     key = None
-    if parsed is not None:
-        device, city, location = parsed["device"], parsed["city"], parsed["location"]
-        segment_id, index, key = parsed["segment_id"], parsed["index"], parsed["key"]
+    if match is not None:
+        name_scene, city, loc, segment, part, device = match.groups()
+        location = f"{city}-{loc}"
+        segment_id, index = int(segment), int(part)
+        key = f"{name_scene}-{location}-{segment}-{device}"
     if meta_row is not None:
         _, _, identifier, source = meta_row
         if source:
-            if parsed is not None and source != device:
+            if match is not None and source != device:
                 policy.fail(split, name, f"{where()}: meta.csv line {meta_row[0]} source_label "
                             f"{source!r} disagrees with the device "
                             f"{device!r} in the file name")
@@ -488,7 +498,8 @@ def _plan_split(split, rows, display, root, meta, policy):
     in_meta = None if meta is None else meta.find(table.names)
     scene_values = table.strings.values
     strings, keys, key_codes = _Strings(), [], {}
-    code = strings.code
+    code, known = strings.code, strings.codes
+    base = os.path.join(root, "")
     kept, codes, segments, numbers = (array.array(t) for t in "iiqi")
     # Python lists a chunk at a time: indexing numpy arrays one element at a time is slow.
     for start, names, lines in table.chunks():
@@ -511,14 +522,19 @@ def _plan_split(split, rows, display, root, meta, policy):
                 scene, meta_row, policy, split)
             if labels is None:
                 continue
-            path = os.path.join(root, name)
-            if not os.path.isfile(path):
+            path = name if name.startswith("/") else base + name  # os.path.join, faster
+            try:
+                is_file = stat.S_ISREG(os.stat(path).st_mode)
+            except (OSError, ValueError):
+                is_file = False
+            if not is_file:
                 policy.fail(split, name, f"{display} line {line}: listed file {path} does "
                             "not exist; expected the audio file of this row")
                 continue
             scene, device, city, location, segment_id, index, key = labels
             kept.append(at)
-            codes.extend((code(scene), code(device), code(city), code(location)))
+            codes.extend([known[v] if v in known else code(v)
+                          for v in (scene, device, city, location)])
             if key is None:
                 key_code = -1
             else:
@@ -715,27 +731,29 @@ def _process_unit(task):
     if key is not None:
         layouts.append(schema.audio_example_layout(CLIP_SAMPLES * PARTS, filename=key, index=-1,
                                                    **clips[0].labels()))
-    written, raws, errors = [], [], []
-    for clip, reserved, layout in zip(clips, places, layouts):
+    framed, raws, errors = [], [], []
+    for clip, layout in zip(clips, layouts):
         try:
             raw, _ = audio_lib.read_audio(
                 clip.path, expected_rate=SOURCE_RATE, expected_frames=SOURCE_RATE * CLIP_SECONDS
             )
         except UserError as err:
-            written.append(False)
+            framed.append(None)
             raws.append(None)
             errors.append((clip.filename,
                            f"{display} line {clip.line} ({clip.filename}): {err}"))
             continue
-        _write_wave(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), layout, reserved)
-        written.append(True)
+        # Checksummed now, while the waveform is in the CPU cache; written below together
+        # with the unit's other 1-s records, which were placed one after the other.
+        framed.append(_framed(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), layout))
         raws.append(raw)
+    tfrecord_io.write_placed(places[:len(clips)], framed)
     written_10s = False
     if key is not None and not errors:
         wave = audio_lib.resample(np.concatenate(raws), SOURCE_RATE, vocab.SAMPLE_RATE)
-        _write_wave(wave, layouts[-1], places[-1])
+        tfrecord_io.write_placed(places[-1:], [_framed(wave, layouts[-1])])
         written_10s = True
-    return written, written_10s, errors
+    return [record is not None for record in framed], written_10s, errors
 
 
 def _clip_layouts(clips):
@@ -786,20 +804,18 @@ def _clip_layouts(clips):
     return layouts
 
 
-def _write_wave(wave, layout, reserved):
-    """Clips a resampled waveform in place and writes its record where it was placed.
+def _framed(wave, layout):
+    """The framed record of a resampled waveform: ``(pieces, size)`` of ``tfrecord_io.frame``.
 
-    ``read_audio`` rejected non-finite samples, and resampling and clipping keep them finite,
-    so the encoder's NaN/Inf check is not repeated. A waveform of another length than the one
-    the layout was made for gives another record length, which ``write_at`` refuses.
+    The waveform is stored as the resampler gave it, not clipped: what ``librosa.load(path,
+    sr=32000)`` returns in the reference code (a full-scale source can overshoot ±1 a little).
+    ``read_audio`` rejected non-finite samples and resampling keeps them finite, so the
+    encoder's NaN/Inf check is not repeated. A waveform of another length than the one the
+    layout was made for gives another record length, which ``write_placed`` refuses.
     """
-    wave = wave.astype("<f4", copy=False)  # the stored byte order (a no-op on x86 and ARM)
-    # Two reductions are cheaper than a clip that rewrites every sample, and resampled audio
-    # rarely leaves [-1, 1]; where it does, clip in place (the resampled array is our own).
-    if wave.max() > 1.0 or wave.min() < -1.0:
-        np.clip(wave, -1.0, 1.0, out=wave)
     prefix, suffix = layout
-    tfrecord_io.write_at(reserved[0], reserved[1], [prefix, wave, suffix], size=reserved[2])
+    # astype: the stored byte order (a no-op on x86 and ARM)
+    return tfrecord_io.frame([prefix, wave.astype("<f4", copy=False), suffix])
 
 
 def _record_size(clip, key=None):
@@ -826,8 +842,7 @@ def _placed_tasks(tasks, views, issued):
         ``(split, key, clips, display, places)``, see :func:`_process_unit`.
     """
     for split, key, clips, display, sizes in tasks:
-        one_second = views[(split, "1s")]
-        places = [one_second.place(size) for size in sizes[:len(clips)]]
+        places = views[(split, "1s")].place_run(sizes[:len(clips)])
         if key is not None:
             places.append(views[(split, "10s")].place(sizes[-1]))
         task = (split, key, clips, display, places)
@@ -872,14 +887,24 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     Returns:
         the info dict written to ``OUT/info.json``.
     """
-    from tqdm import tqdm
-
     policy = writer_lib.ErrorPolicy(on_error)
     if shards is not None and shards < 1:
         raise UserError(f"--shards must be at least 1, got {shards}")
     workers = parallel.default_workers() if workers is None else max(0, int(workers))
     root = find_root(source)
     sources = _split_sources(root, split_files)
+    # The workers start now and import their modules on the other cores while this process
+    # reads and plans the CSVs (about half a second of CPU each; see parallel.WorkerPool).
+    with parallel.WorkerPool(workers, warm=WORKER_MODULES) as pool:
+        return _plan_and_write(pool, root, sources, out, policy, shards=shards, seed=seed,
+                               progress=progress)
+
+
+def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress):
+    """The body of :func:`build` once its worker pool is starting."""
+    from tqdm import tqdm
+
+    on_error = policy.mode
     meta, meta_rows = _read_meta(root, policy)
 
     checksums = {}
@@ -934,8 +959,7 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
         bar = tqdm(total=total_clips, unit="clip", desc="tau22",
                    disable=None if progress is None else not progress)
         issued = collections.deque()
-        results = parallel.ordered_map(_process_unit, _placed_tasks(tasks, views, issued),
-                                       workers)
+        results = pool.ordered_map(_process_unit, _placed_tasks(tasks, views, issued))
         try:
             with contextlib.closing(results), bar:
                 for result in results:
