@@ -27,9 +27,8 @@ single pairs still scatter by ±10 %.
 Both sides share the process pool of :mod:`tfrecords_builder.parallel`, including its malloc
 setting (freed memory is reused instead of page-faulted in again, which made every task ~15 %
 cheaper on both sides). What the build adds per 10-s recording: the record headers, the
-CRC-32C of 2.5 MB and writing them into the page cache (two vectored writes of 1.3 MB each: the
-ten 1-s records, placed one after the other, and the 10-s record; ~0.9 ms of kernel time
-alone), plus the planning of the CSVs in the main process.
+CRC-32C of 2.5 MB and writing them into the page cache (~0.9 ms of kernel time alone), plus the
+planning of the CSVs in the main process (which the workers' start-up overlaps).
 
 Goals: build ≥ 90 % of the bound's clips/s; RSS growth from 1× to 4× < 10 %.
 
@@ -119,13 +118,14 @@ def interleaved_units(tasks, scratch, passes):
     for _ in range(passes):
         shutil.rmtree(scratch, ignore_errors=True)  # fresh pages, as in a real build
         os.makedirs(scratch)
+        _quiet_disk()
         views = {}
         placed = []
         for split, key, clips, display in tasks:
             for view in ("1s", "10s"):
                 if (split, view) not in views:
                     views[(split, view)] = writer_lib.PlacedShards(scratch, f"{split}-{view}", 1)
-            places = views[(split, "1s")].place_run([tau22._record_size(c) for c in clips])
+            places = [views[(split, "1s")].place(tau22._record_size(c)) for c in clips]
             if key is not None:
                 places.append(views[(split, "10s")].place(tau22._record_size(clips[0], key)))
             placed.append((split, key, clips, display, places))
@@ -224,6 +224,16 @@ def peak_rss(root, out, workers):
     return writer / 1024, max(peaks.values(), default=0) / 1024, total / 1024
 
 
+def _quiet_disk():
+    """Writes back the dirty pages of earlier runs before a timed one (``sync``; not timed).
+
+    Otherwise the kernel writes the previous build's 1.2 GB back (its flusher threads take
+    a core, writers get throttled) during whatever runs next, which penalises a run for its
+    predecessor: the build's side mostly, since only it writes.
+    """
+    os.sync()
+
+
 def _cpu():
     """(this process, its finished children) CPU seconds."""
     import resource
@@ -278,11 +288,13 @@ def main(argv=None):
     out = os.path.join(work, "out")
     runs = []
     for _ in range(max(1, args.repeat)):
+        _quiet_disk()
         cpu0, start = _cpu(), time.perf_counter()
         if sum(parallel.ordered_map(decode_only, tasks, args.workers)) != clips:
             raise RuntimeError("the bound decoded a different number of clips")
         bound = (time.perf_counter() - start, _cpu_since(cpu0))
         shutil.rmtree(out, ignore_errors=True)  # deleting the previous output is not timed
+        _quiet_disk()
         cpu0, start = _cpu(), time.perf_counter()
         tau22.build(root, out, workers=args.workers, progress=False)
         build = (time.perf_counter() - start, _cpu_since(cpu0))
@@ -316,6 +328,9 @@ def main(argv=None):
           f"{100 * paired:.1f} % (median CPU-time ratio of the {len(runs)} pairs)")
 
     if args.interleaved:
+        # The last build's output would stay in the page cache and on disk meanwhile, which
+        # made the writes of the interleaved passes ~4 % dearer than in a fresh process.
+        shutil.rmtree(out, ignore_errors=True)
         bound_units, build_units = interleaved_units(tasks, os.path.join(work, "units"),
                                                      args.interleaved)
         main_extra = float(np.median([d[1][0] - b[1][0] for b, d in runs]))

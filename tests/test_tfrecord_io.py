@@ -160,67 +160,6 @@ def test_skipped_records_leave_no_gap(tmp_path):
         assert open(path, "rb").read() == _tf_bytes(tmp_path / f"tf{k}", kept)
 
 
-def test_runs_are_placed_together_and_written_in_one_call(tmp_path, monkeypatch):
-    shards = PlacedShards(str(tmp_path), "x", 2)
-    runs = [[bytes([10 * r + i]) * (50 + 7 * i) for i in range(n)]
-            for r, n in enumerate([3, 1, 2, 4])]
-    placed = [shards.place_run([len(record) for record in run]) for run in runs]
-    for r, places in enumerate(placed):  # run r in shard r % 2, each record after the last
-        assert {p[0] for p in places} == {shards.paths[r % 2]}
-        for before, after in zip(places, places[1:]):
-            assert after[1] == before[1] + before[2]
-    assert shards.counts == [5, 5]
-    calls = []
-    real = os.pwritev
-    monkeypatch.setattr(os, "pwritev", lambda fd, pieces, offset: calls.append(offset)
-                        or real(fd, pieces, offset))
-    try:
-        for r, (places, run) in enumerate(zip(placed, runs)):
-            framed = [tfrecord_io.frame(record) for record in run]
-            if r == 3:  # a skipped record splits the run in two writes
-                framed[1] = None
-                shards.skip(places[1])
-            tfrecord_io.write_placed(places, framed)
-    finally:
-        tfrecord_io.close_files()
-    assert len(calls) == 5  # one per run, two for the run with a gap
-    shards.finish()
-    assert _read(shards.paths[0]) == runs[0] + runs[2]
-    assert _read(shards.paths[1]) == runs[1] + [runs[3][0]] + runs[3][2:]
-
-
-def test_write_placed_refuses_a_record_of_another_length(tmp_path):
-    shards = PlacedShards(str(tmp_path), "x", 1)
-    places = shards.place_run([5, 6])
-    with pytest.raises(RuntimeError, match=r"record at offset 21 is 23 bytes framed but 22 "
-                                           r"were reserved"):
-        tfrecord_io.write_placed(places, [tfrecord_io.frame(b"a" * 5),
-                                          tfrecord_io.frame(b"b" * 7)])
-    with pytest.raises(ValueError, match="2 places for 1 records"):
-        tfrecord_io.write_placed(places, [None])
-    tfrecord_io.close_files()
-
-
-def test_write_placed_splits_runs_longer_than_iov_max(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfrecord_io, "_IOV_MAX", 7)  # a record is 3 pieces: 2 per write
-    records = [[bytes([i]) * 10, np.full(3000 + i, i, np.float32), bytes([i]) * 3]
-               for i in range(5)]
-    shards = PlacedShards(str(tmp_path), "x", 1)
-    places = shards.place_run([sum(np.asarray(p).nbytes for p in r) for r in records])
-    calls = []
-    real = os.pwritev
-    monkeypatch.setattr(os, "pwritev", lambda fd, pieces, offset: calls.append(len(pieces))
-                        or real(fd, pieces, offset))
-    try:
-        tfrecord_io.write_placed(places, [tfrecord_io.frame(r) for r in records])
-    finally:
-        tfrecord_io.close_files()
-    assert calls == [6, 6, 3]
-    shards.finish()
-    assert _read(shards.paths[0]) == [b"".join(np.asarray(p).tobytes() for p in r)
-                                      for r in records]
-
-
 def test_a_placed_record_never_written_is_reported(tmp_path):
     shards = PlacedShards(str(tmp_path), "x", 1)
     shards.place(10)

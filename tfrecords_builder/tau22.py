@@ -23,18 +23,16 @@ order at 44.1 kHz and resampled as one signal (320000 samples; no filter edges a
 A recording without exactly the parts 0..9 is an error; with ``--on-error skip`` it is left out
 of the 10s view and reported (its parts stay in the 1s view). Nothing is ever padded.
 
-Work units (a recording, or a clip without one) are stored in a pseudo-random order fixed by
-``--seed`` (recordings of one scene are not adjacent) and go round-robin over the shards of
-their split, in each view; in the 1s view the parts of a recording are adjacent, in index order.
-The waveforms are stored as resampled, not clipped (what ``librosa.load(path, sr=32000)`` gives
-the reference code). The length of every record is known before any audio is decoded, so the
-main process places each planned record (shard and byte offset) up front, and the worker
-processes, which never import TensorFlow, decode, resample, encode and write their records
-straight into the shards (:mod:`tfrecords_builder.tfrecord_io`; a recording's ten 1-s records
-in one write); only a few bytes of status come back per recording. The shards are therefore
-byte-identical for any ``--workers``. A record skipped with ``--on-error skip`` leaves a gap
-that is closed at the end: its shard is one record shorter. The workers start (and import their
-modules) while the main process plans the CSVs.
+Records are stored in a pseudo-random order fixed by ``--seed`` (recordings of one scene are
+not adjacent) and go round-robin over the shards of their split and view. The waveforms are
+stored as resampled, not clipped (what ``librosa.load(path, sr=32000)`` gives the reference
+code). The length of every record is known before any audio is decoded, so the main process
+places each planned record (shard and byte offset) up front, and the worker processes, which
+never import TensorFlow, decode, resample, encode and write their records straight into the
+shards (:mod:`tfrecords_builder.tfrecord_io`); only a few bytes of status come back per
+recording. The shards are therefore byte-identical for any ``--workers``. A record skipped with
+``--on-error skip`` leaves a gap that is closed at the end: its shard is one record shorter. The
+workers start (and import their modules) while the main process plans the CSVs.
 """
 
 import array
@@ -731,29 +729,27 @@ def _process_unit(task):
     if key is not None:
         layouts.append(schema.audio_example_layout(CLIP_SAMPLES * PARTS, filename=key, index=-1,
                                                    **clips[0].labels()))
-    framed, raws, errors = [], [], []
-    for clip, layout in zip(clips, layouts):
+    written, raws, errors = [], [], []
+    for clip, reserved, layout in zip(clips, places, layouts):
         try:
             raw, _ = audio_lib.read_audio(
                 clip.path, expected_rate=SOURCE_RATE, expected_frames=SOURCE_RATE * CLIP_SECONDS
             )
         except UserError as err:
-            framed.append(None)
+            written.append(False)
             raws.append(None)
             errors.append((clip.filename,
                            f"{display} line {clip.line} ({clip.filename}): {err}"))
             continue
-        # Checksummed now, while the waveform is in the CPU cache; written below together
-        # with the unit's other 1-s records, which were placed one after the other.
-        framed.append(_framed(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), layout))
+        _write_wave(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), layout, reserved)
+        written.append(True)
         raws.append(raw)
-    tfrecord_io.write_placed(places[:len(clips)], framed)
     written_10s = False
     if key is not None and not errors:
         wave = audio_lib.resample(np.concatenate(raws), SOURCE_RATE, vocab.SAMPLE_RATE)
-        tfrecord_io.write_placed(places[-1:], [_framed(wave, layouts[-1])])
+        _write_wave(wave, layouts[-1], places[-1])
         written_10s = True
-    return [record is not None for record in framed], written_10s, errors
+    return written, written_10s, errors
 
 
 def _clip_layouts(clips):
@@ -804,18 +800,18 @@ def _clip_layouts(clips):
     return layouts
 
 
-def _framed(wave, layout):
-    """The framed record of a resampled waveform: ``(pieces, size)`` of ``tfrecord_io.frame``.
+def _write_wave(wave, layout, reserved):
+    """Writes the record of a resampled waveform where it was placed.
 
     The waveform is stored as the resampler gave it, not clipped: what ``librosa.load(path,
-    sr=32000)`` returns in the reference code (a full-scale source can overshoot ±1 a little).
+    sr=32000)`` returns in the reference code (a source near full scale can exceed ±1).
     ``read_audio`` rejected non-finite samples and resampling keeps them finite, so the
     encoder's NaN/Inf check is not repeated. A waveform of another length than the one the
-    layout was made for gives another record length, which ``write_placed`` refuses.
+    layout was made for gives another record length, which ``write_at`` refuses.
     """
     prefix, suffix = layout
-    # astype: the stored byte order (a no-op on x86 and ARM)
-    return tfrecord_io.frame([prefix, wave.astype("<f4", copy=False), suffix])
+    wave = wave.astype("<f4", copy=False)  # the stored byte order (a no-op on x86 and ARM)
+    tfrecord_io.write_at(reserved[0], reserved[1], [prefix, wave, suffix], size=reserved[2])
 
 
 def _record_size(clip, key=None):
@@ -842,7 +838,8 @@ def _placed_tasks(tasks, views, issued):
         ``(split, key, clips, display, places)``, see :func:`_process_unit`.
     """
     for split, key, clips, display, sizes in tasks:
-        places = views[(split, "1s")].place_run(sizes[:len(clips)])
+        one_second = views[(split, "1s")]
+        places = [one_second.place(size) for size in sizes[:len(clips)]]
         if key is not None:
             places.append(views[(split, "10s")].place(sizes[-1]))
         task = (split, key, clips, display, places)

@@ -16,9 +16,8 @@ Two ways of writing:
 
 * :class:`RecordWriter` appends records to one file, in order (the DIR builders, through
   :class:`tfrecords_builder.writer.ShardedWriter`).
-* :func:`write_at` writes one framed record at a byte offset fixed in advance, and
-  :func:`write_placed` several (adjacent ones in one vectored write). The ``tau22`` builder
-  computes every record's length before decoding any audio
+* :func:`write_at` writes one framed record at a byte offset fixed in advance. The ``tau22``
+  builder computes every record's length before decoding any audio
   (:func:`keras_asc.data.schema.audio_example_size`), so its worker processes write their own
   records straight into the shards: nothing large travels back to the main process, and the
   file contents do not depend on which worker wrote what, or when. :func:`remove_gaps` closes
@@ -47,7 +46,6 @@ _CRC_READS_ARRAYS = google_crc32c.implementation == "c"
 
 _HEADERS = {}  # record length -> framed header (length and its checksum)
 _JOIN_MAX = 4096
-_IOV_MAX = 1024  # pwritev takes at most this many pieces (IOV_MAX on Linux)
 
 
 def masked_crc32c(data):
@@ -183,55 +181,17 @@ def write_at(path, offset, record, size=None):
         the framed length written.
     """
     pieces, framed = frame(record)
-    write_placed([(path, offset, framed if size is None else size)], [(pieces, framed)])
-    return framed
-
-
-def write_placed(places, framed):
-    """Writes framed records at their places; adjacent records of a file in one vectored write.
-
-    One ``pwritev`` of a whole run (e.g. the ten 1-s records of a recording, placed one after
-    the other by ``PlacedShards.place_run``) costs the kernel less than one per record.
-
-    Args:
-        places: ``[(path, offset, reserved framed size)]``, as ``PlacedShards`` gives them.
-        framed: for each place, ``(pieces, size)`` from :func:`frame`, or None to leave the
-            place unwritten (a skipped record; its gap is closed later).
-
-    Raises:
-        RuntimeError: a record's framed length differs from its reservation (it would
-            overwrite its neighbour).
-    """
-    if len(places) != len(framed):
-        raise ValueError(f"{len(places)} places for {len(framed)} records")
-    run, path_, start, end = [], None, 0, 0
-    for (path, offset, reserved), record in zip(places, framed):
-        if record is None:
-            continue
-        pieces, size = record
-        if size != reserved:
-            raise RuntimeError(f"{path}: record at offset {offset} is {size} bytes framed but "
-                               f"{reserved} were reserved for it")
-        if run and (path != path_ or offset != end or len(run) + len(pieces) > _IOV_MAX):
-            _write_all(_descriptor(path_), run, start, end - start)
-            run = []
-        if not run:
-            path_, start, end = path, offset, offset
-        run.extend(pieces)
-        end += size
-    if run:
-        _write_all(_descriptor(path_), run, start, end - start)
-
-
-def _descriptor(path):
-    """A write descriptor of ``path``, kept open for later writes (see ``_open_files``)."""
+    if size is not None and framed != size:
+        raise RuntimeError(f"{path}: record at offset {offset} is {framed} bytes framed but "
+                           f"{size} were reserved for it")
     fd = _open_files.pop(path, None)
     if fd is None:
         fd = os.open(path, os.O_WRONLY)
         while len(_open_files) >= _OPEN_FILES_MAX:
             os.close(_open_files.popitem(last=False)[1])
     _open_files[path] = fd
-    return fd
+    _write_all(fd, pieces, offset, framed)
+    return framed
 
 
 def close_files():

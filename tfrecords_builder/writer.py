@@ -21,10 +21,9 @@ order the shards are byte-identical. Two writers:
 * :class:`ShardedWriter` (``OutputDir.sharded_writer``): the building process writes each record
   as it comes, to the next shard.
 * :class:`PlacedShards` (``OutputDir.placed_shards``): the building process only *places* each
-  planned record (shard and byte offset, from its length; a run of records, such as the 1-s
-  parts of one recording, goes to one shard, one record after the other) and worker processes
-  write them there (:func:`tfrecord_io.write_placed`). A planned record that is then skipped
-  leaves a gap, closed by :meth:`PlacedShards.finish`; its shard ends up one record shorter.
+  planned record (shard and byte offset, from its length) and worker processes write them there
+  (:func:`tfrecord_io.write_at`). A planned record that is then skipped leaves a gap, closed
+  by :meth:`PlacedShards.finish`; its shard ends up one record shorter.
 """
 
 import contextlib
@@ -154,13 +153,11 @@ class ShardedWriter:
 class PlacedShards:
     """Round-robin shards whose records are placed first and written by other processes.
 
-    Records are placed in runs: :meth:`place_run` gives the n-th planned run shard
-    ``n % num_shards`` and puts its records one after the other, after the shard's earlier
-    records (:meth:`place` places a run of one). Whoever produces a run writes it there, in one
-    vectored write where it can (:func:`tfrecords_builder.tfrecord_io.write_placed`; one write
-    of 1.3 MB costs the kernel about a third less than ten of 130 kB). :meth:`skip` marks a
-    placed record that will not be written, and :meth:`finish` closes its gap, so the shards
-    hold exactly the written records, in planned order. The files are created (empty) here.
+    :meth:`place` gives the n-th planned record shard ``n % num_shards`` and the byte offset
+    after the shard's earlier records; whoever produces the record writes it there with
+    :func:`tfrecords_builder.tfrecord_io.write_at`. :meth:`skip` marks a placed record that
+    will not be written, and :meth:`finish` closes its gap, so the shards hold exactly the
+    written records, in planned order. The files are created (empty) here.
 
     Args:
         directory: folder to write into (the build's temporary folder).
@@ -188,7 +185,7 @@ class PlacedShards:
         return sum(self.counts)
 
     def place(self, record_size):
-        """Reserves the next record's place (a run of one record, see :meth:`place_run`).
+        """Reserves the next record's place.
 
         Args:
             record_size: the serialized record's length (before TFRecord framing).
@@ -196,32 +193,17 @@ class PlacedShards:
         Returns:
             ``(path, offset, framed size)``, the arguments of ``tfrecord_io.write_at``.
         """
-        return self.place_run([record_size])[0]
-
-    def place_run(self, record_sizes):
-        """Reserves adjacent places for the next run of records, all in the same shard.
-
-        Args:
-            record_sizes: the serialized records' lengths (before TFRecord framing).
-
-        Returns:
-            ``[(path, offset, framed size)]`` per record; each record starts where the previous
-            one ends.
-        """
         shard = self._next
-        path = self.paths[shard]
-        places = []
-        for record_size in record_sizes:
-            framed = record_size + tfrecord_io.FRAME_BYTES
-            places.append((path, self.sizes[shard], framed))
-            self.sizes[shard] += framed
-        self.counts[shard] += len(places)
+        offset = self.sizes[shard]
+        framed = record_size + tfrecord_io.FRAME_BYTES
+        self.sizes[shard] += framed
+        self.counts[shard] += 1
         self._next = (shard + 1) % len(self.paths)
         if self.sizes[shard] > self._allocated[shard]:
             start = self._allocated[shard]
             self._allocated[shard] = max(self.sizes[shard], start + PREALLOCATE_BYTES)
-            _preallocate(path, start, self._allocated[shard] - start)
-        return places
+            _preallocate(self.paths[shard], start, self._allocated[shard] - start)
+        return self.paths[shard], offset, framed
 
     def skip(self, place):
         """Marks a placed record (the tuple :meth:`place` returned) as never written."""
