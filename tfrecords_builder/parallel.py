@@ -111,8 +111,9 @@ class WorkerPool:
 
     A builder creates the pool first and plans its work meanwhile: the workers start (spawn,
     import numpy, soundfile, soxr: about half a second of CPU each) on the other cores while
-    the main process reads the CSVs. Usable as a context manager; leaving it waits for the
-    workers to exit, and cancels tasks not yet started.
+    the main process reads the CSVs. Usable as a context manager; leaving it cancels tasks not
+    yet started and waits for the workers to exit (except after an error raised before any task
+    was handed out: then they exit on their own once started).
 
     Args:
         workers: number of worker processes; 0 runs everything in the calling process.
