@@ -144,22 +144,24 @@ def find_root(source):
     )
 
 
+_NAME_FIELDS = ("scene", "city", "location", "segment_id", "index", "device", "key")
+
+
 def parse_name(filename):
     """Fields of ``…/<scene>-<city>-<loc>-<segment>-<index>-<device>.wav``, or None."""
+    fields = _name_fields(filename)
+    return None if fields is None else dict(zip(_NAME_FIELDS, fields))
+
+
+def _name_fields(filename):
+    """:func:`parse_name` as a tuple in ``_NAME_FIELDS`` order (no dict: runs once per row)."""
     match = NAME_PATTERN.match(filename.rsplit("/", 1)[-1])
     if match is None:
         return None
-    fields = match.groupdict()
-    return {
-        "scene": fields["scene"],
-        "city": fields["city"],
-        "location": f"{fields['city']}-{fields['loc']}",
-        "segment_id": int(fields["segment"]),
-        "index": int(fields["index"]),
-        "device": fields["device"],
-        "key": f"{fields['scene']}-{fields['city']}-{fields['loc']}-{fields['segment']}"
-        f"-{fields['device']}",
-    }
+    scene, city, loc, segment, index, device = match.groups()
+    location = f"{city}-{loc}"
+    return (scene, city, location, int(segment), int(index), device,
+            f"{scene}-{location}-{segment}-{device}")
 
 
 class _Strings:
@@ -366,8 +368,7 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
         ``(scene, device, city, location, segment_id, index, key)``; ``key`` (the recording) is
         None when the name does not follow the TAU pattern.
     """
-    # The fields of parse_name without its dict (this runs once per listed file).
-    match = NAME_PATTERN.match(name.rsplit("/", 1)[-1])
+    parsed = _name_fields(name)
     if meta_row is not None and meta_row[1]:
         if scene and scene != meta_row[1]:
             policy.fail(split, name, f"{where()}: scene_label {scene!r} disagrees with meta.csv "
@@ -377,15 +378,12 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
     device = city = location = ""
     segment_id = index = -1
     key = None
-    if match is not None:
-        name_scene, city, loc, segment, part, device = match.groups()
-        location = f"{city}-{loc}"
-        segment_id, index = int(segment), int(part)
-        key = f"{name_scene}-{location}-{segment}-{device}"
+    if parsed is not None:
+        _, city, location, segment_id, index, device, key = parsed
     if meta_row is not None:
         _, _, identifier, source = meta_row
         if source:
-            if match is not None and source != device:
+            if parsed is not None and source != device:
                 policy.fail(split, name, f"{where()}: meta.csv line {meta_row[0]} source_label "
                             f"{source!r} disagrees with the device "
                             f"{device!r} in the file name")
