@@ -20,10 +20,9 @@ Measures, with the same worker count (default: all cores):
 
 Wall-clock rates depend on what else runs on the machine; the CPU seconds (this process plus
 its workers) much less, so both are reported: on an idle machine with as many cores as workers
-the wall-clock ratio approaches the CPU-time ratio. Bound and build runs alternate, each
-after a ``sync`` (see ``_quiet_disk``); reported
-are the fastest run of each and the median ratio of the alternating pairs. On a shared machine
-single pairs still scatter by ±10 %.
+the wall-clock ratio approaches the CPU-time ratio. Bound and build runs alternate, each after
+a ``sync`` (see ``_quiet_disk``); reported are the fastest run of each and the median ratio of
+the alternating pairs. On a shared machine single pairs still scatter by ±10 %.
 
 Both sides share the process pool of :mod:`tfrecords_builder.parallel`, including its malloc
 setting (freed memory is reused instead of page-faulted in again, which made every task ~15 %
