@@ -153,12 +153,21 @@ class SceneClassifier(keras.Model):
             mel = self.freq_mix_style(mel)
         embedding = self.backbone(mel)["embedding"]
         logits = self.head_dense(self.head_norm(embedding))
+        # Under mixed precision the outputs leave in float32, so the losses (softmax CE, ICL's
+        # exp(alpha - d)) never see bfloat16 rounding of the logits or distances.
         super().__init__(
             inputs=waveform,
-            outputs={"logits": logits, "embedding": embedding},
+            outputs={
+                "logits": keras.ops.cast(logits, "float32"),
+                "embedding": keras.ops.cast(embedding, "float32"),
+            },
             dtype=dtype,
             **kwargs,
         )
+        # A functional Model drops `dtype`; keep the policy so get_config (and with it
+        # from_config, .keras files and clone_model) rebuilds the model as trained.
+        if dtype is not None:
+            self.dtype_policy = dtype
 
         # === Config ===
         self.num_classes = num_classes
