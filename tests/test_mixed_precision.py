@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 
+import _corpus
 import keras
 import numpy as np
 import pytest
 import yaml
 
-import _corpus
 from keras_asc.config.loader import load_config
 from keras_asc.errors import UserError
 from keras_asc.layers.patch_embedding import PatchEmbedding
