@@ -1,4 +1,7 @@
-"""PyTorch PaSST state dict → Keras conversion: key table, checks, safe reading, CLI."""
+"""PyTorch PaSST state dict → Keras conversion: key table, checks, safe reading, CLI.
+
+torch is the oracle here (it writes the checkpoints); the reader itself needs no torch.
+"""
 
 import os
 import runpy
@@ -213,8 +216,8 @@ def test_malicious_pickle_is_refused_unexecuted(tmp_path):
     torch.save({"cls_token": torch.zeros(1), "payload": _CreatesFile(str(marker))}, path)
     assert not marker.exists()
     with pytest.raises(UserError, match=r"evil\.pt: refused, it is not a plain tensor state "
-                       r"dict \(torch\.load with weights_only=True rejected it: Unsupported "
-                       r"global: GLOBAL io\.open was not an allowed global by default\.\)$"):
+                       r"dict: its pickle needs the global io\.open, which was neither imported "
+                       r"nor called \(only tensors, parameters and plain containers are read\)$"):
         read_torch_state_dict(path)
     assert not marker.exists()
 
@@ -227,7 +230,7 @@ def test_unreadable_or_non_state_dict_files(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
     with pytest.raises(UserError, match=r"notes\.pt: cannot be read as a PyTorch checkpoint "
-                       r"\(Unsupported operand 110\)$"):
+                       r"\(neither a zip archive nor a legacy torch\.save stream\)"):
         read_torch_state_dict(str(text))
     with pytest.raises(UserError, match=r"nothing\.pt: no such file"):
         read_torch_state_dict(str(tmp_path / "nothing.pt"))
