@@ -9,6 +9,7 @@ import torch_oracle
 from keras_asc.errors import UserError
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
+from keras_asc.utils import download
 from keras_asc.utils import weights_cache
 
 RELEASE = "v-test/passt-tiny.pt"
@@ -35,6 +36,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture
 def served(tiny_checkpoint, monkeypatch, tmp_path):
     """A mirror serving the tiny checkpoint as the release file of preset `passt_tiny`."""
+    monkeypatch.setattr(weights_cache, "fetch_resumable", download.fetch_resumable)
     srv = _http_server.serve()
     srv.files[RELEASE] = tiny_checkpoint[0]
     monkeypatch.setitem(
@@ -102,6 +104,7 @@ def test_from_preset_with_audioset_weights(served, tiny_checkpoint):
 
 
 def test_presets_without_release_and_missing_server(monkeypatch, tmp_path):
+    monkeypatch.setattr(weights_cache, "fetch_resumable", download.fetch_resumable)
     monkeypatch.setenv(weights_cache.CACHE_ENV, str(tmp_path))
     with pytest.raises(UserError, match="preset 'passt_small' has no released weights"):
         weights_cache.pretrained_weights("passt_small", num_classes=10)
