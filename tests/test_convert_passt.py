@@ -5,6 +5,7 @@ torch is the oracle here (it writes the checkpoints); the reader itself needs no
 
 import os
 import runpy
+import subprocess
 import sys
 
 import numpy as np
@@ -250,6 +251,28 @@ def test_cli_converts_and_infers_arch(tmp_path, capsys):
     model = SceneClassifier.from_preset("passt_tiny", num_classes=10)
     model.load_weights(out)
     np.testing.assert_array_equal(model.head_dense.kernel, net.state_dict()["head.1.weight"].T)
+
+
+def test_conversion_needs_no_torch(tmp_path):
+    """The CLI converts in a process where `import torch` fails; same weights as torch read."""
+    net = torch_passt(num_classes=10, seed=4)
+    checkpoint = str(tmp_path / "tiny.pt")
+    torch.save(net.state_dict(), checkpoint)
+    out = str(tmp_path / "tiny.weights.h5")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch raises ImportError
+        "from keras_asc.convert.convert_passt import main\n"
+        f"main(['--checkpoint', {checkpoint!r}, '--out', {out!r}])\n"
+        "assert sys.modules['torch'] is None\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    converted = SceneClassifier.from_preset("passt_tiny", num_classes=10, weights=out)
+    expected = SceneClassifier.from_preset("passt_tiny", num_classes=10)
+    load_passt_state_dict(expected, numpy_state(net))  # the arrays as torch reads them
+    for a, b in zip(converted.weights, expected.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), a.path)
 
 
 def test_cli_failure_keeps_existing_output(tmp_path):

@@ -139,8 +139,8 @@ class WeightsCache:
         free = shutil.disk_usage(self.root).free
         if free < need:
             raise UserError(
-                f"weights cache {self.root}: {free / 2**20:,.0f} MiB free, but the {name} "
-                f"checkpoint and its converted weights need about {need / 2**20:,.0f} MiB; free "
+                f"weights cache {self.root}: {free / 2**20:,.1f} MiB free, but the {name} "
+                f"checkpoint and its converted weights need about {need / 2**20:,.1f} MiB; free "
                 f"some space or set {CACHE_ENV} to a folder on another disk"
             )
 
