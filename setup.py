@@ -36,9 +36,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "ruff>=0.6,<1"],
-        # PyTorch is only a test oracle for parity with the official PaSST and for reading
-        # official .pt checkpoints. torch==2.13.0 is the CPU wheel; hear21passt and torchaudio
-        # are installed with --no-deps by `make install-oracle` (see Makefile).
+        # PyTorch is only a test oracle (parity with the official PaSST and with torch.load;
+        # the .pt reader needs no torch). torch==2.13.0 is the CPU wheel; hear21passt and
+        # torchaudio are installed with --no-deps by `make install-oracle` (see Makefile).
         "oracle": ["torch==2.13.0", "timm>=0.9"],
     },
     entry_points={"console_scripts": ["keras-asc-build=tfrecords_builder.__main__:cli"]},
