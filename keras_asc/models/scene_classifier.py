@@ -393,7 +393,7 @@ class SceneClassifier(keras.Model):
 
         if weights is not None and not load_weights:
             raise UserError(f"load_weights=False contradicts weights={weights!r}; give one")
-        if os.path.isdir(preset):
+        if preset not in passt_presets and os.path.isdir(preset):  # names win over folders
             given = {"num_classes": num_classes, "frontend": frontend, "dtype": dtype}
             given = {k: v for k, v in {**given, **overrides}.items() if v is not None}
             if given or weights == "audioset":
