@@ -18,8 +18,9 @@ dirs       ``sets`` (DIR TFRecord folders, :func:`keras_asc.data.dirs.load_dirs`
            augmentation kwargs; ``null`` = no DIR augmentation
 augment    the waveform/spectrogram augmentation kwargs of ``SceneClassifier`` (Freq-MixStyle,
            mixup, ...); ``{}`` = the model's defaults
-model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (converted PaSST weights
-           file or null) + ``SceneClassifier`` kwargs overriding the preset
+model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (``audioset``, a
+           converted PaSST weights file, or null: random weights, whatever the preset) +
+           ``SceneClassifier`` kwargs overriding the preset
 loss       ICL kwargs (``icl_weight``, ``icl_alpha``, ``icl_beta``, ...); ``{}`` = plain CE
 optimizer  ``name`` (adam | adamw) + ``keras.optimizers.Adam`` / ``AdamW`` kwargs
 schedule   ``name`` (plateau | cpjku | constant) + the schedule callback kwargs
