@@ -6,6 +6,7 @@ Public API (importing the package registers every serializable layer and model, 
 are imported explicitly where needed.
 """
 
+from keras_asc import _tf_logs  # noqa: F401  (first: imports TensorFlow without its C++ noise)
 from keras_asc import augment
 from keras_asc import irgen
 from keras_asc import layers

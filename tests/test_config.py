@@ -251,8 +251,18 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
     path.write_text("data: {path: [\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(str(path))
-    with pytest.raises(UserError, match="config file not found"):
+    with pytest.raises(UserError, match=r"missing\.yaml: neither a file nor a shipped config; "
+                       r"shipped configs: .*\bicl\b.*\bmulti_icl\b"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("name", ["icl", "icl.yaml", "configs/icl.yaml", "grid/lambda_0.5"])
+def test_shipped_configs_load_by_name_from_any_directory(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    config = load_config(name, ["data.path=x"])
+    expected = load_config(os.path.join(ROOT, "configs", name.removeprefix("configs/")
+                                        .removesuffix(".yaml") + ".yaml"), ["data.path=x"])
+    assert config == expected and config["loss"]["icl_weight"] > 0
 
 
 def test_configs_directory_is_not_empty():

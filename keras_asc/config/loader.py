@@ -34,16 +34,57 @@ from keras_asc.errors import UserError
 _FLOAT_LOOKING = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
+# The shipped configs (a link to the top-level configs/ in a checkout; package data in a wheel).
+SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "configs")
+
+
+def shipped_config_names():
+    """Names of the shipped configs (``icl``, ``grid/lambda_0.5``, ...), sorted."""
+    names = []
+    for folder, _, files in os.walk(SHIPPED_CONFIGS, followlinks=True):
+        rel = os.path.relpath(folder, SHIPPED_CONFIGS)
+        for name in files:
+            if name.endswith(".yaml"):
+                stem = name[: -len(".yaml")]
+                names.append(stem if rel == "." else f"{rel}/{stem}".replace(os.sep, "/"))
+    return sorted(names)
+
+
+def resolve_config_path(name):
+    """A config file path from ``name``: an existing file, or a shipped config's name.
+
+    ``configs/icl.yaml`` (a file), ``icl`` or ``icl.yaml`` (shipped), ``grid/lambda_0.5`` all
+    work from any directory.
+
+    Raises:
+        UserError: neither a file nor a shipped config; the message lists the shipped ones.
+    """
+    if os.path.isfile(name):
+        return name
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    stem = stem.replace(os.sep, "/")
+    if stem.startswith("configs/"):
+        stem = stem[len("configs/"):]
+    if stem in shipped_config_names():
+        return os.path.join(SHIPPED_CONFIGS, *stem.split("/")) + ".yaml"
+    raise UserError(
+        f"--config {name}: neither a file nor a shipped config; shipped configs: "
+        + ", ".join(shipped_config_names())
+    )
+
+
 def load_config(path, overrides=()):
     """Reads a config file, applies ``--set`` overrides and validates it.
 
     Args:
-        path: str, the YAML file.
+        path: str, the YAML file, or the name of a shipped config (see `resolve_config_path`).
         overrides: iterable of ``"a.b=value"`` strings, applied in order.
 
     Returns:
         dict, the resolved config (see :func:`resolve_config`).
     """
+    path = resolve_config_path(os.fspath(path))
     raw = read_config_file(path)
     overridden = {}
     for text in overrides:

@@ -1,0 +1,85 @@
+"""``keras-asc <command>``: one console command for every tool of the package.
+
+Each command is a ``main(argv)`` function in the module named below, imported only when its
+command runs (``keras-asc --help`` imports none of them), and run through
+:func:`keras_asc.errors.run_cli` (a user error is one ``error: ...`` line and exit status 2).
+``scripts/*.py`` are aliases of the same functions, so ``python scripts/train.py --config
+configs/multi_icl.yaml`` and ``keras-asc train --config multi_icl`` are the same run.
+
+TensorFlow's C++ start-up logs are hidden (``keras_asc._tf_logs``); ``keras-asc --verbose ...``
+or ``KERAS_ASC_TF_LOGS=1`` shows them.
+"""
+
+import argparse
+import importlib
+import sys
+
+# command -> (module with main(argv), one-line help)
+COMMANDS = {
+    "build": ("tfrecords_builder.__main__", "raw datasets -> TFRecords (tau22, micirp, "
+              "multi-dirs, synthetic, inspect, download)"),
+    "train": ("keras_asc.training.cli", "train a scene classifier from a config (file or "
+              "shipped name) into a resumable run directory"),
+    "evaluate": ("keras_asc.evaluation.evaluate", "per-device report of runs (paper Table 3)"),
+    "probe": ("keras_asc.evaluation.probe", "device probe of a run's frozen encoder "
+              "(paper Table 2)"),
+    "predict": ("keras_asc.inference.predict", "scene predictions for audio files"),
+    "export": ("keras_asc.inference.export", "SavedModel / TFLite export, verified"),
+    "convert": ("keras_asc.convert.convert_passt", "official PaSST .pt checkpoint -> Keras "
+                "weights (no torch needed)"),
+    "grid-report": ("keras_asc.evaluation.grid", "alpha / lambda grid table (paper Table 1)"),
+    "plot-dirs": ("keras_asc.evaluation.dir_plots", "DIR frequency responses (paper Figures 1, 2)"),
+    "reproduce-miniature": ("keras_asc.experiments.driver", "CPU miniature of the paper's "
+                            "tables and claims"),
+    "irgen-train": ("keras_asc.irgen.train", "train the DIR generator"),
+    "irgen-generate": ("keras_asc.irgen.generate", "generate DIRs with a trained generator"),
+    "irgen-report": ("keras_asc.irgen.report", "report on a trained DIR generator"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-asc",
+        description="Device-robust acoustic scene classification (PaSST, ICL, DIR "
+        "augmentation). 'keras-asc COMMAND --help' shows a command's options.",
+    )
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ logs (hidden by default)")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _load(command):
+    from keras_asc.errors import UserError
+
+    module_name = COMMANDS[command][0]
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserError(
+            f"command {command!r} is unavailable: module {module_name} cannot be imported ({err})"
+        ) from None
+
+
+def main(argv=None):
+    """Runs ``keras-asc [--verbose] COMMAND [ARGS...]``; returns the exit status."""
+    from keras_asc.errors import run_cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the command is the command's own: parse only up to it.
+    index = next((i for i, a in enumerate(argv) if a in COMMANDS), len(argv))
+    args = build_parser().parse_args(argv[: index + 1])
+    command_argv = argv[index + 1 :]
+    if args.command == "build":
+        from tfrecords_builder.__main__ import main as build_main
+
+        return run_cli(build_main, command_argv)
+    return run_cli(lambda a: _load(args.command).main(a), command_argv)
+
+
+def cli():
+    """Console-script entry point (``keras-asc``)."""
+    sys.exit(main())
