@@ -1,13 +1,29 @@
 # keras-asc: the two README commands are `make demo` and `make test`.
-PYTHON ?= python3
+SYSTEM_PYTHON ?= python3
+# A system Python that is externally managed (PEP 668: Debian/Ubuntu's, Homebrew's) refuses pip
+# installs; there every target runs in a virtual environment made here, .venv (seeing the system's
+# packages, so what is installed already is not downloaded again). Elsewhere (an activated venv,
+# conda, pyenv, CI) the Python on the PATH is used as it is.
+EXTERNALLY_MANAGED := $(shell $(SYSTEM_PYTHON) -c "import os, sys, sysconfig; print(int(sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))))" 2>/dev/null)
+ifeq ($(EXTERNALLY_MANAGED),1)
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+else
+PYTHON ?= $(SYSTEM_PYTHON)
+endif
 PIP ?= $(PYTHON) -m pip
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
 .PHONY: install install-oracle lint test demo bench clean
 
-install:
+install: $(if $(VENV),$(VENV)/bin/python)
 	$(PIP) install -q -e ".[dev]"
+
+ifdef VENV
+$(VENV)/bin/python:
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+endif
 
 # The PyTorch parity oracle: the CPU torch wheel, timm, and hear21passt/torchaudio without their
 # (CUDA-pulling) dependencies. Only tests and the checkpoint converter use it.
@@ -39,4 +55,4 @@ bench: install-oracle
 	$(PYTHON) benchmarks/bench_model.py
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache $(VENV)
