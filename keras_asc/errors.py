@@ -1,5 +1,6 @@
 """User-facing errors and the command-line wrapper that reports them without a traceback."""
 
+import importlib
 import sys
 
 
@@ -23,3 +24,17 @@ def run_cli(main, argv=None):
         print("interrupted", file=sys.stderr)
         return 130
     return 0 if code is None else int(code)
+
+
+def import_command(command, module_name):
+    """Imports the module of CLI command ``command``; a broken one breaks only that command.
+
+    Raises:
+        UserError: the module cannot be imported (the message names the command and module).
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserError(
+            f"command {command!r} is unavailable: module {module_name} cannot be imported ({err})"
+        ) from None

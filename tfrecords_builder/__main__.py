@@ -6,7 +6,6 @@ so a missing or broken module breaks only its own command.
 """
 
 import argparse
-import importlib
 import sys
 
 # command -> (module, one-line help)
@@ -30,15 +29,9 @@ COMMANDS = {
 
 
 def _load(command):
-    from keras_asc.errors import UserError
+    from keras_asc.errors import import_command
 
-    module_name = COMMANDS[command][0]
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as err:
-        raise UserError(
-            f"command {command!r} is unavailable: module {module_name} cannot be imported ({err})"
-        ) from None
+    return import_command(command, COMMANDS[command][0])
 
 
 def build_parser(command=None):

@@ -11,7 +11,6 @@ or ``KERAS_ASC_TF_LOGS=1`` shows them.
 """
 
 import argparse
-import importlib
 import sys
 
 # command -> (module with main(argv), one-line help)
@@ -52,18 +51,6 @@ def build_parser():
     return parser
 
 
-def _load(command):
-    from keras_asc.errors import UserError
-
-    module_name = COMMANDS[command][0]
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as err:
-        raise UserError(
-            f"command {command!r} is unavailable: module {module_name} cannot be imported ({err})"
-        ) from None
-
-
 def main(argv=None):
     """Runs ``keras-asc [--verbose] COMMAND [ARGS...]``; returns the exit status."""
     from keras_asc.errors import run_cli
@@ -77,7 +64,12 @@ def main(argv=None):
         from tfrecords_builder.__main__ import main as build_main
 
         return run_cli(build_main, command_argv)
-    return run_cli(lambda a: _load(args.command).main(a), command_argv)
+    from keras_asc.errors import import_command
+
+    # Imported inside run_cli, so that a broken command is one error line too.
+    return run_cli(
+        lambda a: import_command(args.command, COMMANDS[args.command][0]).main(a), command_argv
+    )
 
 
 def cli():
