@@ -268,6 +268,15 @@ def _drop_row(root):
                  lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line))
 
 
+def _drop_column(path, column):
+    def drop(text):
+        rows = [line.split("\t") for line in text.splitlines()]
+        at = rows[0].index(column)
+        return "".join("\t".join(r[:at] + r[at + 1:]) + "\n" for r in rows)
+
+    _rewrite(path, drop)
+
+
 def _rename_device(root):
     shutil.rmtree(root)
     write_tau22(root, [("train", "bus", "paris", 21, 7, "d"),
@@ -330,6 +339,13 @@ BAD_INPUTS = {
         line for line in t.splitlines(True) if FIRST not in line)),
         r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): file is not "
         r"listed in meta\.csv"),
+    "meta.csv without scene_label": (lambda r: _drop_column(os.path.join(r, "meta.csv"),
+                                                            "scene_label"),
+                                     r"meta\.csv line 1: missing column 'scene_label'"),
+    "train split without any label": (lambda r: [
+        os.remove(os.path.join(r, "meta.csv")),
+        _drop_column(os.path.join(r, "evaluation_setup/fold1_train.csv"), "scene_label")],
+        r"fold1_train\.csv: no row has a scene label .*expected a labelled training split"),
     "no dataset folder": (lambda r: shutil.rmtree(r),
                           r"no meta\.csv or evaluation_setup/ in it or one folder down"),
 }
