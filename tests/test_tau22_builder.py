@@ -1,5 +1,6 @@
 """tau22 builder: manifest counts, 1s/10s views, bad inputs, skip, kill, determinism."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -466,6 +467,77 @@ def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
         "train-1s.tfrecord-00000-of-00002", "train-1s.tfrecord-00001-of-00002"]
     assert len(read_view(out, info, "train", "1s")) == 80
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
+
+
+def _children(pid):
+    """``{pid: command line}`` of the live (not zombie) child processes of ``pid`` (Linux)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = command
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_main_process_ends_its_workers(sig, tmp_path):
+    """Only the build's main process gets the signal: its workers and the multiprocessing
+    resource tracker must not outlive it; SIGTERM says so and cleans up like Ctrl-C."""
+    root = tmp_path / "source"
+    write_tau22(str(root), [("train", vocab.SCENES[i % 10], "lisbon", i, i, "a")
+                            for i in range(12)] + [("evaluate", "park", "helsinki", 5, 90, "b")])
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfrecords_builder", "tau22", "--source", str(root), "--out",
+             str(out), "--workers", "2"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            children = _children(proc.pid)
+            workers = [p for p, c in children.items() if "spawn_main" in c]
+            if len(workers) == 2 and any("resource_tracker" in c for c in children.values()):
+                break
+            assert proc.poll() is None, "the build ended before its workers were seen"
+            assert time.monotonic() < deadline, children
+            time.sleep(0.01)
+        os.kill(proc.pid, sig)  # the main process only
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [children[p] for p in children if _alive(p)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if sig == signal.SIGTERM:
+        err = log.read_text()
+        assert proc.returncode == 143
+        assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+        assert sorted(os.listdir(tmp_path)) == ["source", "stderr.txt"]  # no temp folder, lock
+    else:
+        assert proc.returncode == -signal.SIGKILL
 
 
 # === Builder infrastructure ===
