@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -385,6 +386,47 @@ def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: evaluation_setup/fold1_train.csv line 5: listed file")
     assert "Traceback" not in err
+
+
+def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_path, monkeypatch):
+    import errno
+
+    from tfrecords_builder import tfrecord_io
+
+    out = tmp_path / "out"
+    tau22.build(tiny_tau, out, workers=0, progress=False)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tfrecord_io, "_write_all", full)
+    with pytest.raises(UserError, match=r"^the build of .*out failed \(No space left on device\); "
+                       r".*out is unchanged and the temporary folder was removed"):
+        tau22.build(tiny_tau, out, workers=0, progress=False)
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    assert sorted(os.listdir(tmp_path)) == ["out", "source"]
+
+
+def test_write_failure_in_a_worker_is_one_line_exit_2(tiny_tau, tmp_path):
+    """A real write failure in the worker processes (file-size limit, EFBIG at the system call,
+    inherited by the workers): one line, exit 2, nothing left behind."""
+    out = tmp_path / "out"
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50000, 50000)); "
+        f"sys.argv = ['x', 'tau22', '--source', {str(tiny_tau)!r}, '--out', {str(out)!r}, "
+        "'--workers', '1', '--shards', '1']; "
+        "from tfrecords_builder.__main__ import cli; cli()"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.fullmatch(r"error: the build of .*out failed \(File too large\); .*out is "
+                        r"unchanged and the temporary folder was removed; expected free space "
+                        r"and a writable output location\n", result.stderr), result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["source"]
 
 
 # === --on-error skip ===
