@@ -176,6 +176,10 @@ BAD_INPUTS = {
     "bit-flipped evaluate shard": (
         lambda d, r, m: _flip_byte(d / EVAL_SHARD, 5000),
         r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at byte \d+ \(data checksum"),
+    "garbage history.json": (
+        lambda d, r, m: (r / "history.json").write_text('{"epoch": 1'),
+        r"history\.json: not a valid history \(.*\); expected the per-epoch JSON list this run "
+        r"wrote"),
     "disk full at the checkpoint": (
         lambda d, r, m: _disk_full(m),
         r"training stopped: cannot write \S+ \(No space left on device\); .*run keeps the last "
@@ -267,3 +271,11 @@ def test_sigterm_stops_training_like_ctrl_c_and_stale_temp_files_go(base, tmp_pa
     assert run_cli(lambda argv: train(config, str(run)) and 0) == 0
     assert json.loads((run / "checkpoints/state.json").read_text())["epoch"] == 2
     assert sorted(n for n in left + kept if (run / n).exists()) == sorted(kept)
+
+
+def test_run_dir_under_a_file_is_one_clear_error(base, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"--run-dir .*file/run: cannot write .*file/run \(Not a "
+                       r"directory\); expected a writable folder with free space"):
+        train(tiny_config(base[0], 1), str(tmp_path / "file" / "run"))
+    assert sorted(os.listdir(tmp_path)) == ["file"]

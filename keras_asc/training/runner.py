@@ -160,8 +160,16 @@ def _read_history(run_dir, epochs_done):
 
     if not os.path.isfile(run_dir.history_json):
         return []
-    with open(run_dir.history_json, encoding="utf-8") as f:
-        history = json.load(f)
+    try:
+        with open(run_dir.history_json, encoding="utf-8") as f:
+            history = json.load(f)
+        if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+            raise ValueError("not a list of per-epoch objects")
+    except ValueError as err:
+        raise UserError(
+            f"{run_dir.history_json}: not a valid history ({err}); expected the per-epoch JSON "
+            f"list this run wrote; move {run_dir.path} away to start the run again"
+        ) from None
     # history.json is written just before the state commit: drop rows of an uncommitted epoch.
     return [row for row in history if row.get("epoch", 0) <= epochs_done]
 
