@@ -19,7 +19,12 @@ point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` 
 to, which were completely written before it, and the previous epoch's resume files are deleted
 only after it. A run killed at any moment therefore resumes from a consistent epoch: the last
 one whose ``state.json`` was committed. ``last.weights.h5`` is a hard link to the committed
-resume weights (a copy where links are not supported).
+resume weights (a copy where links are not supported). The temporary files a kill leaves
+behind, anywhere in the run directory, are removed when the run starts again
+(:func:`remove_stale_temp_files`). A write that fails (a full disk) raises
+:class:`RunWriteError` naming the file, with its temporary file removed and the committed
+files untouched; weights are built in memory first because HDF5 crashes the interpreter after
+a failed write.
 """
 
 import contextlib
