@@ -176,6 +176,11 @@ BAD_INPUTS = {
     "bit-flipped evaluate shard": (
         lambda d, r, m: _flip_byte(d / EVAL_SHARD, 5000),
         r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at byte \d+ \(data checksum"),
+    "train split without labels (info.json)": (
+        lambda d, r, m: (d / "info.json").write_text(json.dumps({"builder": "tau22", "splits": {
+            "train": {"views": {"10s": {"num_examples": 40, "counts": {"a": {"unknown": 40}}}}}}})),
+        r"data\.path .*data: 40 records of split 'train' view '10s' have no scene label "
+        r"\(info\.json counts them under scene 'unknown'\); expected a labelled training split"),
     "garbage history.json": (
         lambda d, r, m: (r / "history.json").write_text('{"epoch": 1'),
         r"history\.json: not a valid history \(.*\); expected the per-epoch JSON list this run "

@@ -495,6 +495,7 @@ def make_datasets(
     eval_files = shard_files(path, eval_split, "1s")
     info = read_info(path)
     # A broken shard is named now, not as a TensorFlow error hours into the run.
+    _check_labelled(path, info, train_split, train_view)
     num_train = check_shards(train_files, info, train_split, train_view)
     num_eval = check_shards(eval_files, info, eval_split, "1s")
     if max_train_examples is not None:
@@ -577,6 +578,24 @@ def make_datasets(
         sample_rate=sample_rate,
         files=train_files + eval_files,
     )
+
+
+def _check_labelled(path, info, split, view):
+    """Refuses training records without a scene label (scene id -1), as info.json counts them.
+
+    Without this, training stops inside TensorFlow with "Received a label value of -1".
+    """
+    try:
+        counts = info["splits"][split]["views"][view]["counts"]
+        unlabelled = sum(row.get("unknown", 0) for row in counts.values())
+    except (KeyError, TypeError, AttributeError):
+        return
+    if unlabelled:
+        raise UserError(
+            f"data.path {path}: {unlabelled} records of split {split!r} view {view!r} have no "
+            "scene label (info.json counts them under scene 'unknown'); expected a labelled "
+            "training split (rebuild it from CSVs with scene_label)"
+        )
 
 
 def _info_count(info, split, view):
