@@ -61,7 +61,9 @@ def _exit_with_parent(parent):
     Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` makes the kernel kill the worker with its
     parent. Everywhere (and in case the parent died before the ``prctl``): a daemon thread
     polls ``os.getppid()``, which changes when the parent is gone. Without this the workers,
-    and the multiprocessing resource tracker they keep open, outlive a killed build.
+    and the multiprocessing resource tracker they keep open, outlive a killed build. (The
+    kernel signals on the exit of the *thread* that started the worker: a :class:`WorkerPool`
+    is created in the thread that uses it, which every builder does.)
     """
     import ctypes
     import signal
