@@ -1,7 +1,10 @@
 """User-facing errors and the command-line wrapper that reports them without a traceback."""
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 
 
 class UserError(Exception):
@@ -13,13 +16,46 @@ class UserError(Exception):
     """
 
 
-def run_cli(main, argv=None):
-    """Runs ``main(argv)`` and turns a :class:`UserError` into ``error: ...`` and exit code 2."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by :func:`run_cli`.
+
+    A subclass of ``KeyboardInterrupt``, so every cleanup that runs for Ctrl-C (temporary
+    folders removed, worker pools stopped, locks released) runs for a SIGTERM too.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Raises :class:`Terminated` on SIGTERM inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        code = main(argv)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_cli(main, argv=None):
+    """Runs ``main(argv)`` and turns a :class:`UserError` into ``error: ...`` and exit code 2.
+
+    Ctrl-C prints ``interrupted`` (exit 130); SIGTERM is handled the same way and prints
+    ``terminated`` (exit 143, the shell's 128 + 15).
+    """
+    try:
+        with _sigterm_as_interrupt():
+            code = main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -221,3 +221,34 @@ def test_shipped_table_is_complete():
     assert len(by["micirp"]) == 66
     assert by["multi-dirs"][0].md5 == "c66c4f46be850aa25022145431b93caa"
     assert Path(download.DEFAULT_TABLE).exists()
+
+
+OVERSIZED = {  # the table says 1000 bytes; the server has 24 MiB
+    "announced by Content-Length": (False, r"the server announces 25165824 bytes, more than the "
+                                           r"expected 1000"),
+    "streamed without a length": (True, r"the server sent 1048576 bytes or more, more than the "
+                                        r"expected 1000"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERSIZED))
+def test_download_stops_when_more_than_the_expected_size_arrives(case, server, tmp_path):
+    import time
+
+    no_length, message = OVERSIZED[case]
+    server.files["meta.zip"] = b"m" * 1000
+    table = _table(tmp_path, server, [("tau22", "meta.zip", ROOT, None)])
+    server.files["meta.zip"] = b"M" * (24 << 20)
+    if no_length:
+        server.no_length.add("meta.zip")
+    out = tmp_path / "data"
+    with pytest.raises(UserError, match=r"download of meta\.zip from http://127\.0\.0\.1:\d+/"
+                       r"meta\.zip stopped: " + message + r"; the mirror or the checksum table "
+                       r"is wrong \(.*meta\.zip\.part removed\)"):
+        download.download_dataset("tau22", out, table=table)
+    deadline = time.monotonic() + 10
+    while "meta.zip" not in server.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.sent["meta.zip"] < (8 << 20)  # stopped early (socket buffers hold a few MB)
+    assert len(server.log) == 1  # not retried
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name != ".keras_asc_download.json"]

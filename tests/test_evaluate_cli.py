@@ -8,6 +8,8 @@ builders' record encoder (``keras_asc.data.schema.encode_audio_example``).
 import csv
 import json
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -265,6 +267,71 @@ def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
     assert "config.yaml: no data.path; pass the TFRecord folder with --data" in (
         capsys.readouterr().err
     )
+
+
+def _other_model_run(workspace, folder):
+    import keras
+
+    folder = folder / "other-run"
+    os.makedirs(folder)
+    inputs = keras.Input((CLIP,))
+    keras.Model(inputs, keras.layers.Dense(10)(inputs[:, :8]), name="plain").save(
+        folder / "model.keras")  # a valid Keras model, not a scene classifier
+    (folder / "config.yaml").write_text(f"data: {{path: {workspace['data']}}}\n")
+    return ["--run", str(folder)]
+
+
+def _damaged_data(workspace, folder, damage):
+    data = folder / "tau"
+    shutil.copytree(workspace["data"], data)
+    damage(str(data / "evaluate-1s.tfrecord-00000-of-00001"))
+    return ["--run", str(workspace["run_a"]), "--data", str(data), "--no-plots"]
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 100)
+
+
+def _flip(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        value = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([value ^ 1]))
+
+
+def _out_under_a_file(workspace, folder):
+    (folder / "file").write_text("x")
+    return ["--run", str(workspace["run_a"]), "--no-plots", "--out",
+            str(folder / "file" / "report.json")]
+
+
+EVALUATE_BAD_INPUTS = {
+    "model of another kind": (_other_model_run,
+                              r"model\.keras: model 'plain' has no 'logits' output; expected a "
+                              r"keras_asc SceneClassifier"),
+    "truncated evaluate shard": (lambda w, f: _damaged_data(w, f, _truncate),
+                                 r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the record "
+                                 r"at byte \d+ ends at byte \d+, the file has \d+ bytes"),
+    "bit-flipped evaluate shard": (lambda w, f: _damaged_data(w, f, _flip),
+                                   r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at "
+                                   r"byte \d+ \(data checksum mismatch\)"),
+    "--out under a file": (_out_under_a_file,
+                           r"--out .*file/report\.json: cannot write in .*file \(.*\); expected "
+                           r"a writable folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_BAD_INPUTS))
+def test_evaluate_bad_input_one_clear_error(case, workspace, tmp_path, capsys):
+    make_args, message = EVALUATE_BAD_INPUTS[case]
+    argv = make_args(workspace, tmp_path)
+    assert run_cli(evaluate.main, argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the progress bar
+    assert re.match(f"error: .*{message}", last) and "Traceback" not in err, err
+    assert not [n for _, _, names in os.walk(tmp_path) for n in names if ".tmp-" in n]
 
 
 def test_probe_devices_cli(workspace, capsys, tmp_path):

@@ -1,10 +1,12 @@
 """scripts/export.py: SavedModel/TFLite parity, quantisation, atomic output, parameters and MACs."""
 
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from _fs import read_only
 
 from keras_asc.errors import UserError
 from keras_asc.errors import run_cli
@@ -217,3 +219,36 @@ def test_complexity_passt_s():
     assert complexity.preset_complexity("passt_s_swa_p16_128_ap476", 527)["params"] == (
         86_153_758 - 405_263
     )
+
+
+def _under_a_file(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    return tmp_path / "file" / "model.tflite"
+
+
+def _in_read_only_folder(tmp_path, monkeypatch):
+    (tmp_path / "ro").mkdir()
+    read_only(monkeypatch, tmp_path / "ro")
+    return tmp_path / "ro" / "model.tflite"
+
+
+OUT_BAD_INPUTS = {
+    "--out in a read-only folder": (_in_read_only_folder,
+                                    r"--out .*ro/model\.tflite: cannot write in .*ro "
+                                    r"\(Permission denied\); expected a writable folder"),
+    "--out under a file": (_under_a_file,
+                           r"--out .*file/model\.tflite: cannot write in .*file \(.*\); "
+                           r"expected a writable folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_BAD_INPUTS))
+def test_unwritable_out_one_clear_error(case, tiny, tmp_path, monkeypatch, capsys):
+    make_out, message = OUT_BAD_INPUTS[case]
+    out = make_out(tmp_path, monkeypatch)
+    before = sorted(os.listdir(tmp_path))
+    argv = ["--model", tiny[1], "--format", "tflite", "--out", str(out)]
+    assert run_cli(export.main, argv) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"error: {message}\n", err), err
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, no temp folder

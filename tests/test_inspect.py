@@ -67,6 +67,35 @@ def test_verify_detects_tampering(built):
         inspect_cmd.inspect(built)
 
 
+def _cut(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 100)
+
+
+def _flip(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        value = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([value ^ 1]))
+
+
+DAMAGED_SHARDS = {
+    "truncated shard": (_cut, r"train-10s\.tfrecord-00000-of-00001: truncated: the record at "
+                              r"byte \d+ ends at byte \d+, the file has \d+ bytes"),
+    "bit-flipped shard": (_flip, r"train-10s\.tfrecord-00000-of-00001: corrupted record at byte "
+                                 r"\d+ \(data checksum mismatch\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_SHARDS))
+def test_verify_names_a_damaged_shard(case, built):
+    damage, message = DAMAGED_SHARDS[case]
+    damage(built / "train-10s.tfrecord-00000-of-00001")
+    with pytest.raises(UserError, match=message + r"; expected a complete TFRecord shard"):
+        inspect_cmd.inspect(built, verify=True)
+
+
 def test_not_an_output_folder(tmp_path):
     with pytest.raises(UserError, match=r"info\.json does not exist; expected a finished"):
         inspect_cmd.inspect(tmp_path)

@@ -1,7 +1,9 @@
 """tau22 builder: manifest counts, 1s/10s views, bad inputs, skip, kill, determinism."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -268,6 +270,15 @@ def _drop_row(root):
                  lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line))
 
 
+def _drop_column(path, column):
+    def drop(text):
+        rows = [line.split("\t") for line in text.splitlines()]
+        at = rows[0].index(column)
+        return "".join("\t".join(r[:at] + r[at + 1:]) + "\n" for r in rows)
+
+    _rewrite(path, drop)
+
+
 def _rename_device(root):
     shutil.rmtree(root)
     write_tau22(root, [("train", "bus", "paris", 21, 7, "d"),
@@ -330,6 +341,13 @@ BAD_INPUTS = {
         line for line in t.splitlines(True) if FIRST not in line)),
         r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): file is not "
         r"listed in meta\.csv"),
+    "meta.csv without scene_label": (lambda r: _drop_column(os.path.join(r, "meta.csv"),
+                                                            "scene_label"),
+                                     r"meta\.csv line 1: missing column 'scene_label'"),
+    "train split without any label": (lambda r: [
+        os.remove(os.path.join(r, "meta.csv")),
+        _drop_column(os.path.join(r, "evaluation_setup/fold1_train.csv"), "scene_label")],
+        r"fold1_train\.csv: no row has a scene label .*expected a labelled training split"),
     "no dataset folder": (lambda r: shutil.rmtree(r),
                           r"no meta\.csv or evaluation_setup/ in it or one folder down"),
 }
@@ -368,6 +386,47 @@ def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: evaluation_setup/fold1_train.csv line 5: listed file")
     assert "Traceback" not in err
+
+
+def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_path, monkeypatch):
+    import errno
+
+    from tfrecords_builder import tfrecord_io
+
+    out = tmp_path / "out"
+    tau22.build(tiny_tau, out, workers=0, progress=False)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tfrecord_io, "_write_all", full)
+    with pytest.raises(UserError, match=r"^the build of .*out failed \(No space left on device\); "
+                       r".*out is unchanged and the temporary folder was removed"):
+        tau22.build(tiny_tau, out, workers=0, progress=False)
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    assert sorted(os.listdir(tmp_path)) == ["out", "source"]
+
+
+def test_write_failure_in_a_worker_is_one_line_exit_2(tiny_tau, tmp_path):
+    """A real write failure in the worker processes (file-size limit, EFBIG at the system call,
+    inherited by the workers): one line, exit 2, nothing left behind."""
+    out = tmp_path / "out"
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50000, 50000)); "
+        f"sys.argv = ['x', 'tau22', '--source', {str(tiny_tau)!r}, '--out', {str(out)!r}, "
+        "'--workers', '1', '--shards', '1']; "
+        "from tfrecords_builder.__main__ import cli; cli()"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.fullmatch(r"error: the build of .*out failed \(File too large\); .*out is "
+                        r"unchanged and the temporary folder was removed; expected free space "
+                        r"and a writable output location\n", result.stderr), result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["source"]
 
 
 # === --on-error skip ===
@@ -450,6 +509,77 @@ def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
         "train-1s.tfrecord-00000-of-00002", "train-1s.tfrecord-00001-of-00002"]
     assert len(read_view(out, info, "train", "1s")) == 80
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
+
+
+def _children(pid):
+    """``{pid: command line}`` of the live (not zombie) child processes of ``pid`` (Linux)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = command
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_main_process_ends_its_workers(sig, tmp_path):
+    """Only the build's main process gets the signal: its workers and the multiprocessing
+    resource tracker must not outlive it; SIGTERM says so and cleans up like Ctrl-C."""
+    root = tmp_path / "source"
+    write_tau22(str(root), [("train", vocab.SCENES[i % 10], "lisbon", i, i, "a")
+                            for i in range(12)] + [("evaluate", "park", "helsinki", 5, 90, "b")])
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfrecords_builder", "tau22", "--source", str(root), "--out",
+             str(out), "--workers", "2"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            children = _children(proc.pid)
+            workers = [p for p, c in children.items() if "spawn_main" in c]
+            if len(workers) == 2 and any("resource_tracker" in c for c in children.values()):
+                break
+            assert proc.poll() is None, "the build ended before its workers were seen"
+            assert time.monotonic() < deadline, children
+            time.sleep(0.01)
+        os.kill(proc.pid, sig)  # the main process only
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [children[p] for p in children if _alive(p)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if sig == signal.SIGTERM:
+        err = log.read_text()
+        assert proc.returncode == 143
+        assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+        assert sorted(os.listdir(tmp_path)) == ["source", "stderr.txt"]  # no temp folder, lock
+    else:
+        assert proc.returncode == -signal.SIGKILL
 
 
 # === Builder infrastructure ===

@@ -81,6 +81,10 @@ def _scan(out, entry, audio):
             if audio:
                 for device, scene in zip(batch["device"], batch["scene"]):
                     counts[(device.decode() or UNKNOWN, scene.decode() or UNKNOWN)] += 1
+    except tf.errors.DataLossError as err:  # a truncated or corrupted shard: name it
+        from keras_asc.data.pipeline import data_loss_error
+
+        raise data_loss_error(err, files) from None
     except tf.errors.OpError as err:
         raise UserError(f"{out}: cannot read the records of {entry['shards'][0]}...: "
                         f"{err.message}") from None

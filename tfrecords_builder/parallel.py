@@ -14,6 +14,7 @@ the same few large arrays.
 """
 
 import collections
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -54,7 +55,38 @@ def _keep_freed_memory():
         pass
 
 
-def _init_worker(locations, warm=()):
+def _exit_with_parent(parent):
+    """Ends this worker when process ``parent`` dies, however it dies (SIGKILL included).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` makes the kernel kill the worker with its
+    parent. Everywhere (and in case the parent died before the ``prctl``): a daemon thread
+    polls ``os.getppid()``, which changes when the parent is gone. Without this the workers,
+    and the multiprocessing resource tracker they keep open, outlive a killed build. (The
+    kernel signals on the exit of the *thread* that started the worker: a :class:`WorkerPool`
+    is created in the thread that uses it, which every builder does.)
+    """
+    import ctypes
+    import signal
+    import threading
+    import time
+
+    pr_set_pdeathsig = 1  # from linux/prctl.h
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(locations, warm=(), parent=None):
+    if parent is not None:
+        _exit_with_parent(parent)
     _keep_freed_memory()
     _register_bare_packages(locations)
     for name in warm:
@@ -133,7 +165,7 @@ class WorkerPool:
             mp_context=context,
             initializer=_init_worker,
             # the packages are found here, so workers skip the search
-            initargs=(_package_locations(), tuple(warm)),
+            initargs=(_package_locations(), tuple(warm), os.getpid()),
         )
         # The executor starts a process per submitted task until it has ``workers``: one
         # empty task each starts them all now.

@@ -232,9 +232,9 @@ class _Table:
             yield start, names, self.lines[start:stop].tolist()
 
 
-def _values(path, display, label_columns):
-    """``(line, [filename, *labels])`` of each row of a CSV with a ``filename`` column."""
-    return csvutil.iter_tsv_values(path, ["filename"], ["filename", *label_columns],
+def _values(path, display, label_columns, required=("filename",)):
+    """``(line, [filename, *labels])`` of each row of a CSV with (at least) ``required``."""
+    return csvutil.iter_tsv_values(path, list(required), ["filename", *label_columns],
                                    display=display)
 
 
@@ -311,7 +311,10 @@ def _read_meta(root, policy):
     path = os.path.join(root, "meta.csv")
     if not os.path.isfile(path):
         return None, None
-    table = _Table(_values(path, "meta.csv", _Meta.COLUMNS), _Meta.COLUMNS)
+    # meta.csv exists to give labels: one without scene_label is a broken file, not an
+    # unlabelled corpus (that would build a training split whose scenes are all unknown).
+    table = _Table(_values(path, "meta.csv", _Meta.COLUMNS, ("filename", "scene_label")),
+                   _Meta.COLUMNS)
     first = _first_occurrence(table.names)
     duplicates = np.flatnonzero(first != np.arange(len(first)))
     for at in duplicates.tolist():  # in file order
@@ -921,6 +924,10 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
         plans[split] = (display, _plan_split(split, table, display, root, meta, policy))
     del table, evaluate_names, meta
     _check_disjoint(plans)
+    if "train" in plans and not plans["train"][1].labelled:
+        display = plans["train"][0]
+        raise UserError(f"{display}: no row has a scene label (no 'scene_label' column, and no "
+                        "meta.csv row gives one); expected a labelled training split")
 
     # Everything that can be checked without decoding audio is checked before any output exists.
     work, splits_info, view_sizes = [], {}, {}

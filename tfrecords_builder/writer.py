@@ -370,6 +370,15 @@ class OutputDir:
                 shutil.rmtree(self.tmp, ignore_errors=True)
         finally:
             self._release()
+        if isinstance(exc, OSError) and not self._finished:
+            # A full disk (or another write failure, here or in a worker process): one line,
+            # not a traceback. The temporary folder is gone and OUT is as it was.
+            where = f" on {exc.filename}" if exc.filename else ""
+            raise UserError(
+                f"the build of {self.out} failed{where} ({exc.strerror or exc}); "
+                f"{self.out} is unchanged and the temporary folder was removed; expected "
+                "free space and a writable output location"
+            ) from None
         return False
 
     # --- writing -----------------------------------------------------------------------------

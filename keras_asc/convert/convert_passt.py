@@ -90,10 +90,19 @@ def convert_checkpoint(checkpoint, out, num_classes=None, arch=None):
 
 
 def main(argv=None):
+    from keras_asc.evaluation.runs import check_writable
+
     args = build_parser().parse_args(argv)
-    result = convert_checkpoint(
-        args.checkpoint, args.out, num_classes=args.num_classes, arch=args.arch
-    )
+    check_writable(args.out)  # before the checkpoint is read and converted
+    try:
+        result = convert_checkpoint(
+            args.checkpoint, args.out, num_classes=args.num_classes, arch=args.arch
+        )
+    except OSError as err:  # e.g. a full disk while writing the weights
+        where = f" {err.filename}" if err.filename else ""
+        raise UserError(f"--out {args.out}: the conversion failed on a file{where} "
+                        f"({err.strerror or err}); expected a writable folder with free "
+                        "space") from None
     head = (
         "new classifier (head.1 dropped, head.0 loaded)"
         if result["new_classifier"]

@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import re
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +45,7 @@ class Datasets:
         num_train_examples: int, training recordings (before ``windows_per_recording``).
         num_eval_examples: int, evaluation clips.
         sample_rate: int, the audio sample rate of the TFRecords.
+        files: list of str, every shard read (to name one in a data-loss error).
     """
 
     def __init__(self, **kwargs):
@@ -95,6 +97,103 @@ def count_records(files):
     """Number of records in TFRecord files (reads them once)."""
     dataset = tf.data.TFRecordDataset(files)
     return int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+_FRAME_HEADER = struct.Struct("<QI")  # record length, masked CRC-32C of the length
+_REBUILD = "expected a complete TFRecord shard; rebuild the folder with python -m tfrecords_builder"
+
+
+def _masked_crc32c(data):
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def shard_problem(path, check_data=False):
+    """What is wrong with one TFRecord file's framing, or None when it is sound.
+
+    Walks the record headers (length and its checksum): a truncated or overwritten file is
+    found with one 12-byte read per record. ``check_data`` also verifies every record's data
+    checksum (reads the whole file: what finds a flipped bit; used after TensorFlow reported
+    a data loss, to name the file).
+
+    Returns:
+        ``(record count, None)`` or ``(None, problem)`` with ``problem`` one phrase.
+    """
+    size = os.path.getsize(path)
+    offset, count = 0, 0
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(_FRAME_HEADER.size)
+            if len(header) < _FRAME_HEADER.size:
+                return None, f"truncated: the file ends inside the record header at byte {offset}"
+            length, crc = _FRAME_HEADER.unpack(header)
+            if _masked_crc32c(header[:8]) != crc:
+                return None, f"corrupted record header at byte {offset}"
+            end = offset + _FRAME_HEADER.size + length + 4
+            if end > size:
+                return None, (f"truncated: the record at byte {offset} ends at byte {end}, the "
+                              f"file has {size} bytes")
+            if check_data:
+                data, data_crc = f.read(length), f.read(4)
+                if _masked_crc32c(data) != struct.unpack("<I", data_crc)[0]:
+                    return None, f"corrupted record at byte {offset} (data checksum mismatch)"
+            offset, count = end, count + 1
+    return count, None
+
+
+def check_shards(files, info=None, split=None, view=None):
+    """Checks the shards of a split before a long run (cheap: record headers only).
+
+    Args:
+        files: shard paths.
+        info: the folder's ``info.json`` (or None); when it has the view's ``num_examples``
+            the records found must add up to it (finds a shard cut at a record boundary).
+        split, view: the split and view of ``files`` (for ``info`` and messages).
+
+    Returns:
+        the number of records in ``files``.
+
+    Raises:
+        UserError: naming the first broken shard, or the view whose count differs.
+    """
+    counts = []
+    for path in files:
+        count, problem = shard_problem(path)
+        if problem is not None:
+            raise UserError(f"{path}: {problem}; {_REBUILD}")
+        counts.append(count)
+    expected = _info_count(info, split, view)
+    if expected is not None and sum(counts) != expected:
+        held = ", ".join(f"{os.path.basename(f)}: {n}" for f, n in zip(files, counts))
+        raise UserError(
+            f"{os.path.dirname(files[0])}: split {split!r} view {view!r} holds {sum(counts)} "
+            f"records but info.json records {expected} ({held}); a shard is truncated or "
+            "replaced; rebuild the folder with python -m tfrecords_builder"
+        )
+    return sum(counts)
+
+
+def data_loss_error(err, files):
+    """A :class:`UserError` for a ``tf.errors.DataLossError`` met while reading ``files``.
+
+    TensorFlow's message names a byte offset but not the file: every shard's checksums are
+    verified here to name it.
+    """
+    detail = str(getattr(err, "message", err)).strip().splitlines()[0]
+    detail = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", detail)
+    for path in files:
+        try:
+            _, problem = shard_problem(path, check_data=True)
+        except OSError as os_err:
+            problem = f"cannot be read ({os_err.strerror})"
+        if problem is not None:
+            return UserError(f"{path}: {problem}; {_REBUILD}")
+    folders = sorted({os.path.dirname(f) for f in files})
+    return UserError(f"reading the TFRecords of {', '.join(folders)} failed ({detail}); "
+                     f"{_REBUILD}")
 
 
 def _epoch_seed(seed, epoch, salt):
@@ -395,8 +494,10 @@ def make_datasets(
     train_files = shard_files(path, train_split, train_view)
     eval_files = shard_files(path, eval_split, "1s")
     info = read_info(path)
-    num_train = _num_examples(info, train_split, train_view, train_files)
-    num_eval = _num_examples(info, eval_split, "1s", eval_files)
+    # A broken shard is named now, not as a TensorFlow error hours into the run.
+    _check_labelled(path, info, train_split, train_view)
+    num_train = check_shards(train_files, info, train_split, train_view)
+    num_eval = check_shards(eval_files, info, eval_split, "1s")
     if max_train_examples is not None:
         num_train = min(num_train, max_train_examples)
     if max_eval_examples is not None:
@@ -416,7 +517,10 @@ def make_datasets(
         targets = "dict"
     device_counts = None
     if device_balanced:
-        device_counts = _device_counts(train_files, max_train_examples)
+        try:
+            device_counts = _device_counts(train_files, max_train_examples)
+        except tf.errors.DataLossError as err:
+            raise data_loss_error(err, train_files) from None
 
     def train_epoch(epoch, steps_per_epoch=None):
         return _train_batches(
@@ -472,13 +576,26 @@ def make_datasets(
         num_train_examples=num_train,
         num_eval_examples=num_eval,
         sample_rate=sample_rate,
+        files=train_files + eval_files,
     )
 
 
-def _num_examples(info, split, view, files):
-    """Record count of a split/view from info.json when it has it, else by reading the shards."""
-    count = _info_count(info, split, view)
-    return count if count is not None else count_records(files)
+def _check_labelled(path, info, split, view):
+    """Refuses training records without a scene label (scene id -1), as info.json counts them.
+
+    Without this, training stops inside TensorFlow with "Received a label value of -1".
+    """
+    try:
+        counts = info["splits"][split]["views"][view]["counts"]
+        unlabelled = sum(row.get("unknown", 0) for row in counts.values())
+    except (KeyError, TypeError, AttributeError):
+        return
+    if unlabelled:
+        raise UserError(
+            f"data.path {path}: {unlabelled} records of split {split!r} view {view!r} have no "
+            "scene label (info.json counts them under scene 'unknown'); expected a labelled "
+            "training split (rebuild it from CSVs with scene_label)"
+        )
 
 
 def _info_count(info, split, view):

@@ -289,6 +289,8 @@ def main(argv=None):
         raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
     if args.max_examples is not None and args.max_examples < 1:
         raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
+    if args.out:
+        run_io.check_writable(args.out)
     if args.compare:
         return compare(args.compare, args.out)
     opened = run_io.expand_runs(args.run)

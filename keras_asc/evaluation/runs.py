@@ -32,17 +32,42 @@ def atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # The process id in the name lets the next training start remove it after a kill.
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror}); expected a writable "
+                        "folder") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError):
+            raise UserError(f"cannot write {path} ({err.strerror}); expected a writable "
+                            "folder with free space") from None
         raise
     return path
+
+
+def check_writable(path, label="--out"):
+    """Fails now, before a long run, when ``path``'s folder cannot take a new file.
+
+    Creates the folder and a probe file (removed at once): what really tells, also for root
+    on a read-only file system, where permission bits say nothing.
+    """
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise UserError(f"{label} {path}: cannot write in {folder} ({err.strerror}); expected "
+                        "a writable folder") from None
 
 
 def _json_safe(value):
@@ -122,9 +147,16 @@ class Run:
         import keras_asc  # noqa: F401 - registers the serializable layers and models
 
         try:
-            return keras.saving.load_model(self.model_path)
+            model = keras.saving.load_model(self.model_path)
         except (ValueError, TypeError, OSError) as err:
             raise UserError(f"{self.model_path}: cannot load the model ({err})") from None
+        outputs = getattr(model, "output", None)
+        if not (isinstance(outputs, dict) and "logits" in outputs):  # as predict.py checks
+            raise UserError(
+                f"{self.model_path}: model {model.name!r} has no 'logits' output; expected a "
+                "keras_asc SceneClassifier written by scripts/train.py"
+            )
+        return model
 
 
 def open_run(path, need_model=True):
@@ -214,9 +246,14 @@ def resolve_split(path, split):
 
 def check_split(path, split):
     """Fails early (before a model is loaded) when ``path`` has no 1-s shards of ``split``."""
+    from keras_asc.data.pipeline import check_shards
+    from keras_asc.data.pipeline import read_info
     from keras_asc.data.pipeline import shard_files
 
-    return shard_files(path, resolve_split(path, split), "1s")
+    name = resolve_split(path, split)
+    files = shard_files(path, name, "1s")
+    check_shards(files, read_info(path), name, "1s")  # a broken shard is named before the run
+    return files
 
 
 def read_clips(path, split="evaluate", batch_size=64, max_examples=None):
@@ -296,39 +333,55 @@ def predict_clips(
     if embeddings:
         out["embedding"] = []
     bar = tqdm(desc=f"predict {split}", unit="clip", disable=not progress)
-    for batch in read_clips(path, split, batch_size, max_examples):
-        audio = batch["audio"]
-        count = audio.shape[0]
-        if count < batch_size:
-            # Pad the last batch to the full size: one traced predict function for every batch.
-            audio = np.pad(audio, ((0, batch_size - count), (0, 0)))
-        outputs = model.predict_on_batch(audio)
-        if isinstance(outputs, dict):
-            logits = outputs["logits"]
-            embedding = outputs.get("embedding")
-        else:
-            logits, embedding = outputs, None
-        logits = np.asarray(logits)[:count]
-        embedding = None if embedding is None else np.asarray(embedding)[:count]
-        out["logits"].append(np.asarray(logits, dtype=np.float32))
-        if embeddings:
-            if embedding is None:
-                raise UserError(
-                    "the model has no 'embedding' output; the device probe needs a "
-                    "SceneClassifier-like model returning {'logits', 'embedding'}"
-                )
-            out["embedding"].append(np.asarray(embedding, dtype=np.float32))
-        for key in ("scene_id", "device_id"):
-            out[key].append(batch[key])
-        out["filename"] += batch["filename"]
-        out["group"] += batch["group"]
-        bar.update(len(batch["filename"]))
-    bar.close()
+    try:
+        batches = read_clips(path, split, batch_size, max_examples)
+        for batch in _named_data_errors(batches, path, split):
+            audio = batch["audio"]
+            count = audio.shape[0]
+            if count < batch_size:
+                # Pad the last batch to the full size: one traced predict function for every batch.
+                audio = np.pad(audio, ((0, batch_size - count), (0, 0)))
+            outputs = model.predict_on_batch(audio)
+            if isinstance(outputs, dict):
+                logits = outputs["logits"]
+                embedding = outputs.get("embedding")
+            else:
+                logits, embedding = outputs, None
+            logits = np.asarray(logits)[:count]
+            embedding = None if embedding is None else np.asarray(embedding)[:count]
+            out["logits"].append(np.asarray(logits, dtype=np.float32))
+            if embeddings:
+                if embedding is None:
+                    raise UserError(
+                        "the model has no 'embedding' output; the device probe needs a "
+                        "SceneClassifier-like model returning {'logits', 'embedding'}"
+                    )
+                out["embedding"].append(np.asarray(embedding, dtype=np.float32))
+            for key in ("scene_id", "device_id"):
+                out[key].append(batch[key])
+            out["filename"] += batch["filename"]
+            out["group"] += batch["group"]
+            bar.update(len(batch["filename"]))
+    finally:
+        bar.close()  # before any error message: the message is the last line
     if not out["filename"]:
         raise UserError(f"{path}: split {split!r} holds no clip")
     for key in ("logits", "scene_id", "device_id") + (("embedding",) if embeddings else ()):
         out[key] = np.concatenate(out[key])
     return out
+
+
+def _named_data_errors(batches, path, split):
+    """Yields ``batches``; a TFRecord data loss becomes a UserError naming the shard."""
+    import tensorflow as tf
+
+    from keras_asc.data.pipeline import data_loss_error
+    from keras_asc.data.pipeline import shard_files
+
+    try:
+        yield from batches
+    except tf.errors.DataLossError as err:
+        raise data_loss_error(err, shard_files(path, resolve_split(path, split), "1s")) from None
 
 
 def predictions_tsv(filenames, probabilities, class_names=vocab.SCENES):

@@ -326,12 +326,16 @@ def export_model(model, out, fmt, quantize=None, overwrite=False, seed=0, num_sa
     if num_samples is None:
         num_samples = sample_rate
     parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-
-    clips = verification_clips(num_samples, sample_rate, seed=seed)
-    reference = _keras_outputs(model, clips)
-    work = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
     try:
+        os.makedirs(parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write in {parent} ({err.strerror}); expected a "
+                        "writable folder") from None
+
+    try:
+        clips = verification_clips(num_samples, sample_rate, seed=seed)
+        reference = _keras_outputs(model, clips)
         savedmodel = os.path.join(work, "savedmodel")
         write_savedmodel(model, savedmodel, num_samples, float32_frontend=fmt == "tflite")
         if fmt == "savedmodel":
@@ -355,6 +359,9 @@ def export_model(model, out, fmt, quantize=None, overwrite=False, seed=0, num_sa
                 f"model beyond the tolerance ({format_verification(verification)})"
             )
         _place(artifact, out, overwrite)
+    except OSError as err:  # a full disk while writing; the earlier --out is untouched
+        raise UserError(f"--out {out}: cannot write {err.filename or out} ({err.strerror}); "
+                        "expected a writable folder with free space") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {

@@ -19,14 +19,23 @@ point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` 
 to, which were completely written before it, and the previous epoch's resume files are deleted
 only after it. A run killed at any moment therefore resumes from a consistent epoch: the last
 one whose ``state.json`` was committed. ``last.weights.h5`` is a hard link to the committed
-resume weights (a copy where links are not supported).
+resume weights (a copy where links are not supported). The temporary files a kill leaves
+behind, anywhere in the run directory, are removed when the run starts again
+(:func:`remove_stale_temp_files`). A write that fails (a full disk) raises
+:class:`RunWriteError` naming the file, with its temporary file removed and the committed
+files untouched; weights are built in memory first because HDF5 crashes the interpreter after
+a failed write.
 """
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
+import re
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -35,14 +44,36 @@ from keras_asc.errors import UserError
 STATE_VERSION = 1
 
 
+class RunWriteError(OSError):
+    """Writing a run-directory file failed (a full disk, a read-only folder...).
+
+    ``filename`` is the file that was to be written (not its temporary name); the temporary
+    file is already removed and the previous version of the file is untouched.
+    """
+
+
+@contextlib.contextmanager
+def _writing(path, tmp):
+    """Removes ``tmp`` and raises :class:`RunWriteError` naming ``path`` when the body fails."""
+    try:
+        yield
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(err, OSError):
+            raise RunWriteError(err.errno, err.strerror or str(err), path) from err
+        raise
+
+
 def atomic_write_text(path, text):
     """Writes ``text`` to ``path`` through ``path.tmp-PID`` and an atomic rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def atomic_write_json(path, data):
@@ -65,18 +96,102 @@ def _tmp_keras_name(path, suffix):
     return os.path.join(directory, f".tmp-{os.getpid()}-{name[: -len(suffix)]}{suffix}")
 
 
+def _weights_h5_bytes(model):
+    """The bytes ``model.save_weights`` would write, built in memory.
+
+    HDF5 does not survive a failed write: after ENOSPC it reports errors from object
+    destructors and then crashes the interpreter (SIGSEGV) while closing the file. Built in
+    memory, the file only reaches the disk through one plain Python write, whose failure is an
+    ordinary ``OSError``. Returns None when this Keras has no in-memory store.
+    """
+    try:
+        from keras.src.saving import saving_lib
+
+        store = saving_lib.H5IOStore(io.BytesIO(), mode="w")
+    except (ImportError, AttributeError, TypeError):
+        return None
+    buffer = store.path_or_io
+    saving_lib._save_state(
+        model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+    )
+    store.close()
+    return buffer
+
+
 def save_weights_atomic(model, path):
-    """``model.save_weights(path)`` through a temporary file and a rename."""
+    """``model.save_weights(path)`` through a temporary file and a rename.
+
+    Raises:
+        RunWriteError: the file cannot be written; the previous ``path`` is untouched.
+    """
     tmp = _tmp_keras_name(path, ".weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    buffer = _weights_h5_bytes(model)
+    with _writing(path, tmp):
+        if buffer is None:
+            model.save_weights(tmp)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+        os.replace(tmp, path)
 
 
 def save_model_atomic(model, path):
-    """``model.save(path)`` (a ``.keras`` file) through a temporary file and a rename."""
+    """``model.save(path)`` (a ``.keras`` file) through a temporary file and a rename.
+
+    Keras builds the weights inside the zip archive in memory, so a failed write is an
+    ordinary ``OSError`` here too.
+
+    Raises:
+        RunWriteError: the file cannot be written; the previous ``path`` is untouched.
+    """
     tmp = _tmp_keras_name(path, ".keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        model.save(tmp)
+        os.replace(tmp, path)
+
+
+# The temporary names this project writes inside a run directory, each carrying the writer's
+# process id: ``.tmp-PID-<name>`` (Keras saves, evaluation reports) and ``<name>.tmp-PID``
+# or ``<name>.tmp-PID.npz`` (JSON, CSV, YAML, resume arrays).
+_TEMP_NAMES = (
+    re.compile(r"^\.tmp-(?P<pid>\d+)-.+$"),
+    re.compile(r"^.+\.tmp-(?P<pid>\d+)(\.npz)?$"),
+)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(root):
+    """Removes the temporary files a killed run left anywhere under ``root``.
+
+    Only names this project writes (see ``_TEMP_NAMES``) whose process is gone are removed:
+    a write still in progress in another live process keeps its file.
+
+    Returns:
+        the removed paths, sorted.
+    """
+    removed = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            match = next((m for m in (p.match(name) for p in _TEMP_NAMES) if m), None)
+            if match is None:
+                continue
+            pid = int(match.group("pid"))
+            if pid != os.getpid() and _process_alive(pid):
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return sorted(removed)
 
 
 def seed_generator_states(model):
@@ -134,9 +249,15 @@ class RunDirectory:
             raise UserError(
                 f"{self.state}: not valid JSON ({err}); the run cannot resume"
             ) from None
-        if state.get("version") != STATE_VERSION:
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
             raise UserError(
-                f"{self.state}: state version {state.get('version')!r}; expected {STATE_VERSION}"
+                f"{self.state}: state version {version!r}; expected {STATE_VERSION}"
+            )
+        if isinstance(state.get("epoch"), bool) or not isinstance(state.get("epoch"), int):
+            raise UserError(
+                f"{self.state}: 'epoch' is {state.get('epoch')!r}; expected the number of "
+                "finished epochs (an integer); the run cannot resume"
             )
         return state
 
@@ -149,10 +270,21 @@ class RunDirectory:
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
-        with np.load(arrays, allow_pickle=False) as data:
-            optimizer_values = [data[f"optimizer_{i}"] for i in range(int(data["num_optimizer"]))]
-            seed_values = [data[f"seed_{i}"] for i in range(int(data["num_seed"]))]
+        remedy = (f"expected the resume files this run wrote; move {self.path} away to start "
+                  "the run again from scratch")
+        try:
+            model.load_weights(weights)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{weights}: cannot load the resume weights "
+                            f"({_first_line(err)}); {remedy}") from None
+        try:
+            with np.load(arrays, allow_pickle=False) as data:
+                optimizer_values = [data[f"optimizer_{i}"]
+                                    for i in range(int(data["num_optimizer"]))]
+                seed_values = [data[f"seed_{i}"] for i in range(int(data["num_seed"]))]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f"{arrays}: cannot read the resume state ({_first_line(err)}); "
+                            f"{remedy}") from None
         _assign_all(optimizer.variables, optimizer_values, "optimizer", arrays)
         _assign_all(seed_generator_states(model), seed_values, "seed generator", arrays)
 
@@ -178,8 +310,9 @@ class RunDirectory:
         values["num_optimizer"] = np.int64(len(optimizer_vars))
         values["num_seed"] = np.int64(len(seeds))
         tmp = f"{arrays}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, **values)
-        os.replace(tmp, arrays)
+        with _writing(arrays, tmp):
+            np.savez(tmp, **values)
+            os.replace(tmp, arrays)
 
         previous = self.load_state()
         atomic_write_json(self.state, {**state, "version": STATE_VERSION, "epoch": epoch})
@@ -203,11 +336,12 @@ class RunDirectory:
 
     def _link(self, source, target):
         tmp = _tmp_keras_name(target, ".weights.h5")
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        with _writing(target, tmp):
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
 
     def write_history(self, history):
         """Writes ``history`` (list of per-epoch dicts) as JSON and CSV."""
@@ -216,12 +350,18 @@ class RunDirectory:
         for row in history:
             keys.extend(k for k in row if k not in keys)
         tmp = f"{self.history_csv}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            for row in history:
-                writer.writerow({k: _csv_value(row.get(k)) for k in keys})
-        os.replace(tmp, self.history_csv)
+        with _writing(self.history_csv, tmp):
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                for row in history:
+                    writer.writerow({k: _csv_value(row.get(k)) for k in keys})
+            os.replace(tmp, self.history_csv)
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _csv_value(value):

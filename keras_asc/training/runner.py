@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
+from keras_asc.data.pipeline import data_loss_error
 from keras_asc.data.pipeline import make_datasets
 from keras_asc.errors import UserError
 from keras_asc.training import callbacks as cb
@@ -24,7 +25,9 @@ from keras_asc.training.distribute import make_strategy
 from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.run_dir import RunDirectory
+from keras_asc.training.run_dir import RunWriteError
 from keras_asc.training.run_dir import atomic_write_json
+from keras_asc.training.run_dir import remove_stale_temp_files
 from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
 from keras_asc.vocab import SCENES
@@ -142,8 +145,16 @@ def _read_history(run_dir, epochs_done):
 
     if not os.path.isfile(run_dir.history_json):
         return []
-    with open(run_dir.history_json, encoding="utf-8") as f:
-        history = json.load(f)
+    try:
+        with open(run_dir.history_json, encoding="utf-8") as f:
+            history = json.load(f)
+        if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+            raise ValueError("not a list of per-epoch objects")
+    except ValueError as err:
+        raise UserError(
+            f"{run_dir.history_json}: not a valid history ({err}); expected the per-epoch JSON "
+            f"list this run wrote; move {run_dir.path} away to start the run again"
+        ) from None
     # history.json is written just before the state commit: drop rows of an uncommitted epoch.
     return [row for row in history if row.get("epoch", 0) <= epochs_done]
 
@@ -167,9 +178,16 @@ def train(config, run_dir, extra_callbacks=()):
     chief = is_chief()
     run = RunDirectory(run_dir)
     if chief:
-        run.create()
-        _check_same_run(run, config)
-        save_config(config, run.config)
+        try:
+            run.create()
+            remove_stale_temp_files(run.path)  # left by a killed run, wherever it was writing
+            _check_same_run(run, config)
+            save_config(config, run.config)
+        except OSError as err:
+            raise UserError(
+                f"--run-dir {run.path}: cannot write {err.filename or run.path} "
+                f"({err.strerror}); expected a writable folder with free space"
+            ) from None
     state = run.load_state() if os.path.isdir(run.checkpoints) else None
     finished = _finished_summary(run, state, options)
     if finished is not None:
@@ -195,9 +213,9 @@ def train(config, run_dir, extra_callbacks=()):
         schedule = build_schedule(config["schedule"], config["optimizer"]["learning_rate"])
         initial_epoch, history, best, best_epoch = 0, [], None, None
         if state is not None:
+            run.restore(model, state)  # first: a damaged resume file changes nothing
             if chief:
                 run.repair(state)
-            run.restore(model, state)
             schedule.set_state(state.get("schedule", {}))
             initial_epoch = int(state["epoch"])
             history = _read_history(run, initial_epoch)
@@ -206,7 +224,10 @@ def train(config, run_dir, extra_callbacks=()):
                 print(f"Resuming {run.path} after epoch {initial_epoch}/{options.epochs}")
 
     run_id = (state or {}).get("wandb_run_id") or _new_run_id(seed)
-    validation = cb.DeviceValidation(data.eval)
+    try:
+        validation = cb.DeviceValidation(data.eval)  # reads the evaluation labels once
+    except tf.errors.DataLossError as err:
+        raise data_loss_error(err, data.files) from None
     nan_guard = cb.NanGuard()
     checkpoint = cb.RunCheckpoint(
         run,
@@ -234,15 +255,20 @@ def train(config, run_dir, extra_callbacks=()):
     callbacks += [logger, *extra_callbacks]
 
     if initial_epoch < options.epochs:
-        model.fit(
-            data.train_epochs(initial_epoch, options.epochs, steps),
-            epochs=options.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=options.verbose,
-            shuffle=False,  # the dataset is shuffled per epoch, reproducibly
-        )
+        try:
+            model.fit(
+                data.train_epochs(initial_epoch, options.epochs, steps),
+                epochs=options.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=options.verbose,
+                shuffle=False,  # the dataset is shuffled per epoch, reproducibly
+            )
+        except RunWriteError as err:
+            raise _write_failed(err, run, checkpoint) from None
+        except tf.errors.DataLossError as err:
+            raise data_loss_error(err, data.files) from None
     if nan_guard.diverged is not None:
         logger.finish({"diverged": True})
         epoch, batch, loss = nan_guard.diverged
@@ -256,10 +282,24 @@ def train(config, run_dir, extra_callbacks=()):
     if chief:
         if options.final_weights == "best" and os.path.isfile(run.best_weights):
             model.load_weights(run.best_weights)
-        save_model_atomic(model, run.model)
-        atomic_write_json(os.path.join(run.path, "summary.json"), summary)
+        try:
+            save_model_atomic(model, run.model)
+            atomic_write_json(os.path.join(run.path, "summary.json"), summary)
+        except RunWriteError as err:
+            raise _write_failed(err, run, checkpoint) from None
     logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
     return summary
+
+
+def _write_failed(err, run, checkpoint):
+    """The UserError for a run-directory file that could not be written (e.g. a full disk)."""
+    state = run.load_state()
+    done = state["epoch"] if state else 0
+    return UserError(
+        f"training stopped: cannot write {err.filename} ({err.strerror}); {run.path} keeps "
+        f"the last good epoch ({done}). Free some space and run the same command again to "
+        "resume"
+    )
 
 
 def _finished_summary(run, state, options):
@@ -306,6 +346,7 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
     if num_seeds < 1:
         raise UserError(f"--seeds {num_seeds}: expected at least 1")
     os.makedirs(run_dir, exist_ok=True)
+    remove_stale_temp_files(run_dir)
     save_config(config, os.path.join(run_dir, "config.yaml"))
     runs = []
     for offset in range(num_seeds):

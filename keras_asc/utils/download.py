@@ -50,6 +50,8 @@ def _transfer(url, part, expected_size, timeout, desc):
         total = None
         if response.headers.get("Content-Length") is not None:
             total = have + int(response.headers["Content-Length"])
+        if expected_size is not None and total is not None and total > expected_size:
+            _too_large(url, part, desc, expected_size, f"announces {total} bytes")
         mode = "ab" if have else "wb"
         with (
             open(part, mode) as f,
@@ -68,6 +70,11 @@ def _transfer(url, part, expected_size, timeout, desc):
                 chunk = response.read(CHUNK)
                 if not chunk:
                     break
+                received = f.tell() + len(chunk)
+                if expected_size is not None and received > expected_size:
+                    # Stop now: a wrong mirror or table entry must not fill the disk.
+                    f.close()
+                    _too_large(url, part, desc, expected_size, f"sent {received} bytes or more")
                 f.write(chunk)
                 bar.update(len(chunk))
     size = part.stat().st_size
@@ -76,12 +83,23 @@ def _transfer(url, part, expected_size, timeout, desc):
     return size
 
 
+def _too_large(url, part, desc, expected_size, what):
+    """Removes ``part`` and raises the UserError for a transfer larger than expected."""
+    part.unlink(missing_ok=True)
+    raise UserError(
+        f"download of {desc} from {url} stopped: the server {what}, more than the expected "
+        f"{expected_size}; the mirror or the checksum table is wrong ({part} removed)"
+    )
+
+
 def fetch_resumable(url, part, expected_size=None, retries=5, backoff=1.0, timeout=60, desc=None):
     """Downloads ``url`` into ``part`` (a temporary name), continuing what is already there.
 
     Dropped connections and 5xx answers are retried with exponential back-off (``backoff`` ·
     2^attempt seconds) and an HTTP range request; 4xx answers and exhausted retries raise a
-    :class:`UserError` that names the file and the URL. The caller verifies and renames ``part``.
+    :class:`UserError` that names the file and the URL. With ``expected_size`` the transfer
+    stops (UserError, ``part`` removed) as soon as the server announces or sends more bytes.
+    The caller verifies and renames ``part``.
     """
     desc = desc or part.name
     for attempt in range(retries + 1):
