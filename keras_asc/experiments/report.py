@@ -11,7 +11,9 @@ intervals, Holm over all checks). Rules the page follows:
 - the probe is the paper's protocol (mean and t interval over probe seeds); the earlier
   evaluate-split probe is listed per run as a secondary measure.
 
-A hand-written discussion between the ``reading`` markers of an existing file is kept.
+A hand-written discussion between the ``reading`` markers of an existing file is kept, but only
+from a page written by this generator (:data:`GENERATOR_MARK`): the discussion of the earlier
+miniature's page argued from numbers of the old protocol and is not carried over.
 """
 
 import datetime
@@ -32,6 +34,7 @@ DEFAULT_READING = (
     "`scripts/reproduce_miniature.py` keeps it when it rewrites this file._"
 )
 WORSE_THAN_UNIFORM = "†"
+GENERATOR_MARK = "<!-- generator: keras_asc.experiments.report, protocol 2 -->"
 
 
 def _pct(value, digits=2):
@@ -203,6 +206,8 @@ def keep_reading(path):
         return DEFAULT_READING
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    if GENERATOR_MARK not in text:
+        return DEFAULT_READING
     start, end = text.find(READING_START), text.find(READING_END)
     if start < 0 or end < start:
         return DEFAULT_READING
@@ -233,6 +238,7 @@ def render_markdown(results, reading=DEFAULT_READING):
     pre = results.get("pretrain") or {}
     pre_last = (pre.get("summary") or {}).get("last") or {}
     parts = [
+        GENERATOR_MARK,
         "# Results: a CPU miniature of the paper's Tables 1-3",
         "",
         "Written by `python scripts/reproduce_miniature.py` "
