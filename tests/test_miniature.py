@@ -173,6 +173,14 @@ def test_report_structure_flags_and_keeps_the_reading(tmp_path):
     assert verdicts == [t["verdict"] for t in tests]
     assert "ICL gave the largest log-loss gain" not in text
     assert report.DEFAULT_READING in text
+    assert "ICL diagnostics of the last epoch" not in text  # no run logged any
+
+    # Diagnostics in a run's last history row are listed per run.
+    by_stem(results)["icl"]["runs"][1]["history"] = {"icl_cos_cls_dist": -0.975,
+                                                     "icl_clip_share": 0.031}
+    text = report.render_markdown(results)
+    assert "| Method | Seed | cos(cls, dist) | clip share |" in text
+    assert "| + ICL | 1 | -0.975 | 0.031 |" in text
 
     path.write_text(text.replace(report.DEFAULT_READING, "Our reading."))
     report.write_markdown(str(path), fake_results(SPEC))

@@ -201,6 +201,24 @@ def per_run_table(results):
     return tables.markdown_table(header, rows, ["---"] + ["---:"] * 6)
 
 
+def diagnostics_table(results):
+    """ICL diagnostics of the main runs' last epoch (None when no run logged any)."""
+    keys = [(k, t) for k, t in calibration.DIAGNOSTICS
+            if any(k in (run.get("history") or {}) for row in results["rows"]
+                   for run in row["runs"])]  # fmt: skip
+    if not keys:
+        return None
+    rows = []
+    for row in results["rows"]:
+        for run in row["runs"]:
+            history = run.get("history") or {}
+            if any(k in history for k, _ in keys):
+                rows.append([row["name"], str(run["seed"])]
+                            + [_num(history.get(k)) for k, _ in keys])  # fmt: skip
+    return tables.markdown_table(["Method", "Seed"] + [t for _, t in keys], rows,
+                                 ["---"] + ["---:"] * (len(keys) + 1))  # fmt: skip
+
+
 def keep_reading(path):
     if not os.path.isfile(path):
         return DEFAULT_READING
@@ -321,6 +339,8 @@ def render_markdown(results, reading=DEFAULT_READING):
         "",
         per_run_table(results),
         "",
+        *(["ICL diagnostics of the last epoch, as the model logged them:", "",
+           diagnostics_table(results), ""] if diagnostics_table(results) else []),
         "## Reading",
         "",
         READING_START,
