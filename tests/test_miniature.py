@@ -244,7 +244,7 @@ def test_configs_follow_the_paper_recipe():
     assert (cal["loss"]["icl_weight"], cal["loss"]["icl_alpha"]) == (3, 0.4)
     assert cal["training"]["epochs"] < configs["icl"]["training"]["epochs"]
     # per-epoch validation: a subset in the main runs, every clip where it picks λ_ICL
-    assert configs["passt"]["data"]["max_eval_examples"] == 640
+    assert configs["passt"]["data"]["max_eval_examples"] == 320
     assert cal["data"]["max_eval_examples"] is None
 
 
@@ -269,6 +269,7 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
     args = ["--work-dir", str(work), "--size", "tiny", "--seeds", "2", "--out", str(out),
             "--probe-seeds", "2", "--probe-split-by", "clip", "--rows", "passt", "icl",
             "--icl-targets", "default", "--weight-grid", "0", "0.5", "--alpha-grid",
+            "--secondary-probe",
             *[x for s in short for x in ("--set", s)],
             *[x for s in short for x in ("--pretrain-set", s)],
             *[x for s in short for x in ("--calibration-set", s)]]  # fmt: skip
@@ -298,6 +299,7 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
             assert run["probe"]["protocol"] == "paper"
             assert [s["seed"] for s in run["probe"]["per_seed"]] == [0, 1]
             assert run["probe"]["devices"] == ["a", "b", "c", "s1", "s2", "s3"]
+            assert run["probe_secondary"]["protocol"] == "evaluate"
             with open(os.path.join(run["run_dir"], "config.yaml")) as f:
                 assert yaml.safe_load(f)["model"]["weights"] == pre["weights"]
 

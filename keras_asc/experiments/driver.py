@@ -21,29 +21,35 @@ command continues where it stopped; training itself resumes mid-run):
    The ICL rows use the ``--icl-target`` variant at its calibrated λ_ICL: ``WORK/runs/<row>``.
 5. **Evaluation and probe** of each main run: the ``evaluate`` split's 1-s clips
    (``report.json``) and the paper-protocol device probe (``probe.json``: fit on training
-   embeddings, 5 probe seeds; :func:`keras_asc.evaluation.probe.paper_probe`), plus the earlier
-   evaluate-split probe as a secondary measure (``probe_evaluate.json``).
+   embeddings, 5 probe seeds; :func:`keras_asc.evaluation.probe.paper_probe`); with
+   ``--secondary-probe`` also the earlier evaluate-split probe (``probe_evaluate.json``).
 6. **Statistics and report**: paired-by-seed t intervals, Holm over the claims, verdicts
    (:mod:`keras_asc.experiments.claims`), ``docs/results_miniature.md``
    (:mod:`keras_asc.experiments.report`), ``WORK/results.json``, ``WORK/timings.json``.
 
-Cost on 2 CPU cores (AMD EPYC, shared; ``passt_tiny`` with the paper recipe's patchout and
-masks, batch 32): one training step took 0.45 s measured with other jobs on the machine
-(``configs/miniature/passt.yaml``, 40 steps); the estimate below uses 0.4 s per step and
-≈ 25 s of evaluation and probing per main run:
+Cost on 2 CPU cores (``lscpu``: AMD EPYC; measured 2026-12-02 while other jobs kept the load
+average at 4-6, so an idle machine should be faster). The pretraining step alone, 16 epochs of
+75 steps of ``passt_tiny`` (batch 32, patchout and masks on) with per-epoch validation, took
+9.1 min (0.276 s median, 0.316 s mean per training step); building the ``small`` seed-1 corpus
+and its TAU22 TFRecords took 1.7 min. A CE step of the fine-tuning recipe measured 0.45-0.49 s
+and an ICL + Multi-DIR step 0.69 s on the ``tiny`` corpus at load 4-7. Prediction runs at
+≈ 85 clips/s. The estimate below uses 0.32 s per CE step, 0.40 s per ICL step and 20 s of
+start-up per run:
 
-========================= ============================================ ===========
-step                      size                                         minutes
-========================= ============================================ ===========
-data                      two ``small`` corpora + TFRecords            ≈ 4
-pretraining               16 epochs × 75 steps = 1,200 steps           ≈ 9 (incl. validation)
-calibration               1 + 3 variants × 7 runs = 22 runs × 150      ≈ 25 (incl. validation)
-main                      4 rows × 5 seeds × 6 epochs × 75 = 9,000     ≈ 62 (incl. validation)
-evaluation + probe        20 runs × ≈ 25 s                             ≈ 8
-========================= ============================================ ===========
+============== ============================================================ ==========
+step           size                                                         minutes
+============== ============================================================ ==========
+data           two ``small`` corpora + TFRecords (+ the two DIR sets)       ≈ 4
+pretraining    16 epochs × 75 steps (measured)                              ≈ 9
+calibration    1 + 3 variants × (4 λ + 2 α) = 19 runs of 75 steps, full     ≈ 22
+               validation (1,800 clips)
+main           4 rows × 5 seeds × 3 epochs × 75 steps, 320-clip validation  ≈ 40
+evaluation,    20 runs × (1,800 + 4,200 clips predicted, 5 probe fits)      ≈ 23
+probe
+============== ============================================================ ==========
 
-≈ 108 min with every default; ``--icl-targets`` with two variants (≈ −7 min) or
-``--calibration-epochs 1`` (≈ −12 min) brings it under 100 min; ``--vintage`` adds ≈ 17 min.
+≈ 98 min with every default. ``--vintage`` adds ≈ 16 min, ``--secondary-probe`` ≈ 5 min;
+``--icl-targets`` with fewer variants saves ≈ 7 min per variant.
 """
 
 import argparse
@@ -64,7 +70,7 @@ MAIN_ROWS = ("passt", "icl", "multi_dirs", "multi_icl")
 ALL_ROWS = tuple(stem for _, stem in ROWS)
 ICL_TARGETS = ("pooled", "tokens", "normalized")
 WEIGHT_GRID = (0.0, 0.1, 0.5, 3.0, 10.0)
-ALPHA_GRID = (0.0, 0.2, 0.8, 1.5)
+ALPHA_GRID = (0.0, 0.2, 1.5)  # 0.2 is shared with the λ grid; 1.5 degraded the paper's model
 WEIGHT_SEARCH_ALPHA = 0.2  # the paper's α for the λ_ICL search and every later run
 ALPHA_SEARCH_WEIGHT = 10.0  # the paper's λ_ICL for the α search
 
@@ -320,7 +326,7 @@ def run_miniature(
     max_examples=None,
     probe_seeds=5,
     probe_split_by="recording",
-    secondary_probe=True,
+    secondary_probe=False,
     out="docs/results_miniature.md",
     progress=True,
 ):
@@ -345,7 +351,8 @@ def run_miniature(
         max_examples: evaluate / probe only the first N clips of each split (smoke runs).
         probe_seeds: probe seeds per run (paper protocol).
         probe_split_by: ``recording`` or ``clip`` (corpora with one recording per device).
-        secondary_probe: also run the earlier evaluate-split probe.
+        secondary_probe: also run the earlier evaluate-split probe (it embeds the evaluate
+            clips once more).
         out: the Markdown file (None: not written).
         progress: print progress.
 
@@ -518,8 +525,8 @@ def build_parser():
         "--probe-split-by", choices=("recording", "clip"), default="recording",
         help="hold out recordings (default) or clips for the probe's early stopping",
     )  # fmt: skip
-    parser.add_argument("--no-secondary-probe", action="store_true",
-                        help="skip the earlier evaluate-split probe")  # fmt: skip
+    parser.add_argument("--secondary-probe", action="store_true",
+                        help="also run the earlier evaluate-split probe")  # fmt: skip
     return parser
 
 
@@ -552,7 +559,7 @@ def main(argv=None):
         max_examples=args.max_examples,
         probe_seeds=args.probe_seeds,
         probe_split_by=args.probe_split_by,
-        secondary_probe=not args.no_secondary_probe,
+        secondary_probe=args.secondary_probe,
         out=args.out,
     )
     for test in claims.check_all(result):
