@@ -1,9 +1,9 @@
-"""CPU miniature of the paper's Tables 2 and 3; see keras_asc.evaluation.miniature."""
+"""CPU miniature of the paper's Tables 1-3 and claims; see keras_asc.experiments.driver."""
 
 import sys
 
 from keras_asc.errors import run_cli
-from keras_asc.evaluation.miniature import main
+from keras_asc.experiments.driver import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

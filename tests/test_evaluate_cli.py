@@ -93,6 +93,9 @@ def workspace(tmp_path_factory):
         for i in range(3)
     ]
     write_shard(data, "eval2023", unlabelled)
+    # A training split for the paper's probe protocol (named "fit": other tests need a folder
+    # without a "train" split).
+    write_shard(data, "fit", clip_records(np.random.default_rng(1))[0])
     # `train.py --seeds 2` layout: RUN_DIR/seed-0, RUN_DIR/seed-1 (the grid test gives the
     # two seeds different λ_ICL).
     run_a = root / "icl" / "seed-0"
@@ -334,18 +337,47 @@ def test_evaluate_bad_input_one_clear_error(case, workspace, tmp_path, capsys):
     assert not [n for _, _, names in os.walk(tmp_path) for n in names if ".tmp-" in n]
 
 
-def test_probe_devices_cli(workspace, capsys, tmp_path):
+def test_probe_devices_cli_paper_protocol(workspace, capsys, tmp_path):
     out_json = tmp_path / "probe.json"
-    argv = ["--run", str(workspace["run_a"]), "--out", str(out_json)]
+    argv = ["--run", str(workspace["run_a"]), "--out", str(out_json), "--train-split", "fit",
+            "--probe-seeds", "3", "--seed", "2"]  # fmt: skip
     assert run_cli(probe.main, argv) == 0
     out = capsys.readouterr().out
     assert "| Method | Accuracy [%] | Chance [%] | Runs |" in out
     assert "| icl |" in out and "| 16.67 | 1 |" in out
+    assert "3 probe seeds (s.d. " in out and "95 % CI [" in out
     result = json.loads(out_json.read_text())["runs"][0]
+    assert result["protocol"] == "paper" and result["train_split"] == "fit"
     assert result["devices"] == list(DEVICES_IN_SPLIT)  # s4 is not a training device
+    # fit on the 36 training-device clips of "fit", test on all 36 of "evaluate"
+    assert result["counts"] == {"train": 36, "test": 36}
+    assert result["num_clips"] == 36 and result["embedding_dim"] == 64
+    assert [r["seed"] for r in result["per_seed"]] == [2, 3, 4]
+    for run in result["per_seed"]:
+        # 3 recordings per device: 1 held out for early stopping (2 clips), 2 fit (4 clips)
+        assert run["counts"] == {"fit": 24, "stop": 12}
+        assert sum(map(sum, run["confusion_matrix"])) == 36
+    assert len(result["balanced_accuracy_ci"]) == 2
+    assert os.path.isfile(workspace["run_a"] / "eval" / "evaluate" / "probe.json")
+
+
+def test_probe_devices_cli_evaluate_protocol(workspace, capsys, tmp_path):
+    out_json = tmp_path / "probe.json"
+    argv = ["--run", str(workspace["run_a"]), "--out", str(out_json), "--protocol", "evaluate"]
+    assert run_cli(probe.main, argv) == 0
+    out = capsys.readouterr().out
+    assert "| icl |" in out and "| 16.67 | 1 |" in out
+    result = json.loads(out_json.read_text())["runs"][0]
+    assert result["protocol"] == "evaluate"
+    assert result["devices"] == list(DEVICES_IN_SPLIT)
     assert result["num_clips"] == 36 and result["embedding_dim"] == 64
     assert sum(result["counts"].values()) == 36
-    assert os.path.isfile(workspace["run_a"] / "eval" / "evaluate" / "probe.json")
+    assert os.path.isfile(workspace["run_a"] / "eval" / "evaluate" / "probe_evaluate.json")
+
+
+def test_probe_devices_cli_paper_protocol_needs_a_training_split(workspace, capsys):
+    assert run_cli(probe.main, ["--run", str(workspace["run_a"])]) == 2
+    assert "no TFRecord shards for split 'train'" in capsys.readouterr().err
 
 
 def test_grid_report_from_cached_reports(workspace, capsys, tmp_path):

@@ -114,3 +114,108 @@ def test_probe_is_reproducible():
 def test_train_device_mask():
     mask = probe.train_device_mask(np.array([0, 5, 6, 8, -1]))
     assert mask.tolist() == [True, True, False, False, False]
+
+
+# === The paper's protocol: fit on training clips, test on every validation clip ===
+
+T975_DF4 = 2.7764451051977987  # t(0.975, 4), from tables
+
+
+def recordings(separation, per_device, clips=10, dim=16, seed=0):
+    """Clips of 10-s recordings: ``per_device[k]`` recordings of device k, ``clips`` each.
+
+    Device k's clips sit at ``separation`` times a unit centre that is the same for every
+    ``seed`` (so a training and a test set share their devices), plus unit noise drawn from
+    ``seed``.
+    """
+    centres = np.random.default_rng(99).normal(size=(len(per_device), dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    devices = np.repeat(np.arange(len(per_device)), [n * clips for n in per_device])
+    noise = np.random.default_rng(seed).normal(size=(devices.size, dim))
+    groups = np.array([f"d{d}-r{i // clips}" for d, i in
+                       zip(devices, np.concatenate([np.arange(n * clips) for n in per_device]))])
+    return (noise + separation * centres[devices]).astype(np.float32), devices, groups
+
+
+def test_holdout_split_keeps_recordings_whole():
+    labels = np.repeat([0, 1, 2], [100, 30, 20])
+    groups = np.array([f"{lab}-{i // 10}" for lab, i in
+                       zip(labels, np.concatenate([np.arange(n) for n in (100, 30, 20)]))])
+    for seed in range(4):
+        fit, stop = probe.holdout_split(labels, groups, seed=seed)
+        assert fit.size + stop.size == labels.size and not np.intersect1d(fit, stop).size
+        assert not set(groups[fit]) & set(groups[stop])
+        # round(0.2 × recordings) per device held out, at least one: 2, 1 (0.6 → 1), 1 (0.4 → 1)
+        held = {lab: len(set(groups[stop][labels[stop] == lab])) for lab in (0, 1, 2)}
+        assert held == {0: 2, 1: 1, 2: 1}
+    a, _ = probe.holdout_split(labels, groups, seed=0)
+    b, _ = probe.holdout_split(labels, groups, seed=1)
+    assert not np.array_equal(a, b)  # the seed draws another split
+
+
+@pytest.mark.parametrize(
+    "labels, groups, message",
+    [
+        ([0, 0, 1, 1], ["r1", "r1", "r2", "r3"],
+         r"device probe: a has 1 training 10-s recording\(s\); at least 2 .* --split-by clip"),
+        ([0, 0, 1], None, r"device probe: b has 1 training clip\(s\); at least 2 are needed"),
+    ],
+)
+def test_holdout_split_needs_two_groups_per_device(labels, groups, message):
+    with pytest.raises(UserError, match=message):
+        probe.holdout_split(labels, groups, class_names=["a", "b"])
+
+
+def test_paper_probe_finds_linearly_encoded_devices():
+    # Training set imbalanced as in TAU22 (device a 5×), test balanced.
+    train, train_dev, train_groups = recordings(4.0, [50, 10, 10, 10, 10, 10], seed=0)
+    test, test_dev, _ = recordings(4.0, [4] * 6, seed=1)
+    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5,
+                               patience=10)
+    assert result["protocol"] == "paper"
+    assert result["devices"] == ["a", "b", "c", "s1", "s2", "s3"]
+    assert result["balanced_accuracy"] > 0.9
+    assert result["counts"] == {"train": 1000, "test": 240}
+    assert [r["seed"] for r in result["per_seed"]] == [0, 1, 2, 3, 4]
+    for run in result["per_seed"]:
+        # every test clip is scored, by every seed; 1 of 10 (b..s3) or 10 of 50 (a) held out
+        assert np.sum(run["confusion_matrix"]) == 240
+        assert run["counts"] == {"fit": 800, "stop": 200}
+
+
+def test_paper_probe_stays_near_chance_without_device_information():
+    train, train_dev, train_groups = recordings(0.0, [50, 10, 10, 10, 10, 10], seed=1)
+    test, test_dev, _ = recordings(0.0, [10] * 6, seed=2)
+    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5,
+                               patience=10)
+    assert abs(result["balanced_accuracy"] - 1 / 6) < 0.08
+    # The balanced loss keeps the probe from answering "a" (70 % of training) for everything.
+    for run in result["per_seed"]:
+        matrix = np.array(run["confusion_matrix"])
+        assert matrix[:, 0].sum() / matrix.sum() < 0.5
+
+
+def test_paper_probe_interval_by_hand():
+    train, train_dev, train_groups = recordings(1.0, [20, 5, 5, 5, 5, 5], seed=3)
+    test, test_dev, _ = recordings(1.0, [5] * 6, seed=4)
+    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups,
+                               seeds=[3, 4, 5, 6, 7], patience=5, max_epochs=60)
+    values = [r["balanced_accuracy"] for r in result["per_seed"]]
+    mean = sum(values) / 5
+    sd = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5
+    half = T975_DF4 * sd / 5**0.5
+    assert result["balanced_accuracy"] == pytest.approx(mean)
+    assert result["balanced_accuracy_sd"] == pytest.approx(sd)
+    assert result["balanced_accuracy_ci"] == pytest.approx([mean - half, mean + half])
+    assert sd > 0  # the seeds really differ
+    one = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=[3],
+                            patience=5, max_epochs=60)
+    assert one["balanced_accuracy"] == pytest.approx(values[0])
+    assert one["balanced_accuracy_ci"] is None and one["balanced_accuracy_sd"] is None
+
+
+def test_paper_probe_rejects_test_devices_without_training_clips():
+    train, train_dev, _ = recordings(1.0, [3, 3], seed=0)
+    test, test_dev, _ = recordings(1.0, [1, 1, 1], seed=0)
+    with pytest.raises(UserError, match=r"test clips of devices \['c'\] that have no training"):
+        probe.paper_probe(train, train_dev, test, test_dev, seeds=1)

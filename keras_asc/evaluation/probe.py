@@ -1,15 +1,25 @@
 """Device probe (paper §5.4, Table 2): how much device information a frozen embedding carries.
 
 The encoder is frozen: we only read its ``embedding`` output. A device classifier with the scene
-head's capacity (``LayerNormalization`` + ``Dense``, as ``SceneClassifier``'s head) is trained on
-the embeddings of the training devices' validation clips with the default Adam optimizer and a
-class-balanced cross-entropy, until the balanced loss on a held-out part stops improving (early
-stopping, best weights restored). The reported number is the balanced accuracy (mean per-device
-recall) on a third, untouched part, against chance ``1 / num_devices``.
+head's capacity (``LayerNormalization`` + ``Dense``, as ``SceneClassifier``'s head) is trained
+with the default Adam optimizer and a class-balanced cross-entropy until the balanced loss on
+held-out clips stops improving (early stopping, best weights restored). The reported number is
+the balanced accuracy (mean per-device recall) against chance ``1 / num_devices``.
 
-The clips are split into fit / early-stopping / test parts per device. When ``groups`` are given
-(the 10-s recording a clip was cut from) whole groups go to one part, so the probe cannot score by
-recognising a recording it has seen rather than the device.
+Two protocols:
+
+- ``paper`` (:func:`paper_probe`, the default): as in the paper, the probe is fit on the
+  TRAINING split's embeddings of the six training devices (device-imbalanced, device ``a``
+  ≈ 70 %, hence the balanced loss), early-stopped on held-out training recordings (whole 10-s
+  recordings, so early stopping never sees a recording the fit set has seen), and tested on EVERY
+  ``evaluate`` clip of those devices. One fit is noisy, so it is repeated for several probe seeds
+  (split, initialisation, batch order) and reported as mean, s.d. and a t-based 95 % interval.
+  The interval is over probe seeds for one frozen encoder; it says how precisely that encoder
+  was measured, not how much encoders of other training seeds differ.
+- ``evaluate`` (:func:`device_probe`, secondary): the earlier protocol, fit / early-stop / test
+  on a 60/20/20 split of the ``evaluate`` clips (by 10-s recording when ``groups`` are given).
+  The evaluate split is already device balanced and its test part has few recordings per
+  device, so it is much noisier; kept for comparison with earlier results.
 """
 
 import os
@@ -243,11 +253,42 @@ def device_probe(
     names = [device_names[i] for i in present]
     fit, stop, test = split_indices(labels, groups, fractions, seed, class_names=names)
     normed = layer_norm(embeddings)
+    trained = train_probe(
+        normed, labels, fit, stop, num_classes, seed, learning_rate, batch_size, max_epochs,
+        patience,
+    )  # fmt: skip
+    return {
+        **score_probe(trained["params"], normed[test], labels[test], names),
+        "chance": 1.0 / num_classes,
+        "devices": names,
+        "counts": {"fit": int(fit.size), "stop": int(stop.size), "test": int(test.size)},
+        **{k: v for k, v in trained.items() if k != "params"},
+        "seed": seed,
+    }
 
+
+def train_probe(
+    normed, labels, fit, stop, num_classes, seed=0, learning_rate=1e-3, batch_size=256,
+    max_epochs=1000, patience=20,
+):  # fmt: skip
+    """Mini-batch Adam on the balanced CE of ``fit``, early-stopped on the balanced CE of ``stop``.
+
+    Args:
+        normed: ``[N, D]`` LayerNorm-standardised embeddings (:func:`layer_norm`).
+        labels: ``[N]`` class ids in ``[0, num_classes)``.
+        fit, stop: index arrays into ``normed`` (disjoint).
+        num_classes: number of probe classes.
+        seed: initialisation and batch-order seed.
+        learning_rate, batch_size, max_epochs, patience: see :func:`device_probe`.
+
+    Returns:
+        dict ``params`` (the best epoch's), ``epochs`` (trained), ``best_epoch``,
+        ``early_stopped`` (False: ``max_epochs`` ended it), ``stop_loss``.
+    """
     class_w = balanced_class_weights(labels[fit], num_classes)
     stop_w = balanced_class_weights(labels[stop], num_classes)[labels[stop]]
     rng = np.random.default_rng(seed)
-    params = init_probe(embeddings.shape[1], num_classes, seed=seed)
+    params = init_probe(normed.shape[1], num_classes, seed=seed)
     optimizer = _Adam(learning_rate)
     best = (np.inf, 0, {k: v.copy() for k, v in params.items()})
     epoch = 0
@@ -266,25 +307,194 @@ def device_probe(
         elif epoch - best[1] >= patience:
             break
     stop_loss, best_epoch, params = best
-
-    predictions = probe_logits(params, normed[test]).argmax(axis=1)
-    truth = labels[test]
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (truth, predictions), 1)
-    recall = matrix.diagonal() / matrix.sum(axis=1)
     return {
-        "balanced_accuracy": float(recall.mean()),
-        "accuracy": float((predictions == truth).mean()),
-        "chance": 1.0 / num_classes,
-        "devices": names,
-        "recall": {name: float(r) for name, r in zip(names, recall)},
-        "confusion_matrix": matrix.tolist(),
-        "counts": {"fit": int(fit.size), "stop": int(stop.size), "test": int(test.size)},
+        "params": params,
         "epochs": epoch,
         "best_epoch": best_epoch,
         "early_stopped": epoch - best_epoch >= patience,
         "stop_loss": float(stop_loss),
-        "seed": seed,
+    }
+
+
+def score_probe(params, normed, labels, names):
+    """Balanced accuracy, accuracy, per-class recall and confusion matrix (rows true).
+
+    Classes without a test clip get recall None and are left out of the balanced accuracy.
+    """
+    num_classes = len(names)
+    predictions = probe_logits(params, normed).argmax(axis=1)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    totals = matrix.sum(axis=1)
+    recall = [float(matrix[k, k] / totals[k]) if totals[k] else None for k in range(num_classes)]
+    present = [r for r in recall if r is not None]
+    return {
+        "balanced_accuracy": float(np.mean(present)),
+        "accuracy": float((predictions == labels).mean()),
+        "recall": dict(zip(names, recall)),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def holdout_split(labels, groups=None, stop_fraction=0.2, seed=0, class_names=None):
+    """Fit / early-stopping split of the training clips, stratified, by group when given.
+
+    Per class, ``round(stop_fraction * groups)`` groups (at least one) go to the early-stopping
+    part and the rest (at least one) to the fit part; a group (10-s recording) never spans both.
+
+    Args:
+        labels: ``[N]`` int class ids.
+        groups: optional ``[N]`` group keys; None: every clip is its own group.
+        stop_fraction: share of each class's groups held out for early stopping.
+        seed: shuffling seed.
+        class_names: names of the label ids, for error messages.
+
+    Returns:
+        Two sorted int arrays of indices (fit, stop).
+
+    Raises:
+        UserError: a class has fewer than two groups.
+    """
+    labels = np.asarray(labels)
+    groups_are_clips = groups is None
+    groups = np.arange(labels.shape[0]) if groups_are_clips else np.asarray(groups)
+    if not 0 < stop_fraction < 1:
+        raise ValueError(f"stop_fraction must be in (0, 1), got {stop_fraction}")
+    rng = np.random.default_rng(seed)
+    fit, stop = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        keys = np.unique(groups[members])
+        if keys.shape[0] < 2:
+            what = "clip(s)" if groups_are_clips else "10-s recording(s)"
+            name = class_names[label] if class_names is not None else f"class {label}"
+            raise UserError(
+                f"device probe: {name} has {keys.shape[0]} training {what}; at least 2 are "
+                "needed to fit and early-stop the probe"
+                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
+            )
+        keys = keys[rng.permutation(keys.shape[0])]
+        n_stop = min(keys.shape[0] - 1, max(1, int(round(stop_fraction * keys.shape[0]))))
+        held = np.isin(groups[members], keys[:n_stop])
+        stop.append(members[held])
+        fit.append(members[~held])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(stop))
+
+
+def paper_probe(
+    train_embeddings,
+    train_device_ids,
+    test_embeddings,
+    test_device_ids,
+    train_groups=None,
+    seeds=5,
+    device_names=DEVICES,
+    stop_fraction=0.2,
+    level=0.95,
+    learning_rate=1e-3,
+    batch_size=256,
+    max_epochs=1000,
+    patience=20,
+):
+    """The paper's protocol: fit on training embeddings, test on every validation clip.
+
+    For each probe seed: a fresh fit / early-stopping split of the training clips
+    (:func:`holdout_split`, by ``train_groups`` when given), a fresh initialisation and batch
+    order, class-balanced training (:func:`train_probe`) and a score on all test clips.
+
+    Args:
+        train_embeddings: ``[N, D]`` embeddings of training-split clips.
+        train_device_ids: ``[N]`` ids indexing ``device_names``; the devices present are the
+            probe's classes (chance ``1 / number present``).
+        test_embeddings: ``[M, D]`` embeddings of the validation clips (every one is scored).
+        test_device_ids: ``[M]`` ids; each must be one of the training devices.
+        train_groups: optional ``[N]`` 10-s recording keys of the training clips.
+        seeds: number of probe seeds (0 .. seeds-1) or a list of seeds.
+        device_names: names of the device ids.
+        stop_fraction: share of each device's training recordings held out for early stopping.
+        level: coverage of the t interval over seeds.
+        learning_rate, batch_size, max_epochs, patience: see :func:`device_probe`.
+
+    Returns:
+        A JSON-ready dict: ``protocol`` ("paper"), ``balanced_accuracy`` (mean over seeds, the
+        Table 2 number), ``balanced_accuracy_sd``, ``balanced_accuracy_ci`` (``[low, high]`` or
+        None with one seed), ``level``, ``accuracy`` (mean pooled accuracy), ``chance``,
+        ``devices``, ``recall`` (mean per device), ``counts`` (``train``, ``test`` clips),
+        ``per_seed`` (per seed: ``seed``, ``balanced_accuracy``, ``accuracy``, ``recall``,
+        ``confusion_matrix``, ``counts`` fit/stop, ``epochs``, ``best_epoch``,
+        ``early_stopped``, ``stop_loss``).
+    """
+    from keras_asc.experiments.stats import t_interval
+
+    train_embeddings = np.asarray(train_embeddings, dtype=np.float64)
+    test_embeddings = np.asarray(test_embeddings, dtype=np.float64)
+    train_device_ids = np.asarray(train_device_ids, dtype=np.int64)
+    test_device_ids = np.asarray(test_device_ids, dtype=np.int64)
+    for what, emb, ids in (("train", train_embeddings, train_device_ids),
+                           ("test", test_embeddings, test_device_ids)):  # fmt: skip
+        if emb.ndim != 2 or ids.shape != (emb.shape[0],):
+            raise ValueError(
+                f"{what} embeddings must be [N, D] and device ids [N]; got {emb.shape} and "
+                f"{ids.shape}"
+            )
+    if train_embeddings.shape[1] != test_embeddings.shape[1]:
+        raise ValueError(
+            f"train and test embeddings differ in width: {train_embeddings.shape[1]} vs "
+            f"{test_embeddings.shape[1]}"
+        )
+    present = np.unique(train_device_ids)
+    if present.shape[0] < 2:
+        raise UserError(
+            f"device probe: needs training clips of at least 2 devices, got "
+            f"{[device_names[i] for i in present]}"
+        )
+    unseen = sorted(set(np.unique(test_device_ids).tolist()) - set(present.tolist()))
+    if unseen:
+        raise UserError(
+            f"device probe: test clips of devices {[device_names[i] for i in unseen]} that have "
+            f"no training clip (probe classes: {[device_names[i] for i in present]})"
+        )
+    names = [device_names[i] for i in present]
+    num_classes = len(names)
+    train_labels = np.searchsorted(present, train_device_ids)
+    test_labels = np.searchsorted(present, test_device_ids)
+    train_normed = layer_norm(train_embeddings)
+    test_normed = layer_norm(test_embeddings)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("paper_probe needs at least one seed")
+    per_seed = []
+    for seed in seed_list:
+        fit, stop = holdout_split(train_labels, train_groups, stop_fraction, seed, names)
+        trained = train_probe(
+            train_normed, train_labels, fit, stop, num_classes, seed, learning_rate, batch_size,
+            max_epochs, patience,
+        )  # fmt: skip
+        per_seed.append({
+            "seed": seed,
+            **score_probe(trained["params"], test_normed, test_labels, names),
+            "counts": {"fit": int(fit.size), "stop": int(stop.size)},
+            **{k: v for k, v in trained.items() if k != "params"},
+        })  # fmt: skip
+    balanced = t_interval([r["balanced_accuracy"] for r in per_seed], level)
+    recall = {}
+    for name in names:
+        values = [r["recall"][name] for r in per_seed if r["recall"][name] is not None]
+        recall[name] = float(np.mean(values)) if values else None
+    return {
+        "protocol": "paper",
+        "balanced_accuracy": balanced["mean"],
+        "balanced_accuracy_sd": balanced["sd"],
+        "balanced_accuracy_ci": None if balanced["low"] is None
+        else [balanced["low"], balanced["high"]],
+        "level": level,
+        "accuracy": float(np.mean([r["accuracy"] for r in per_seed])),
+        "chance": 1.0 / num_classes,
+        "devices": names,
+        "recall": recall,
+        "counts": {"train": int(train_labels.size), "test": int(test_labels.size)},
+        "seeds": seed_list,
+        "per_seed": per_seed,
     }
 
 
@@ -297,6 +507,29 @@ def train_device_mask(device_ids, device_names=DEVICES, devices=TRAIN_DEVICES):
 # === Command line (scripts/probe_devices.py) ===
 
 
+PROTOCOLS = ("paper", "evaluate")
+# Where each protocol's result goes, in RUN_DIR/eval/<split>/.
+PROBE_FILES = {"paper": "probe.json", "evaluate": "probe_evaluate.json"}
+
+
+def _embed(run_io, model, data_path, split, batch_size, max_examples, devices, progress):
+    predicted = run_io.predict_clips(
+        model, data_path, split, batch_size=batch_size, max_examples=max_examples,
+        embeddings=True, progress=progress,
+    )  # fmt: skip
+    mask = train_device_mask(predicted["device_id"], devices=devices)
+    if not mask.any():
+        raise UserError(
+            f"{data_path}: split {split!r} has no clip of the devices {', '.join(devices)} "
+            "(device labels are needed for the probe)"
+        )
+    return {
+        "embedding": predicted["embedding"][mask],
+        "device_id": predicted["device_id"][mask],
+        "group": np.asarray(predicted["group"])[mask],
+    }
+
+
 def probe_run(
     run,
     split="evaluate",
@@ -307,58 +540,65 @@ def probe_run(
     devices=TRAIN_DEVICES,
     split_by="recording",
     progress=True,
+    protocol="paper",
+    train_split="train",
+    probe_seeds=5,
     **probe_kwargs,
 ):
     """Device probe of one run directory's frozen encoder (paper Table 2).
 
-    Embeds the split's clips of ``devices`` with the run's model, trains the probe (parts split
-    by 10-s recording, or by clip with ``split_by="clip"``) and writes
-    ``RUN_DIR/eval/<split>/probe.json``.
+    ``protocol="paper"``: embeds the ``train_split`` and ``split`` clips of ``devices``, fits the
+    probe on the former (early stopping on held-out 10-s recordings, or clips with
+    ``split_by="clip"``) for ``probe_seeds`` seeds ``seed, seed + 1, ...`` and tests each on all
+    of the latter (:func:`paper_probe`); writes ``RUN_DIR/eval/<split>/probe.json``.
+    ``protocol="evaluate"``: the earlier 60/20/20 split of the ``split`` clips alone
+    (:func:`device_probe`, one seed); writes ``probe_evaluate.json``.
 
     Returns:
-        The :func:`device_probe` result plus ``run``, ``run_dir``, ``split``, ``data``,
-        ``num_clips``.
+        The :func:`paper_probe` or :func:`device_probe` result plus ``protocol``, ``run``,
+        ``run_dir``, ``split``, ``data``, ``num_clips``, ``split_by``, ``embedding_dim``
+        (and ``train_split`` for the paper protocol).
     """
     from keras_asc.evaluation import runs as run_io
 
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     data_path = run.data_path(data)
     run_io.check_split(data_path, split)
+    if protocol == "paper":
+        run_io.check_split(data_path, train_split)
     model = run.load_model()
-    predicted = run_io.predict_clips(
-        model,
-        data_path,
-        split,
-        batch_size=batch_size,
-        max_examples=max_examples,
-        embeddings=True,
-        progress=progress,
-    )
-    mask = train_device_mask(predicted["device_id"], devices=devices)
-    if not mask.any():
-        raise UserError(
-            f"{data_path}: split {split!r} has no clip of the devices {', '.join(devices)} "
-            "(device labels are needed for the probe)"
+    test = _embed(run_io, model, data_path, split, batch_size, max_examples, devices, progress)
+    by_group = split_by == "recording"
+    if protocol == "paper":
+        train = _embed(
+            run_io, model, data_path, train_split, batch_size, max_examples, devices, progress
         )
-    groups = np.asarray(predicted["group"])[mask] if split_by == "recording" else None
-    result = device_probe(
-        predicted["embedding"][mask],
-        predicted["device_id"][mask],
-        groups=groups,
-        seed=seed,
-        **probe_kwargs,
-    )
+        result = paper_probe(
+            train["embedding"], train["device_id"], test["embedding"], test["device_id"],
+            train_groups=train["group"] if by_group else None,
+            seeds=list(range(seed, seed + probe_seeds)), **probe_kwargs,
+        )  # fmt: skip
+        result["train_split"] = train_split
+    else:
+        result = device_probe(
+            test["embedding"], test["device_id"], groups=test["group"] if by_group else None,
+            seed=seed, **probe_kwargs,
+        )  # fmt: skip
+        result["protocol"] = "evaluate"
     result.update(
         {
             "run": run.name,
             "run_dir": run.path,
             "split": split,
             "data": data_path,
-            "num_clips": int(mask.sum()),
+            "num_clips": int(test["device_id"].shape[0]),
             "split_by": split_by,
-            "embedding_dim": int(predicted["embedding"].shape[1]),
+            "embedding_dim": int(test["embedding"].shape[1]),
         }
     )
-    run_io.write_json(os.path.join(run_io.eval_dir(run.path, split), "probe.json"), result)
+    path = os.path.join(run_io.eval_dir(run.path, split), PROBE_FILES[protocol])
+    run_io.write_json(path, result)
     return result
 
 
@@ -381,7 +621,18 @@ def build_parser():
     parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
     parser.add_argument("--out", help="combined JSON")
     parser.add_argument("--name", help="method name in the table (default: the run's name)")
-    parser.add_argument("--seed", type=int, default=0, help="split/initialisation seed")
+    parser.add_argument("--seed", type=int, default=0, help="first split/initialisation seed")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default): fit on the training split, test on every --split clip; "
+        "evaluate: the earlier 60/20/20 split of the --split clips",
+    )
+    parser.add_argument("--train-split", default="train", help="the paper protocol's fit split")
+    parser.add_argument(
+        "--probe-seeds", type=int, default=5, help="probe seeds of the paper protocol (default 5)"
+    )
     parser.add_argument(
         "--split-by",
         choices=("recording", "clip"),
@@ -393,6 +644,36 @@ def build_parser():
     return parser
 
 
+def describe(name, result):
+    """One line about a probe result (either protocol)."""
+    recall = ", ".join(
+        f"{d} {100 * r:.1f}" for d, r in result["recall"].items() if r is not None
+    )
+    text = (
+        f"{name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
+        f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "
+        f"{result['counts']['test']} test clips; "
+    )
+    if result.get("protocol") == "paper":
+        ci = result["balanced_accuracy_ci"]
+        spread = (
+            f"s.d. {100 * result['balanced_accuracy_sd']:.2f} pp, {100 * result['level']:.0f} % "
+            f"CI [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+            if ci is not None
+            else "one probe seed"
+        )
+        stopped = sum(r["early_stopped"] for r in result["per_seed"])
+        return text + (
+            f"{len(result['per_seed'])} probe seeds ({spread}); early stopping ended "
+            f"{stopped} of them"
+        )
+    return text + (
+        f"early-stopped after {result['epochs']} epochs"
+        if result["early_stopped"]
+        else f"still improving at the last of {result['epochs']} epochs"
+    )
+
+
 def main(argv=None):
     from keras_asc.evaluation import runs as run_io
     from keras_asc.evaluation import tables
@@ -400,6 +681,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: expected a non-negative integer")
+    if args.probe_seeds < 1:
+        raise UserError(f"--probe-seeds {args.probe_seeds}: expected at least 1")
     opened = run_io.expand_runs(args.run)
     name = run_io.method_name(opened, args.name)
     results = []
@@ -412,19 +695,12 @@ def main(argv=None):
             args.max_examples,
             seed=args.seed,
             split_by=args.split_by,
+            protocol=args.protocol,
+            train_split=args.train_split,
+            probe_seeds=args.probe_seeds,
         )
         results.append(result)
-        recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items())
-        print(
-            f"{run.name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
-            f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "
-            f"{result['counts']['test']} test clips; "
-            + (
-                f"early-stopped after {result['epochs']} epochs"
-                if result["early_stopped"]
-                else f"still improving at the last of {result['epochs']} epochs"
-            )
-        )
+        print(describe(run.name, result))
     text = tables.table2([(name, results)])
     print()
     print(text)
