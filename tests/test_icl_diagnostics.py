@@ -52,3 +52,29 @@ def test_collapse_cancellation_and_undefined_ratio():
 def test_gradient_share():
     assert float(gradient_share(np.array([3.0, 4.0]), np.array([0.0, 5.0]))) == 0.5
     assert float(gradient_share(np.zeros(2), np.zeros(2))) == 0.0
+
+
+def test_expected_same_device_fraction_by_hand_and_by_the_dir_layer():
+    import tensorflow as tf
+
+    from keras_asc.augment import DirAugmentation
+    from keras_asc.losses.icl_diagnostics import expected_same_device_fraction
+    from keras_asc.vocab import DEVICES
+
+    shares = {"a": 0.7, "b": 0.1, "c": 0.2}
+    assert expected_same_device_fraction(shares) == pytest.approx(0.49 + 0.01 + 0.04)
+    # 60 % of a augmented: a keeps 0.28; the 0.42 augmented split over classes of 1 and 3 IRs.
+    want = 0.28**2 + 0.01 + 0.04 + 0.42**2 * (0.25**2 + 0.75**2)
+    got = expected_same_device_fraction(shares, 0.6, ("a",), [1, 3])
+    assert got == pytest.approx(want)
+    # The DIR layer's labels give that fraction over many clips (per_microphone, IRs 0 | 1 2 3).
+    rng = np.random.default_rng(0)
+    n = 20000
+    names = rng.choice(list(shares), size=n, p=list(shares.values()))
+    devices = np.array([DEVICES.index(d) for d in names])
+    layer = DirAugmentation(np.eye(4, 3, dtype="float32"), ir_labels=[0, 1, 1, 1],
+                            probability=0.6, device_labels="per_microphone", seed=2)
+    _, out = layer(np.zeros((n, 3), "float32"), tf.constant(devices), training=True)
+    counts = np.unique(out.numpy(), return_counts=True)[1]
+    observed = float(((counts / n) ** 2).sum())
+    assert observed == pytest.approx(want, abs=0.01)

@@ -86,3 +86,35 @@ def gradient_share(weighted_auxiliary_gradient, main_gradient):
     aux = tf.norm(tf.cast(weighted_auxiliary_gradient, tf.float32))
     main = tf.norm(tf.cast(main_gradient, tf.float32))
     return aux / tf.maximum(aux + main, _TINY)
+
+
+def expected_same_device_fraction(device_shares, probability=0.6, source_devices=("a",),
+                                  augmented_class_sizes=None):
+    """Expected share of same-device pairs among a batch's ordered pairs ``i != j``.
+
+    Clips are drawn independently with device shares ``device_shares``; a source-device clip is
+    DIR-augmented with ``probability`` and takes an augmented class ``k`` with probability
+    proportional to ``augmented_class_sizes[k]`` (the number of IRs of class ``k``: all ones
+    for ``device_labels="per_ir"``, IRs per microphone for ``"per_microphone"``, one entry for
+    ``"shared"``). With independent clips the expectation does not depend on the batch size.
+
+    Args:
+        device_shares: dict device -> share (sums to 1).
+        probability: float, the DIR probability.
+        source_devices: devices that are augmented.
+        augmented_class_sizes: list of positive ints, or None (no DIR augmentation).
+
+    Returns:
+        float in [0, 1].
+    """
+    shares = dict(device_shares)
+    augmented = 0.0
+    if augmented_class_sizes is not None:
+        for device in source_devices:
+            augmented += shares[device] * probability
+            shares[device] *= 1.0 - probability
+    same = sum(s * s for s in shares.values())
+    if augmented_class_sizes is not None:
+        total = float(sum(augmented_class_sizes))
+        same += augmented**2 * sum((n / total) ** 2 for n in augmented_class_sizes)
+    return same
