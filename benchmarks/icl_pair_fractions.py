@@ -1,6 +1,6 @@
 """Same-device pair fraction of a training batch for each DIR device labelling (docs/design.md).
 
-    python scripts/icl_pair_fractions.py [--simulate 2000]
+    python benchmarks/icl_pair_fractions.py [--simulate 2000]
 
 Device a at 70 % of the clips, b, c, s1-s3 at 6 % each, DIR probability 0.6 on device-a clips.
 Prints the expected fraction (independent of the batch size) and, with ``--simulate N``, the
