@@ -263,6 +263,9 @@ def test_plain_weights_file_loads_into_an_augmented_model(tmp_path):
          r"auxiliary_loss_weight must be a number >= 0, got -0.5"),
         (lambda: SceneClassifier(_BACKBONE, augmenter={"mixup_alpha": 0.3}),
          r"augmenter must be a keras_asc.augment.Augmenter or None, got dict"),
+        (lambda: SceneClassifier.from_preset("passt_tiny", icl_weight=0.5, mixup_alpha=0.2),
+         r"from_preset: icl_weight, mixup_alpha are kwargs of config version 1; pass "
+         r"auxiliary_loss="),
     ],
 )
 def test_bad_task_arguments(build, message):

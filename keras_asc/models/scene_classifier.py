@@ -376,6 +376,13 @@ class SceneClassifier(keras.Model):
             raise UserError(
                 f"weights must be None, 'audioset' or an existing .weights.h5 file, got {weights!r}"
             )
+        old = sorted(k for k in overrides if k in _V1_ICL or k in _V1_AUGMENT)
+        if old:
+            raise UserError(
+                f"SceneClassifier.from_preset: {', '.join(old)} are kwargs of config version 1; "
+                "pass auxiliary_loss=InverseContrastiveLoss(...), auxiliary_loss_weight, "
+                "auxiliary_loss_rampup_steps (see icl_task_kwargs) and augmenter=Augmenter(...)"
+            )
         task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TASK_KWARGS}
         if num_classes is None:
             num_classes = preset["num_classes"] or NUM_SCENES
