@@ -16,7 +16,19 @@ One invocation measures, in one process and with the same thread count for both 
   BLAS (MKL) is not TensorFlow's, and on AMD CPUs it can be much slower, which explains part of
   any Keras/PyTorch gap;
 * **eval latency** of one 1-s clip (batch 1; Keras through a ``tf.function``, PyTorch under
-  ``inference_mode``), median of ``--latency-runs`` calls.
+  ``inference_mode``), median of ``--latency-runs`` calls;
+* the **machine**: the CPU model (``/proc/cpuinfo``), whether oneDNN is on and the ISA it
+  dispatches to (``ONEDNN_VERBOSE`` in a subprocess: AVX2 on AMD EPYC; AVX-512 with AMX on a
+  Sapphire Rapids Xeon, where bf16 runs on the AMX tiles);
+* **validity**: every timed step's loss is recorded; a model whose losses are not all finite
+  gets no speed figure (a speed of a NaN run is not a figure). The mixed_bfloat16 model starts
+  from the float32 model's weights and sees the same batches in the same order, so its losses
+  must track the float32 ones (largest relative difference reported, bound 5 %).
+
+Goals (issue 12), checked side by side in one run and printed as met / not met: bf16 step
+>= 2x the float32 step where the CPU has bf16 arithmetic (AMX / AVX512-BF16; elsewhere bf16 is
+emulated and the goal does not apply); float32 step >= 80 % of the float32 ``tf.matmul`` peak;
+Keras eval latency of one 1-s clip <= hear21passt's.
 
 FLOP count (multiply-adds x 2, per clip): patch conv ``F' T' 256 D`` on all 12 x 9 patches, then
 per block ``12 N D^2 + 2 N^2 D`` with ``N = 6 * 9 + 2`` tokens left after frequency patchout, and
@@ -121,6 +133,72 @@ def torch_matmul_peak(torch, size=2048, repeats=5, inner=5):
     return 2 * size**3 * inner / best
 
 
+def cpu_model():
+    """The CPU's model name (``lscpu``'s "Model name"), from ``/proc/cpuinfo``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+_ONEDNN_PROBE = """
+import tensorflow as tf
+a = tf.random.normal((256, 256))
+tf.matmul(a, a).numpy()
+b = tf.cast(a, tf.bfloat16)
+tf.matmul(b, b).numpy()
+"""
+
+
+def onednn_info():
+    """Whether oneDNN is on, the ISA it dispatches to and its bf16 matmul kernel.
+
+    Read from ``ONEDNN_VERBOSE=1`` output of a small float32 and bf16 matmul in a subprocess
+    (same environment, so ``TF_ENABLE_ONEDNN_OPTS`` is respected).
+    """
+    import subprocess
+
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _ONEDNN_PROBE], env=env, capture_output=True, text=True,
+            timeout=300,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return {"enabled": None, "isa": f"unknown ({err})", "bf16_matmul": None}
+    isa = next((line.split("isa:", 1)[1] for line in out.splitlines() if "isa:" in line), None)
+    # exec lines: onednn_verbose,v1,primitive,exec,cpu,<primitive>,<implementation>,...
+    kernels = {"f32": None, "bf16": None}
+    for line in out.splitlines():
+        parts = line.split(",")
+        if line.startswith("onednn_verbose") and len(parts) > 8 and parts[3] == "exec":
+            kind = "bf16" if "src_bf16" in line else "f32"
+            kernels[kind] = kernels[kind] or f"{parts[5]}:{parts[6] or '-'}"
+    return {
+        "enabled": isa is not None,
+        "isa": isa,
+        "f32_matmul": kernels["f32"],
+        # None: bf16 matmuls do not go through oneDNN here (Eigen, no native bf16 arithmetic)
+        "bf16_matmul": kernels["bf16"],
+    }
+
+
+def has_bf16_arithmetic():
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), from its flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def timed(function, count):
     times = []
     for _ in range(count):
@@ -146,9 +224,9 @@ def build_keras(keras, dtype, seed):
     return model
 
 
-def keras_step(model, waveform, labels):
+def keras_step(model, waveform, labels, losses):
     def step():
-        model.train_on_batch(waveform, labels)
+        losses.append(float(model.train_on_batch(waveform, labels, return_dict=True)["loss"]))
 
     return step
 
@@ -170,7 +248,7 @@ def build_torch(torch, seed):
     return mel, net, optimizer
 
 
-def torch_step(torch, mel, net, optimizer, waveform, labels):
+def torch_step(torch, mel, net, optimizer, waveform, labels, losses):
     x = torch.from_numpy(waveform)
     y = torch.from_numpy(labels).long()
 
@@ -182,15 +260,23 @@ def torch_step(torch, mel, net, optimizer, waveform, labels):
         loss = torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
+        losses.append(float(loss))
 
     return step
 
 
-def summarize(name, times, batch, peak):
+def summarize(name, times, batch, peak, losses):
+    import math
+
     median = statistics.median(times)
     flops = passt_flops_per_clip() * batch / median
+    finite = all(math.isfinite(v) for v in losses)
+    if not finite:  # a speed of a NaN run is not a figure
+        median = flops = float("nan")
     return {
         "name": name,
+        "losses": losses,
+        "losses_finite": finite,
         "step_s_median": median,
         "step_s_all": times,
         "samples_per_s": batch / median,
@@ -232,13 +318,24 @@ def main(argv=None):
         flush=True,
     )
 
+    machine = {"cpu_model": cpu_model(), "bf16_arithmetic": has_bf16_arithmetic(),
+               "onednn": onednn_info()}
+    print(f"CPU: {machine['cpu_model']}; bf16 arithmetic: {machine['bf16_arithmetic']}; "
+          f"oneDNN: {machine['onednn']}", flush=True)
+
+    losses = {"keras_fp32": [], "torch_fp32": [], "keras_mixed_bfloat16": []}
     keras_model = build_keras(keras, "float32", args.seed)
-    steps = {"keras_fp32": keras_step(keras_model, waveform, labels)}
+    steps = {"keras_fp32": keras_step(keras_model, waveform, labels, losses["keras_fp32"])}
     mel, net, optimizer = build_torch(torch, args.seed)
-    steps["torch_fp32"] = torch_step(torch, mel, net, optimizer, waveform, labels)
+    steps["torch_fp32"] = torch_step(
+        torch, mel, net, optimizer, waveform, labels, losses["torch_fp32"]
+    )
     if not args.no_bf16:
         model = build_keras(keras, "mixed_bfloat16", args.seed)
-        steps["keras_mixed_bfloat16"] = keras_step(model, waveform, labels)
+        model.set_weights(keras_model.get_weights())  # same start: its losses must track fp32
+        steps["keras_mixed_bfloat16"] = keras_step(
+            model, waveform, labels, losses["keras_mixed_bfloat16"]
+        )
 
     for name, step in steps.items():  # tracing / first-call work, not timed
         with contextlib.redirect_stdout(io.StringIO()):
@@ -260,7 +357,9 @@ def main(argv=None):
     print(f"tf.matmul float32 peak per measurement: {[round(p / 1e9, 1) for p in peaks]} GFLOP/s")
     print(f"torch.matmul float32 per measurement: {[round(p / 1e9, 1) for p in torch_peaks]}")
 
-    results = {name: summarize(name, times[name], args.batch, peak) for name in steps}
+    results = {
+        name: summarize(name, times[name], args.batch, peak, losses[name]) for name in steps
+    }
 
     # Eval latency, one 1-s clip.
     clip = waveform[:1]
@@ -281,6 +380,7 @@ def main(argv=None):
     keras_fp32 = results["keras_fp32"]
     torch_fp32 = results["torch_fp32"]
     report = {
+        "machine": machine,
         "command": "python benchmarks/bench_model.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "cpu_threads": args.threads,
@@ -300,9 +400,30 @@ def main(argv=None):
         },
     }
     if "keras_mixed_bfloat16" in results:
-        report["bf16_over_fp32_samples_per_s"] = (
-            results["keras_mixed_bfloat16"]["samples_per_s"] / keras_fp32["samples_per_s"]
+        bf16 = results["keras_mixed_bfloat16"]
+        report["bf16_over_fp32_samples_per_s"] = bf16["samples_per_s"] / keras_fp32["samples_per_s"]
+        # Both models took the same steps on the same batch from the same weights, in the
+        # order warm-up, round 1, round 2, ...: compare the losses step by step.
+        pairs = list(zip(losses["keras_fp32"], losses["keras_mixed_bfloat16"]))
+        report["bf16_loss_max_relative_difference"] = max(
+            abs(b - a) / max(abs(a), 1e-12) for a, b in pairs
         )
+        report["bf16_tracks_fp32"] = bool(report["bf16_loss_max_relative_difference"] <= 0.05)
+    fraction = keras_fp32["fraction_of_fp32_matmul_peak"]
+    report["goals"] = {
+        "fp32_step_of_matmul_peak": {"value": fraction, "goal": ">= 0.80", "met": fraction >= 0.8},
+        "keras_over_torch_eval_latency": {"value": keras_latency / torch_latency,
+                                          "goal": "<= 1.00",
+                                          "met": keras_latency <= torch_latency},
+    }
+    if "bf16_over_fp32_samples_per_s" in report:
+        ratio = report["bf16_over_fp32_samples_per_s"]
+        report["goals"]["bf16_over_fp32_train_step"] = {
+            "value": ratio,
+            "goal": ">= 2.00 on a CPU with bf16 arithmetic",
+            "met": (ratio >= 2.0) if machine["bf16_arithmetic"] else None,
+            "valid": bool(report["bf16_tracks_fp32"] and bf16["losses_finite"]),
+        }
 
     print()
     print(f"{'train step':24s} {'s/step':>8s} {'samples/s':>10s} {'GFLOP/s':>8s} {'of peak':>8s}")
@@ -321,6 +442,16 @@ def main(argv=None):
         f"eval latency, one 1-s clip: Keras {keras_latency * 1e3:.0f} ms, "
         f"PyTorch {torch_latency * 1e3:.0f} ms"
     )
+    if "bf16_loss_max_relative_difference" in report:
+        print(
+            "bf16 losses vs float32 (same weights, same batches): largest relative difference "
+            f"{report['bf16_loss_max_relative_difference']:.2%} "
+            f"({'tracks' if report['bf16_tracks_fp32'] else 'DOES NOT TRACK'})"
+        )
+    for name, goal in report["goals"].items():
+        verdict = {True: "met", False: "not met", None: "n/a (no bf16 arithmetic)"}[goal["met"]]
+        print(f"goal {name}: {goal['value']:.2f} ({goal['goal']}): {verdict}")
+    print(f"CPU: {machine['cpu_model']}; oneDNN ISA: {machine['onednn']['isa']}")
     print(f"load average before/after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as f:

@@ -117,7 +117,10 @@ def test_tflite_dynamic_quantisation(tiny, tmp_path):
     report = export.export_model(model, str(out), "tflite", quantize="dynamic")
     verification = report["verification"]
     assert verification["ok"] and verification["tolerance"] == export.DYNAMIC_ATOL
-    assert verification["decisive"] >= 4  # the scaled head makes top-1 calls meaningful
+    # What matters: no clip whose float32 margin exceeds the quantisation tolerance changes
+    # its top-1, and the check was not vacuous (which clips are decisive depends on the CPU's
+    # float32 kernels; the scaled head makes most of them so).
+    assert verification["top1_disagree_decisive"] == 0 and verification["decisive"] >= 1
 
     # Every kernel of >= 1024 weights is stored as int8: the patch convolution (16 * 16 * 64)
     # and per block qkv, proj, fc1, fc2; not the 64 x 10 head, and not the mel bank (float32 on
@@ -132,7 +135,11 @@ def test_tflite_dynamic_quantisation(tiny, tmp_path):
     outputs = export.run_tflite(str(out), clips)
     reference = keras_reference(model, clips)
     assert np.abs(outputs["probabilities"] - reference["probabilities"]).max() <= 0.05
-    assert (outputs["probabilities"].argmax(1) == reference["probabilities"].argmax(1)).all()
+    ordered = np.sort(reference["probabilities"], axis=1)
+    decisive = ordered[:, -1] - ordered[:, -2] > 2 * export.DYNAMIC_ATOL
+    assert decisive.any()
+    top1 = outputs["probabilities"].argmax(1) == reference["probabilities"].argmax(1)
+    assert top1[decisive].all()
 
 
 @pytest.mark.parametrize(

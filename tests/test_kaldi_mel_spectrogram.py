@@ -2,15 +2,16 @@
 
 Parity notes. The reference runs in float32, and on loud tonal clips its own rounding (FFT
 round-off leaking into quiet bands near the ``1e-5`` log floor) moves the output by up to
-~1.6e-4 from exact arithmetic. The layer computes the STFT in float64, so it is compared twice:
-with the real ``AugmentMelSTFT`` run in float64 (tight, 2e-5, every signal) and with the real
-float32 ``AugmentMelSTFT`` (1e-4 on noise and moderate clips; on loud tonal clips within the
-reference's own float32 error + 2e-5).
+~1.6e-4 from exact arithmetic (and by other amounts on another CPU's FFT). The layer computes
+the STFT in float64, so it is compared twice: with the real ``AugmentMelSTFT`` run in float64
+(tight, 2e-5, every signal) and with the real float32 ``AugmentMelSTFT`` (within the reference's
+own float32 error, measured in the same test, + 2e-5: the policy of ``tests/numerics.py``).
 """
 
 import doctest
 
 import keras
+import numerics
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,18 +96,21 @@ def chirp(samples, amplitude):
 
 
 SIGNALS = {
-    # name: (waveform factory, strict 1e-4 against float32 reference)
-    "noise_1s": (lambda: noise(3, SR, 0.3, 0), True),
-    "noise_10s": (lambda: noise(1, 10 * SR, 0.3, 1), True),
-    "noise_loud_1s": (lambda: noise(2, SR, 1.0, 2), True),
-    "sines_quiet_1s": (lambda: sines(2, SR, 1e-3, 0.01, 3), True),
-    "sines_moderate_10s": (lambda: sines(1, 10 * SR, 0.5, 0.01, 4), True),
-    "sines_loud_1s": (lambda: sines(2, SR, 1.0, 0.01, 5), False),
-    "sines_loud_clean_1s": (lambda: sines(1, SR, 1.0, 1e-4, 6), False),
-    "chirp_loud_1s": (lambda: chirp(SR, 0.8), False),
-    "odd_length": (lambda: noise(2, 12345, 0.3, 7), True),
-    "length_hop_multiple_plus_one": (lambda: noise(1, 50 * 320 + 1, 0.3, 18), True),
+    "noise_1s": lambda: noise(3, SR, 0.3, 0),
+    "noise_10s": lambda: noise(1, 10 * SR, 0.3, 1),
+    "noise_loud_1s": lambda: noise(2, SR, 1.0, 2),
+    "sines_quiet_1s": lambda: sines(2, SR, 1e-3, 0.01, 3),
+    "sines_moderate_10s": lambda: sines(1, 10 * SR, 0.5, 0.01, 4),
+    "sines_loud_1s": lambda: sines(2, SR, 1.0, 0.01, 5),
+    "sines_loud_clean_1s": lambda: sines(1, SR, 1.0, 1e-4, 6),
+    "chirp_loud_1s": lambda: chirp(SR, 0.8),
+    "odd_length": lambda: noise(2, 12345, 0.3, 7),
+    "length_hop_multiple_plus_one": lambda: noise(1, 50 * 320 + 1, 0.3, 18),
 }
+
+# Our own bound against the exact (float64) reference: the layer's STFT is float64 and only the
+# mel product and log run in float32, so this does not depend on the CPU's FFT.
+EXACT_BOUND = 2e-5
 
 
 # === Eval-mode parity ===
@@ -115,19 +119,17 @@ SIGNALS = {
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", sorted(SIGNALS))
 def test_eval_matches_augment_mel_stft(augment_mel_stft, name):
-    make, strict = SIGNALS[name]
-    waveform = make()
+    waveform = SIGNALS[name]()
     ours = np.asarray(KaldiMelSpectrogram()(waveform))
     ref32 = torch_mel(augment_mel_stft, waveform, freqm=48, timem=20)
     ref64 = torch_mel(augment_mel_stft, waveform, float64=True, freqm=48, timem=20)
     assert ours.shape == ref32.shape == (waveform.shape[0], 128, 1 + (waveform.shape[1] - 1) // 320)
-    assert np.abs(ours - ref64).max() <= 2e-5
-    error32 = np.abs(ours - ref32).max()
-    if strict:
-        assert error32 <= 1e-4
-    else:  # loud tonal clips: the float32 reference is itself this far from exact arithmetic
-        reference_own_error = np.abs(ref32 - ref64).max()
-        assert error32 <= max(1e-4, reference_own_error + 2e-5)
+    assert numerics.absolute_error(ours, ref64) <= EXACT_BOUND
+    # Against the float32 reference as used: within its own float32 error (measured here, on
+    # this CPU's FFT: 1e-5 to 1.6e-4 depending on the signal and the CPU) plus our bound
+    # (tests/numerics.py, docs/design.md "Numeric test policy").
+    reference_own_error = numerics.absolute_error(ref32, ref64)
+    assert numerics.absolute_error(ours, ref32) <= reference_own_error + EXACT_BOUND
 
 
 @pytest.mark.oracle
@@ -169,9 +171,11 @@ def test_numpy_bank_matches_torchaudio(kaldi, n_mels, n_fft, sr, fmin, fmax):
     assert ours.min() == 0.0 and ours.max() <= 1.0  # triangles peak at most 1, no area norm
     exact = torch_bank(kaldi, n_mels, n_fft, sr, fmin, fmax, torch.float64)
     np.testing.assert_allclose(ours, exact, atol=1e-6, rtol=0)
-    # torchaudio's float32 bank carries float32 rounding of mel values (~1e-5, see module doc).
+    # torchaudio's float32 bank carries float32 rounding of mel values (~1e-5, see module doc):
+    # within that own error (measured here) of ours, plus our 1e-6 (tests/numerics.py).
     as_used = torch_bank(kaldi, n_mels, n_fft, sr, fmin, fmax, torch.float32)
-    np.testing.assert_allclose(ours, as_used, atol=3e-5, rtol=0)
+    own = numerics.absolute_error(as_used, exact)
+    assert numerics.absolute_error(ours, as_used) <= own + 1e-6
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.int32)] * 2)

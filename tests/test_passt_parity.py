@@ -5,6 +5,7 @@ dict goes through `torch.save` → `scripts/convert_passt_checkpoint.py`'s `main
 `SceneClassifier.load_weights`, and both models then see the same input.
 """
 
+import copy
 import os
 import sys
 
@@ -19,13 +20,7 @@ from keras_asc.models.scene_classifier import SceneClassifier
 
 sys.path.insert(0, os.path.dirname(__file__))
 import torch_oracle  # noqa: E402
-
-TOLERANCE = 1e-4
-
-
-def relative_error(got, expected):
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    return float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+from numerics import assert_float32_parity  # noqa: E402
 
 
 def randomise(net, seed=0):
@@ -71,6 +66,19 @@ def torch_from_mel(net, mel):
     return logits.numpy(), features.numpy()
 
 
+def float64_copy(net):
+    """The same torch network in float64: the exact result the float32 ones are judged by."""
+    return copy.deepcopy(net).double()
+
+
+def assert_parity(net, logits, embedding, mel):
+    """Our logits/embedding against the torch net in float32 and float64 (tests/numerics.py)."""
+    expected_logits, expected_embedding = torch_from_mel(net, mel)
+    exact_logits, exact_embedding = torch_from_mel(float64_copy(net), mel.astype(np.float64))
+    assert_float32_parity(embedding, expected_embedding, exact_embedding, what="embedding")
+    assert_float32_parity(logits, expected_logits, exact_logits, what="logits")
+
+
 @pytest.fixture(scope="module")
 def tiny_pair(tmp_path_factory):
     """(torch PaSST, converted Keras SceneClassifier) at the passt_tiny geometry, 527 classes."""
@@ -107,17 +115,16 @@ def test_transformer_block_matches_torch_block():
     x = np.random.RandomState(0).randn(2, 20, 64).astype("float32")
     with torch.no_grad():
         expected = block(torch.from_numpy(x)).numpy()
-    assert relative_error(layer(x), expected) < 1e-5
+        exact = copy.deepcopy(block).double()(torch.from_numpy(x.astype(np.float64))).numpy()
+    assert_float32_parity(layer(x), expected, exact, what="block")
 
 
 @pytest.mark.parametrize("frames", [100, 1000])  # 1 s and 10 s
 def test_mel_to_logits_parity(tiny_pair, frames):
     net, model = tiny_pair
     mel = mel_batch(frames)
-    expected_logits, expected_embedding = torch_from_mel(net, mel)
     logits, embedding = keras_from_mel(model, mel)
-    assert relative_error(embedding, expected_embedding) < TOLERANCE
-    assert relative_error(logits, expected_logits) < TOLERANCE
+    assert_parity(net, logits, embedding, mel)
 
 
 def test_waveform_to_logits_end_to_end(tiny_pair):
@@ -132,9 +139,19 @@ def test_waveform_to_logits_end_to_end(tiny_pair):
     with torch.no_grad():
         mel = mel_layer(torch.from_numpy(waveform))
         expected_logits, expected_embedding = (t.numpy() for t in net(mel[:, None]))
+        # The float64 path runs the same frontend in float64 (its bank in the default dtype).
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            mel64 = copy.deepcopy(mel_layer).double()(torch.from_numpy(waveform.astype(np.float64)))
+            exact_logits, exact_embedding = (
+                t.numpy() for t in float64_copy(net)(mel64[:, None])
+            )
+        finally:
+            torch.set_default_dtype(previous)
     out = model(waveform)
-    assert relative_error(out["embedding"], expected_embedding) < TOLERANCE
-    assert relative_error(out["logits"], expected_logits) < TOLERANCE
+    assert_float32_parity(out["embedding"], expected_embedding, exact_embedding, what="embedding")
+    assert_float32_parity(out["logits"], expected_logits, exact_logits, what="logits")
 
 
 @pytest.mark.slow
@@ -149,8 +166,6 @@ def test_full_passt_s_geometry_parity(tmp_path):
     model.load_weights(weights)
     for frames in (100, 1000):
         mel = mel_batch(frames, batch=1, seed=frames)
-        expected_logits, expected_embedding = torch_from_mel(net, mel)
         logits, embedding = keras_from_mel(model, mel)
-        assert relative_error(embedding, expected_embedding) < TOLERANCE
-        assert relative_error(logits, expected_logits) < TOLERANCE
+        assert_parity(net, logits, embedding, mel)
     keras.backend.clear_session()

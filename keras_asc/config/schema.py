@@ -349,7 +349,12 @@ SCHEMA = {
             # A converted weights file, "audioset" (the preset's official checkpoint, fetched
             # and converted once into the weights cache) or null (random initialisation).
             "weights": (None, string(optional=True)),
-            "dtype": (None, string(optional=True)),
+            # Keras dtype policies; mixed_* keep float32 variables (docs/reproduce_paper.md).
+            "dtype": (
+                None,
+                choice("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16",
+                       optional=True),
+            ),
             "frontend": (
                 None,
                 Nested(

@@ -30,12 +30,18 @@ class PatchEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, hidden_dim, patch_size=16, stride=10, **kwargs):
+        # The spectrogram stays float32 into the projection (see `proj` below).
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.patch_size = patch_size
         self.stride = stride
         self._kernel = as_pair(patch_size, "patch_size")
         self._strides = as_pair(stride, "stride")
+        # The projection always computes in float32, whatever the policy: oneDNN's bfloat16
+        # convolution (AVX512-BF16/AMX kernels on Intel Xeon) returned inf for a 16x16 kernel at
+        # stride 10 on 0.25-s spectrograms (one patch column), and the projection is ~0.2 % of
+        # PaSST's MACs. Its output is cast to the layer's compute dtype.
         # PyTorch's default Conv2d init (kaiming_uniform with a=sqrt(5)) is this variance scaling;
         # PaSST leaves the patch projection at that default.
         self.proj = keras.layers.Conv2D(
@@ -47,7 +53,7 @@ class PatchEmbedding(keras.layers.Layer):
             kernel_initializer=keras.initializers.VarianceScaling(
                 scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
             ),
-            dtype=self.dtype_policy,
+            dtype=self.dtype_policy.variable_dtype,
             name="proj",
         )
 
@@ -76,7 +82,17 @@ class PatchEmbedding(keras.layers.Layer):
                 f"{self.name}: input of shape {tuple(inputs.shape)} has {frames} frames; "
                 f"expected at least {self._kernel[1]} (the patch size)"
             )
-        return self.proj(keras.ops.expand_dims(inputs, axis=-1))
+        patches = keras.ops.expand_dims(keras.ops.cast(inputs, "float32"), axis=-1)
+        if self.proj.compute_dtype != "float32":  # a pure low-precision policy ("bfloat16")
+            patches = keras.ops.conv(
+                patches,
+                keras.ops.cast(self.proj.kernel, "float32"),
+                strides=self._strides,
+                padding="valid",
+            ) + keras.ops.cast(self.proj.bias, "float32")
+        else:
+            patches = self.proj(patches)
+        return keras.ops.cast(patches, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         batch, n_mels, frames = input_shape

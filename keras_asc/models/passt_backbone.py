@@ -173,6 +173,10 @@ class PaSSTBackbone(keras.Model):
             dtype=dtype,
             **kwargs,
         )
+        # A functional Model drops `dtype`; keep the policy so get_config (and with it
+        # from_config, .keras files and clone_model) rebuilds the model as trained.
+        if dtype is not None:
+            self.dtype_policy = dtype
 
         # === Config ===
         self.hidden_dim = hidden_dim

@@ -146,10 +146,19 @@ class SceneClassifier(keras.Model):
         features = self.backbone(mel)
         embedding = features["embedding"]
         logits = self.head_dense(self.head_norm(embedding))
-        outputs = {"logits": logits, "embedding": embedding}
+        # Under mixed precision the outputs leave in float32, so the losses (softmax CE, ICL's
+        # exp(alpha - d)) never see bfloat16 rounding of the logits or distances.
+        outputs = {
+            "logits": keras.ops.cast(logits, "float32"),
+            "embedding": keras.ops.cast(embedding, "float32"),
+        }
         if auxiliary_loss is not None:
-            outputs["class_tokens"] = features["tokens"][:, :2]
+            outputs["class_tokens"] = keras.ops.cast(features["tokens"][:, :2], "float32")
         super().__init__(inputs=waveform, outputs=outputs, dtype=dtype, **kwargs)
+        # A functional Model drops `dtype`; keep the policy so get_config (and with it
+        # from_config, .keras files and clone_model) rebuilds the model as trained.
+        if dtype is not None:
+            self.dtype_policy = dtype
 
         # === Config ===
         self.num_classes = num_classes
