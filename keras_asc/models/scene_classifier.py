@@ -6,8 +6,6 @@ import warnings
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
-from keras.src.losses.loss import unscale_loss_for_distribution
 
 from keras_asc.augment.augmenter import Augmenter
 from keras_asc.errors import UserError
@@ -255,12 +253,15 @@ class SceneClassifier(keras.Model):
         icl = self.auxiliary_loss(devices, tokens)
         weight = self._current_auxiliary_weight()
         batch = tf.shape(logits)[0]
-        self.ce_loss_tracker.update_state(unscale_loss_for_distribution(ce), sample_weight=batch)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.ce_loss_tracker.update_state(ce * float(replicas), sample_weight=batch)
         self.icl_loss_tracker.update_state(icl, sample_weight=batch)
         self._update_diagnostics(
             tokens, devices, y_pred["class_tokens"], y["device"], scene, weight
         )
-        icl = scale_loss_for_distribution(tf.cast(icl, ce.dtype))
+        # Keras' compiled CE is already divided by the replica count (its
+        # scale_loss_for_distribution); the ICL term gets the same factor.
+        icl = tf.cast(icl, ce.dtype) / float(replicas)
         return ce + tf.cast(weight, ce.dtype) * icl
 
     def _update_diagnostics(self, tokens, devices, local_tokens, local_devices, scene, weight):
