@@ -260,7 +260,7 @@ def torch_step(torch, mel, net, optimizer, waveform, labels, losses):
         loss = torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
 
     return step
 

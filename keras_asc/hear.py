@@ -195,8 +195,9 @@ def load_model(model_file_path="", mode="all", weights="audioset", num_classes=N
     """Loads a scene classifier for the HEAR API.
 
     Args:
-        model_file_path: a ``.keras`` file, a run directory (``RUN_DIR/model.keras``), or a
-            PaSST preset name (``keras_asc.models.passt_presets``); ``""`` is
+        model_file_path: a ``.keras`` file, a run directory (``RUN_DIR/model.keras``), a
+            preset directory (``SceneClassifier.save_to_preset``, with its own weights), or a
+            PaSST preset name (``SceneClassifier.presets``); ``""`` is
             ``passt_s_swa_p16_128_ap476`` (the hear21passt default).
         mode: ``"all"`` (logits and embedding, as hear21passt), ``"embed_only"`` or
             ``"logits"``.
@@ -214,29 +215,23 @@ def load_model(model_file_path="", mode="all", weights="audioset", num_classes=N
         a ``HearModel`` with ``sample_rate``, ``scene_embedding_size`` and
         ``timestamp_embedding_size``.
     """
+    from keras_asc.models.preset_dir import is_preset_dir
+
     path = os.fspath(model_file_path) or DEFAULT_PRESET
-    if os.path.exists(path) or path.endswith(".keras"):
+    if is_preset_dir(path):
+        from keras_asc.models.scene_classifier import SceneClassifier
+
+        model = SceneClassifier.from_preset(path)
+    elif os.path.exists(path) or path.endswith(".keras"):
         from keras_asc.inference.predict import load_scene_model
 
         model = load_scene_model(path, label="model_file_path")
     else:
         from keras_asc.models.scene_classifier import SceneClassifier
+        from keras_asc.utils.weights_cache import load_preset_weights
 
-        model = SceneClassifier.from_preset(path, num_classes=num_classes)
-        if weights == "audioset":
-            from keras_asc.utils.weights_cache import pretrained_weights
-
-            weights = str(pretrained_weights(path, model.num_classes, cache_dir=cache_dir))
-        if weights is not None:
-            if not os.path.isfile(weights):
-                raise UserError(
-                    f"weights {weights}: file not found; expected 'audioset', None or a "
-                    "weights file written by scripts/convert_passt_checkpoint.py"
-                )
-            try:
-                model.load_weights(weights)
-            except ValueError as err:
-                raise UserError(f"weights {weights}: does not fit preset {path}: {err}") from None
+        model = SceneClassifier.from_preset(path, load_weights=False, num_classes=num_classes)
+        load_preset_weights(model, path, weights, cache_dir=cache_dir)
     return HearModel(model, mode=mode, **kwargs)
 
 

@@ -7,12 +7,29 @@ Tests then damage a copy to produce one bad input at a time.
 """
 
 import os
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(monkeypatch, tmp_path_factory):
+    """Official presets load AudioSet weights by default: a test that builds one without
+    `load_weights=False` must fail, not fetch 330 MB. The mirror is a dead address and the
+    cache a temporary folder, and (once keras-asc is imported) a weights download fails at
+    once; tests that serve weights restore `fetch_resumable` and set their own mirror."""
+    monkeypatch.setenv("KERAS_ASC_WEIGHTS_MIRROR", "http://127.0.0.1:9/no-downloads-in-tests")
+    monkeypatch.setenv("KERAS_ASC_CACHE", str(tmp_path_factory.getbasetemp() / "weights-cache"))
+    cache = sys.modules.get("keras_asc.utils.weights_cache")
+    if cache is not None:
+        def refuse(url, *args, **kwargs):
+            pytest.fail(f"a test tried to download {url}; pass load_weights=False")
+
+        monkeypatch.setattr(cache, "fetch_resumable", refuse)
 
 TAU_RATE = 44100
 TAU_ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"

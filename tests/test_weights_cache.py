@@ -9,6 +9,7 @@ import torch_oracle
 from keras_asc.errors import UserError
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
+from keras_asc.utils import download
 from keras_asc.utils import weights_cache
 
 RELEASE = "v-test/passt-tiny.pt"
@@ -35,6 +36,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture
 def served(tiny_checkpoint, monkeypatch, tmp_path):
     """A mirror serving the tiny checkpoint as the release file of preset `passt_tiny`."""
+    monkeypatch.setattr(weights_cache, "fetch_resumable", download.fetch_resumable)
     srv = _http_server.serve()
     srv.files[RELEASE] = tiny_checkpoint[0]
     monkeypatch.setitem(
@@ -99,9 +101,43 @@ def test_from_preset_with_audioset_weights(served, tiny_checkpoint):
     np.testing.assert_array_equal(
         model.head_dense.kernel.numpy(), tiny_checkpoint[1]["head.1.weight"].T
     )
+    # A preset with released weights loads them by default (keras-hub's load_weights=True).
+    default = SceneClassifier.from_preset("passt_tiny")
+    assert default.num_classes == 527
+    np.testing.assert_array_equal(
+        default.backbone.get_layer("transformer_layer_1").mlp_fc2.kernel.numpy(),
+        tiny_checkpoint[1]["blocks.1.mlp.fc2.weight"].T,
+    )
+    assert _requests(served) == [RELEASE]
+
+
+def test_room_and_write_access_are_checked_before_downloading(served, monkeypatch, tmp_path):
+    class Usage:
+        free = 2 * 2**20
+
+    monkeypatch.setattr(weights_cache.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(UserError, match=r"^weights cache .*cache: 2\.0 MiB free, but the "
+                       r"passt_tiny checkpoint and its converted weights need about 3\.\d MiB; "
+                       r"free some space or set KERAS_ASC_CACHE to a folder on another disk$"):
+        weights_cache.pretrained_weights("passt_tiny", num_classes=10)
+    assert _requests(served) == []
+    assert not (tmp_path / "cache" / "checkpoints").exists()
+    monkeypatch.undo()
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(UserError, match=r"^weights cache .*file/cache: cannot create it"):
+        weights_cache.pretrained_weights("passt_tiny", 10, cache_dir=str(blocked / "cache"))
+
+
+def test_checkpoint_size_estimate_counts_every_parameter(served, tiny_checkpoint):
+    parameters = sum(value.size for value in tiny_checkpoint[1].values())
+    assert weights_cache.checkpoint_bytes("passt_tiny") == 4 * parameters + 2**20
+    # PaSST-S with its AudioSet and distillation heads: 86,153,758 parameters in PyTorch.
+    assert weights_cache.checkpoint_bytes("passt_s_swa_p16_128_ap476") == 4 * 86_153_758 + 2**20
 
 
 def test_presets_without_release_and_missing_server(monkeypatch, tmp_path):
+    monkeypatch.setattr(weights_cache, "fetch_resumable", download.fetch_resumable)
     monkeypatch.setenv(weights_cache.CACHE_ENV, str(tmp_path))
     with pytest.raises(UserError, match="preset 'passt_small' has no released weights"):
         weights_cache.pretrained_weights("passt_small", num_classes=10)

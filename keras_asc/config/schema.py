@@ -17,8 +17,9 @@ data       :func:`keras_asc.data.pipeline.make_datasets`
 dirs       ``sets`` (DIR TFRecord folders, :func:`keras_asc.data.dirs.load_dirs`) + the DIR
            augmentation kwargs; ``null`` = no DIR augmentation
 augment    :class:`keras_asc.augment.Augmenter` kwargs (Freq-MixStyle, mixup); ``{}`` = off
-model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (converted PaSST weights
-           file or null) + ``SceneClassifier`` kwargs overriding the preset
+model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (``audioset``, a
+           converted PaSST weights file, or null: random weights, whatever the preset) +
+           ``SceneClassifier`` kwargs overriding the preset
 loss       :func:`keras_asc.models.scene_classifier.icl_task_kwargs` (``icl_weight``,
            ``icl_alpha``, ``icl_beta``, ``icl_target``, ...); ``{}`` = plain CE
 optimizer  ``name`` (adam | adamw) + ``keras.optimizers.Adam`` / ``AdamW`` kwargs

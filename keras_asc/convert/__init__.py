@@ -1,4 +1,4 @@
-"""PyTorch PaSST checkpoints → keras-asc weights (NumPy mapping; torch only to read `.pt`)."""
+"""PyTorch PaSST checkpoints → keras-asc weights (NumPy only; `.pt` read without torch)."""
 
 from keras_asc.convert.passt_checkpoint import checkpoint_geometry
 from keras_asc.convert.passt_checkpoint import load_passt_state_dict

@@ -3,7 +3,7 @@
     python scripts/convert_passt_checkpoint.py --checkpoint passt-s-f128-p16-s10-ap.476-swa.pt \\
         --out passt_s_swa_p16_128_ap476.weights.h5 [--num-classes 10] [--arch NAME]
 
-Then `SceneClassifier.from_preset(NAME, num_classes=N).load_weights(OUT)`.
+Then `SceneClassifier.from_preset(NAME, num_classes=N, weights=OUT)`. Needs no torch.
 """
 
 import argparse
@@ -71,7 +71,7 @@ def convert_checkpoint(checkpoint, out, num_classes=None, arch=None):
             raise UserError(
                 f"checkpoint {checkpoint} has no classifier (head.1); pass --num-classes"
             )
-    model = SceneClassifier.from_preset(arch, num_classes=num_classes)
+    model = SceneClassifier.from_preset(arch, load_weights=False, num_classes=num_classes)
     report = load_passt_state_dict(model, state_dict, source=f"checkpoint {checkpoint}")
 
     directory = os.path.dirname(os.path.abspath(out))

@@ -17,7 +17,8 @@ from keras_asc.losses.icl_diagnostics import icl_diagnostics
 from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
-from keras_asc.utils.weights_cache import pretrained_weights
+from keras_asc.models.passt_presets import passt_presets
+from keras_asc.utils.weights_cache import load_preset_weights
 from keras_asc.vocab import SCENES
 
 NUM_SCENES = len(SCENES)
@@ -25,6 +26,14 @@ NUM_SCENES = len(SCENES)
 # Config layout version: 1 = flat icl_* / mixstyle_* / mixup_alpha / augment_seed /
 # dir_augmentation kwargs (no "version" key); 2 = auxiliary_loss + augmenter objects.
 CONFIG_VERSION = 2
+
+class _PresetDescriptions:
+    """`SceneClassifier.presets`: `{name: description}` of the presets `from_preset` knows."""
+
+    def __get__(self, instance, owner):
+        return {name: preset["description"] for name, preset in passt_presets.items()}
+
+
 # The head emits logits, so cross-entropy losses named by string must read them as logits
 # (Keras' string losses default to from_logits=False, which would silently train on garbage).
 _LOGIT_LOSSES = {
@@ -92,9 +101,9 @@ class SceneClassifier(keras.Model):
 
     Example:
     ```python
+    # AudioSet weights by default (downloaded and converted once); load_weights=False: random.
     model = SceneClassifier.from_preset("passt_s_swa_p16_128_ap476", num_classes=10,
                                         frequency_patchout=6)
-    model.load_weights("passt_s_swa_p16_128_ap476.weights.h5")  # converted checkpoint
     model.compile()
     model.fit(dataset_of_waveform_and_scene_id, epochs=1)
     ```
@@ -354,37 +363,64 @@ class SceneClassifier(keras.Model):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
+    # === Presets (keras-hub conventions) ===
+
+    presets = _PresetDescriptions()
+
     @classmethod
     def from_preset(
-        cls, name, num_classes=None, frontend=None, dtype=None, weights=None, **overrides
+        cls, preset, load_weights=True, num_classes=None, frontend=None, dtype=None,
+        weights=None, **overrides,
     ):
-        """The architecture of preset `name` (an official checkpoint name or a small size).
+        """The model of preset `preset`: a name of `SceneClassifier.presets`, or a directory.
 
-        With `weights=None` the weights are random; `load_weights` then takes a file written by
-        `scripts/convert_passt_checkpoint.py` for the same name and `num_classes`.
-        `weights="audioset"` downloads the official checkpoint once, converts it and loads it
-        (verified local cache, see `keras_asc.utils.weights_cache`); a path loads that file.
+        Weights follow keras-hub: with `load_weights=True` (default) a preset named after an
+        official checkpoint loads its AudioSet weights (downloaded and converted once into a
+        verified cache, see `keras_asc.utils.weights_cache`), a small size (`passt_tiny`,
+        `passt_small`) has none, and a directory loads its `model.weights.h5`;
+        `load_weights=False` gives random weights. `weights` picks others: `"audioset"` or the
+        path of a `.weights.h5` file (e.g. from `scripts/convert_passt_checkpoint.py`).
 
         Args:
-            name: str. A key of `keras_asc.models.passt_presets.passt_presets`.
+            preset: str. A key of `SceneClassifier.presets`, or a folder written by
+                `save_to_preset` (which fixes the architecture: no other arguments then).
+            load_weights: bool. False: random weights.
             num_classes: int or None. None means the checkpoint's (527 for AudioSet), or 10
-                for the small sizes.
+                for the small sizes. Another count keeps the AudioSet head LayerNorm and
+                starts a new classifier.
             frontend: None, a dict of `KaldiMelSpectrogram` kwargs (over the preset's), or a
                 layer.
             dtype: dtype policy for every part (e.g. `"mixed_bfloat16"`).
-            weights: None, `"audioset"` or a `.weights.h5` path.
+            weights: None (the preset's own, see above), `"audioset"` or a path.
             **overrides: `PaSSTBackbone` kwargs, e.g. `frequency_patchout=6, seed=0`, and the
                 task kwargs of this class (`auxiliary_loss`, `auxiliary_loss_weight`,
                 `auxiliary_loss_rampup_steps`, `augmenter`).
+
+        Raises:
+            UserError: an unknown name (the message lists the presets), bad weights, or a
+                failed download.
         """
-        preset = get_preset(name)
-        if weights is not None and not isinstance(weights, str | os.PathLike):
+        from keras_asc.models import preset_dir
+
+        if weights is not None and not load_weights:
+            raise UserError(f"load_weights=False contradicts weights={weights!r}; give one")
+        if preset not in passt_presets and os.path.isdir(preset):  # names win over folders
+            given = {"num_classes": num_classes, "frontend": frontend, "dtype": dtype}
+            given = {k: v for k, v in {**given, **overrides}.items() if v is not None}
+            if given or weights == "audioset":
+                raise UserError(
+                    f"preset directory {preset}: a saved preset fixes its architecture and "
+                    f"weights; got {given or {'weights': weights}}"
+                )
+            model, own_weights = preset_dir.load_preset_config(preset, cls)
+            weights = weights or (own_weights if load_weights else None)
+            load_preset_weights(model, preset, weights)
+            return model
+        if preset not in passt_presets:
             raise UserError(
-                f"weights must be None, 'audioset' or a .weights.h5 path, got {weights!r}"
-            )
-        if isinstance(weights, str) and weights != "audioset" and not os.path.isfile(weights):
-            raise UserError(
-                f"weights must be None, 'audioset' or an existing .weights.h5 file, got {weights!r}"
+                f"unknown PaSST preset {preset!r}; expected one of: "
+                f"{', '.join(sorted(passt_presets))}, or a directory written by "
+                "SceneClassifier.save_to_preset"
             )
         old = sorted(k for k in overrides if k in _V1_ICL or k in _V1_AUGMENT)
         if old:
@@ -393,24 +429,31 @@ class SceneClassifier(keras.Model):
                 "pass auxiliary_loss=InverseContrastiveLoss(...), auxiliary_loss_weight, "
                 "auxiliary_loss_rampup_steps (see icl_task_kwargs) and augmenter=Augmenter(...)"
             )
+        config = get_preset(preset)
+        if weights is None and load_weights and config["checkpoint"] is not None:
+            weights = "audioset"
         task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TASK_KWARGS}
         if num_classes is None:
-            num_classes = preset["num_classes"] or NUM_SCENES
-        backbone = PaSSTBackbone(**{**preset["backbone"], "dtype": dtype, **overrides})
+            num_classes = config["num_classes"] or NUM_SCENES
+        backbone = PaSSTBackbone(**{**config["backbone"], "dtype": dtype, **overrides})
         if frontend is None or isinstance(frontend, dict):
             frontend = KaldiMelSpectrogram(
-                **{"n_mels": backbone.num_mels, **preset["frontend"], **(frontend or {})},
+                **{"n_mels": backbone.num_mels, **config["frontend"], **(frontend or {})},
                 dtype=dtype,
                 name="frontend",
             )
         model = cls(
             backbone, num_classes=num_classes, frontend=frontend, dtype=dtype, **task_kwargs
         )
-        if weights == "audioset":
-            weights = pretrained_weights(name, num_classes)
-        if weights is not None:
-            model.load_weights(weights)
+        load_preset_weights(model, preset, weights)
         return model
+
+    def save_to_preset(self, preset_dir):
+        """Saves `config.json`, `metadata.json` and `model.weights.h5` into `preset_dir`
+        (atomically; an existing preset there is replaced), for `from_preset(preset_dir)`."""
+        from keras_asc.models.preset_dir import save_preset
+
+        return save_preset(self, preset_dir)
 
 
 def _logits_of(y_pred):

@@ -51,6 +51,7 @@ def build_model(config, sample_rate=None):
     from keras_asc.augment.augmenter import Augmenter
     from keras_asc.models.scene_classifier import SceneClassifier
     from keras_asc.models.scene_classifier import icl_task_kwargs
+    from keras_asc.utils.weights_cache import load_preset_weights
 
     model_cfg = dict(config["model"])
     preset = model_cfg.pop("preset")
@@ -71,11 +72,12 @@ def build_model(config, sample_rate=None):
         **icl_task_kwargs(**config["loss"]),
         "augmenter": Augmenter(dir_augmentation, seed=seed + 2, **config["augment"]),
     }
+    # The config says which weights (model.weights: null is a random start), not the preset.
     model = SceneClassifier.from_preset(
-        preset, num_classes=len(SCENES), frontend=frontend, **model_cfg, **task_kwargs
+        preset, load_weights=False, num_classes=len(SCENES), frontend=frontend, **model_cfg,
+        **task_kwargs,
     )
-    if weights is not None:
-        load_pretrained(model, preset, weights)
+    load_preset_weights(model, preset, weights, label="model.weights")
     return model
 
 
@@ -91,23 +93,6 @@ def build_dir_augmentation(dirs_cfg, seed, sample_rate):
     return DirAugmentation(
         irs=bank.irs, ir_labels=bank.microphone_ids, seed=seed, name="dir_augmentation", **kwargs
     )
-
-
-def load_pretrained(model, preset, weights):
-    """Loads the starting weights: a converted file, or ``"audioset"`` (the weights cache)."""
-    if weights == "audioset":
-        from keras_asc.utils.weights_cache import pretrained_weights
-
-        weights = str(pretrained_weights(preset, model.num_classes))
-    if not os.path.isfile(weights):
-        raise UserError(
-            f"model.weights {weights}: file not found; expected a weights file written by "
-            "scripts/convert_passt_checkpoint.py (or 'audioset')"
-        )
-    try:
-        model.load_weights(weights)
-    except ValueError as err:
-        raise UserError(f"model.weights {weights}: does not fit the model: {err}") from None
 
 
 def build_optimizer(optimizer_cfg):

@@ -1,10 +1,15 @@
-"""A verified local cache of official PaSST checkpoints and their converted Keras weights.
+"""Preset weights: one resolution rule, and a verified cache of the official PaSST checkpoints.
 
-``SceneClassifier.from_preset(name, num_classes=N, weights="audioset")`` ends here:
+``load_preset_weights`` is the one place that turns a ``weights`` argument into loaded weights,
+for ``SceneClassifier.from_preset``, the training runner (``model.weights``) and
+``keras_asc.hear.load_model``: None loads nothing, a path loads that ``.weights.h5`` file, and
+``"audioset"`` (what ``from_preset`` uses by default for a preset named after an official
+checkpoint) ends in this cache:
 
-1. the official ``.pt`` of preset ``name`` is downloaded once (resumable, retried) into
-   ``<cache>/checkpoints/``; its size and sha256 go into ``<cache>/manifest.json``;
-2. it is converted with ``keras_asc.convert`` (torch is needed for this step only) into
+1. the free space and write access of the cache are checked, then the official ``.pt`` of
+   preset ``name`` is downloaded once (resumable, retried) into ``<cache>/checkpoints/``; its
+   size and sha256 go into ``<cache>/manifest.json``;
+2. it is converted with ``keras_asc.convert`` (NumPy only, no torch) into
    ``<cache>/converted/<name>-<N>classes.weights.h5``, recorded the same way, with the sha256 of
    the checkpoint it came from;
 3. every later use re-checks size and sha256 of both files; a corrupted or truncated entry is
@@ -18,6 +23,8 @@ the first download is the reference for later uses (trust on first use).
 
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -45,7 +52,8 @@ def checkpoint_url(name):
     if checkpoint is None:
         raise UserError(
             f"preset {name!r} has no released weights (it is a size for tests and demos); "
-            "use weights=None, or a preset named after an official checkpoint"
+            "leave out weights='audioset' (model.weights: null in a config), or use a preset "
+            "named after an official checkpoint"
         )
     prefix = os.environ.get(MIRROR_ENV) or CHECKPOINT_URL_PREFIX
     return prefix.rstrip("/") + "/" + checkpoint
@@ -116,12 +124,33 @@ class WeightsCache:
         self._save()
         return None
 
+    def check_room(self, name, files):
+        """Raises a UserError unless the cache is writable and has room for ``files`` (that
+        many files of the size of preset ``name``'s checkpoint); checked before any download."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
+                pass
+        except OSError as err:
+            raise UserError(
+                f"weights cache {self.root}: not writable ({err.strerror}); set {CACHE_ENV} to "
+                "a writable folder"
+            ) from None
+        need = files * checkpoint_bytes(name)
+        free = shutil.disk_usage(self.root).free
+        if free < need:
+            raise UserError(
+                f"weights cache {self.root}: {free / 2**20:,.1f} MiB free, but the {name} "
+                f"checkpoint and its converted weights need about {need / 2**20:,.1f} MiB; free "
+                f"some space or set {CACHE_ENV} to a folder on another disk"
+            )
+
     def checkpoint(self, name, retries=5, backoff=1.0, timeout=60):
         """Path of the verified official ``.pt`` of preset ``name``, downloaded if needed."""
         url = checkpoint_url(name)
         path = self.root / "checkpoints" / url.rsplit("/", 1)[-1]
         if self._valid(path) is not None:
             return path
+        self.check_room(name, files=2)  # the checkpoint, then its converted weights
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(path.name + ".part")
         print(f"downloading {name} weights from {url}", flush=True)
@@ -140,6 +169,7 @@ class WeightsCache:
         record = self._valid(path)
         if record is not None and record.get("source_sha256") == source_sha:
             return path
+        self.check_room(name, files=1)
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"converting {checkpoint.name} for {num_classes} classes", flush=True)
         convert_checkpoint(str(checkpoint), str(path), num_classes=int(num_classes), arch=name)
@@ -150,3 +180,74 @@ class WeightsCache:
 def pretrained_weights(name, num_classes, cache_dir=None, **fetch_kwargs):
     """Converted AudioSet weights for preset ``name`` (see the module docstring)."""
     return WeightsCache(cache_dir).converted(name, num_classes, **fetch_kwargs)
+
+
+def checkpoint_bytes(name):
+    """Bytes of preset ``name``'s float32 PaSST checkpoint (all parameters, the AudioSet head
+    and the unused distillation head included), plus 1 MiB of pickle and zip overhead."""
+    from keras_asc.layers._utils import as_pair
+    from keras_asc.models.passt_backbone import get_preset
+
+    preset = get_preset(name)
+    b = preset["backbone"]
+    width, inner, classes = b["hidden_dim"], b["intermediate_dim"], preset["num_classes"] or 527
+    strides, patch = as_pair(b["stride"], "stride"), as_pair(b["patch_size"], "patch_size")
+    # Two LayerNorms, qkv and proj (weights and biases), fc1 and fc2 (weights and biases).
+    block = 4 * width + 4 * width * (width + 1) + 2 * width * inner + inner + width
+    parameters = (
+        6 * width  # cls and dist tokens, their position embeddings, the final LayerNorm
+        + width * (b["num_mels"] // strides[0] + b["max_frames"] // strides[1])
+        + width * (patch[0] * patch[1] + 1)
+        + b["num_layers"] * block
+        + 2 * width + 2 * (width + 1) * classes  # head LayerNorm, head and head_dist
+    )
+    return 4 * parameters + 2**20
+
+
+def load_preset_weights(model, preset, weights, cache_dir=None, label="weights"):
+    """Loads the weights that ``weights`` names for ``preset`` into ``model``.
+
+    The one resolution rule of ``SceneClassifier.from_preset``, the training runner and
+    ``keras_asc.hear.load_model``.
+
+    Args:
+        model: the built model of ``preset``.
+        preset: the preset name (used by ``"audioset"``) or a description for messages.
+        weights: None (nothing is loaded), ``"audioset"`` (the official checkpoint of
+            ``preset``, downloaded and converted once into the cache for
+            ``model.num_classes``) or the path of a ``.weights.h5`` file.
+        cache_dir: the cache folder for ``"audioset"`` (default: see ``cache_root``).
+        label: how messages name the argument (``"model.weights"`` in a config).
+
+    Returns:
+        the path loaded, or None.
+
+    Raises:
+        UserError: a value of another kind, a missing file, a preset without released weights,
+            a failed download, or a file that does not fit the model.
+    """
+    if weights is None:
+        return None
+    if not isinstance(weights, str | os.PathLike):
+        raise UserError(
+            f"{label} must be None, 'audioset' or a .weights.h5 path, got {weights!r}"
+        )
+    if weights == "audioset":
+        path = pretrained_weights(preset, model.num_classes, cache_dir=cache_dir)
+    else:
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise UserError(
+                f"{label} must be None, 'audioset' or an existing .weights.h5 file, got "
+                f"{path!r} (no such file; scripts/convert_passt_checkpoint.py writes one)"
+            )
+    try:
+        model.load_weights(path)
+    except ValueError as err:
+        # Keras' message ends with the whole target variable; the shapes come before it.
+        detail = " ".join(str(err).split("Target variable:")[0].split())[:500]
+        raise UserError(
+            f"{label} {path}: does not fit preset {preset} with {model.num_classes} classes: "
+            f"{detail}"
+        ) from None
+    return path
