@@ -13,6 +13,7 @@ from keras_asc import layers
 from keras_asc import losses
 from keras_asc import models
 from keras_asc import vocab
+from keras_asc.augment.augmenter import Augmenter
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.freq_mix_style import FreqMixStyle
 from keras_asc.augment.mixup import Mixup
@@ -27,6 +28,7 @@ from keras_asc.models.scene_classifier import SceneClassifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "Augmenter",
     "DirAugmentation",
     "FreqMixStyle",
     "InverseContrastiveLoss",

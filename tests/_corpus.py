@@ -179,12 +179,17 @@ def train_until_killed(config_path, run_dir, epoch, batch=None):
     train(load_config(config_path), run_dir, extra_callbacks=[Kill()])
 
 
-def mirrored_parity(data_path):
+def mirrored_parity(data_path, icl_weight=0.0, optimizer="adam"):
     """One training step on one device and under MirroredStrategy over two logical CPUs.
 
     Must run in a fresh process (the logical devices are configured before TensorFlow starts).
-    Prints a JSON line: both losses, the largest weight difference after the step and the
-    replica count.
+    Prints a JSON line: both losses (and the logged loss terms), the largest difference of the
+    weight *updates* (after - before), the largest update, and the replica count.
+
+    Args:
+        icl_weight: float, ``loss.icl_weight`` (0: plain CE).
+        optimizer: ``"adam"`` (lr 1e-3) or ``"sgd"`` (lr 0.5: the update is the gradient
+            itself, so a mis-scaled loss term shows in it directly).
     """
     import json as _json
 
@@ -210,9 +215,10 @@ def mirrored_parity(data_path):
                 "frontend": {"freqm": 0, "timem": 0, "fmax_aug_range": 1},
             },
             "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+            "loss": {"icl_weight": icl_weight},
         }
     )
-    data = make_datasets(**config["data"], seed=0)
+    data = make_datasets(**{**config["data"], "targets": "dict"}, seed=0)
     batch = data.train_epoch(0).take(1).cache()
     results = {}
     for name, strategy in [
@@ -222,17 +228,26 @@ def mirrored_parity(data_path):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = build_model(config)
-            model.compile(optimizer=build_optimizer(config["optimizer"]))
+            if optimizer == "sgd":
+                model.compile(optimizer=keras.optimizers.SGD(0.5))
+            else:
+                model.compile(optimizer=build_optimizer(config["optimizer"]))
         initial = [w.numpy() for w in model.trainable_weights]
         history = model.fit(batch.repeat(), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
         results[name] = {
             "loss": float(history.history["loss"][0]),
+            "logs": {k: float(v[0]) for k, v in history.history.items()},
             "initial": initial,
             "weights": [w.numpy() for w in model.trainable_weights],
             "replicas": strategy.num_replicas_in_sync,
         }
     single, mirrored = results["single"], results["mirrored"]
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single["weights"], mirrored["weights"]))
+    diff = max(
+        float(np.max(np.abs((a - a0) - (b - b0))))
+        for a, a0, b, b0 in zip(
+            single["weights"], single["initial"], mirrored["weights"], mirrored["initial"]
+        )
+    )
     same_init = max(
         float(np.max(np.abs(a - b))) for a, b in zip(single["initial"], mirrored["initial"])
     )
@@ -242,7 +257,9 @@ def mirrored_parity(data_path):
             {
                 "single_loss": results["single"]["loss"],
                 "mirrored_loss": results["mirrored"]["loss"],
-                "max_weight_difference": diff,
+                "single_logs": single["logs"],
+                "mirrored_logs": mirrored["logs"],
+                "max_update_difference": diff,
                 "max_weight_change": moved,
                 "max_initial_difference": same_init,
                 "replicas": results["mirrored"]["replicas"],

@@ -117,7 +117,7 @@ def test_dir_probability_ir_choice_and_sources():
 )
 def test_dir_layer_label_modes(mode, labels, expected):
     irs = np.eye(4, 5, dtype="float32")
-    layer = DirAugmentation(irs, ir_labels=labels, probability=1.0, label_mode=mode, seed=1)
+    layer = DirAugmentation(irs, ir_labels=labels, probability=1.0, device_labels=mode, seed=1)
     audio = RNG.normal(size=(40, 12)).astype("float32")
     out, device = layer(audio, np.zeros(40, "int64"), training=True)
     # Recover the applied IR from the delay of the output.
@@ -186,7 +186,7 @@ def test_dir_jit_compile_matches_eager():
 
 def test_dir_bank_saved_in_keras_file(tmp_path):
     irs = [decaying_irs(1, m)[0] for m in (7, 13)]
-    layer = DirAugmentation(irs, ir_labels=[4, 2], probability=0.8, label_mode="per_microphone",
+    layer = DirAugmentation(irs, ir_labels=[4, 2], probability=0.8, device_labels="per_microphone",
                             seed=3, name="dir")
     assert (layer.num_irs, layer.ir_length) == (2, 13)
     config = layer.get_config()
@@ -224,9 +224,9 @@ def test_dir_bad_arguments():
     irs = np.ones((2, 3), "float32")
     cases = [
         (dict(probability=1.5), r"probability must be in \[0, 1\], got 1.5"),
-        (dict(label_mode="per_device"), r"label_mode must be one of .* got 'per_device'"),
+        (dict(device_labels="per_device"), r"device_labels must be one of .* got 'per_device'"),
         (dict(source_devices=["a", "z"]), r"source_devices must be .* got \['a', 'z'\]"),
-        (dict(label_mode="per_microphone"), r'label_mode="per_microphone" needs ir_labels'),
+        (dict(device_labels="per_microphone"), r'device_labels="per_microphone" needs ir_labels'),
         (dict(ir_labels=[0, 1, 2]), r"ir_labels must be 2 non-negative ints .* got 3 values"),
         (dict(num_irs=3, ir_length=3), r"irs have shape \(2, 3\) but num_irs=3"),
     ]

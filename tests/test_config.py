@@ -107,6 +107,12 @@ def test_unknown_section_and_nested_key():
         ("loss", "icl_beta", -1, "loss.icl_beta: got -1; expected a number > 0"),
         ("loss", "icl_weight", -0.5, "loss.icl_weight: got -0.5; expected a number >= 0"),
         ("loss", "icl_normalization", "x", "loss.icl_normalization: got 'x'; expected one of"),
+        ("loss", "icl_target", "cls", "loss.icl_target: got 'cls'; expected one of 'pooled', "
+                                      "'tokens', 'normalized'"),
+        ("loss", "icl_alpha", "0.2", "loss.icl_alpha: got '0.2'; expected a number"),
+        ("loss", "icl_beta", [1], "loss.icl_beta: got [1]; expected a number > 0"),
+        ("dirs", "device_labels", "per_device", "dirs.device_labels: got 'per_device'; expected "
+                                                "one of 'per_ir', 'per_microphone', 'shared'"),
         ("augment", "mixstyle_p", 1.5, "augment.mixstyle_p: got 1.5; expected a number >= 0 and"),
         ("dirs", "probability", 2, "dirs.probability: got 2; expected a number >= 0 and <= 1"),
         ("wandb", "mode", "cloud", "wandb.mode: got 'cloud'; expected one of 'offline'"),

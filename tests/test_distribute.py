@@ -37,17 +37,34 @@ def python(code, env=None, **kwargs):
     )
 
 
-def test_mirrored_over_two_cpus_matches_one_device(corpus):
-    process = python(f"import _corpus; _corpus.mirrored_parity({corpus!r})")
+def mirrored_parity(corpus, **kwargs):
+    process = python(f"import _corpus; _corpus.mirrored_parity({corpus!r}, **{kwargs!r})")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err.decode()[-3000:]
     result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["replicas"] == 2
     assert result["max_initial_difference"] == 0.0
+    return result
+
+
+def test_mirrored_over_two_cpus_matches_one_device(corpus):
+    result = mirrored_parity(corpus)
     # Same global batch of 8 (4 per replica): the same loss and the same Adam step.
     assert result["mirrored_loss"] == pytest.approx(result["single_loss"], rel=1e-5)
     assert result["max_weight_change"] > 1e-4
-    assert result["max_weight_difference"] < 1e-5
+    assert result["max_update_difference"] < 1e-5
+
+
+def test_mirrored_icl_update_matches_one_device(corpus):
+    # SGD: the update is lr * gradient, so an ICL term scaled differently from the CE (or
+    # computed on each replica's half of the pairs) shows in it; Adam would normalise it away.
+    result = mirrored_parity(corpus, icl_weight=0.5, optimizer="sgd")
+    single, mirrored = result["single_logs"], result["mirrored_logs"]
+    for key in ("loss", "ce_loss", "icl_loss", "icl_same_device_fraction"):
+        assert mirrored[key] == pytest.approx(single[key], rel=1e-5), key
+    assert single["icl_loss"] > 0
+    assert result["max_weight_change"] > 1e-3
+    assert result["max_update_difference"] < 1e-5 * max(1.0, result["max_weight_change"])
 
 
 def free_ports(count):

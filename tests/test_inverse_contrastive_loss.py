@@ -173,3 +173,86 @@ def test_keras_loss_wrapper_and_serialization():
     assert isinstance(revived, InverseContrastiveLoss)
     assert revived.get_config() == config
     assert float(revived(c, z)) == pytest.approx(float(loss(c, z)), rel=1e-7)
+
+
+# === Where ICL acts (target) ===
+
+
+def _tokens(seed=3, batch=12, dim=16):
+    """cls = dist (cos +1) with cross-device distances >> 1: the pull term dominates."""
+    z, c = random_batch(seed, batch=batch, dim=dim, scale=1.0)
+    return np.stack([z, z], axis=1), c
+
+
+def _icl(target, tokens, c):
+    return float(InverseContrastiveLoss(alpha=0.2, beta=1.0, target=target)(c, tokens))
+
+
+def test_targets_match_the_pairwise_loss_of_their_embeddings():
+    z, c = random_batch(4, dim=8, scale=1.0)
+    dist = random_batch(5, dim=8, scale=1.0)[0]
+    tokens = np.stack([z, dist], axis=1)
+    pooled = (z + dist) / 2
+    normed = (pooled - pooled.mean(-1, keepdims=True)) / pooled.std(-1, keepdims=True)
+    ref = lambda e: reference_icl(e, c, 0.2, 1.0, "pairs")  # noqa: E731
+    assert _icl("pooled", tokens, c) == pytest.approx(ref(pooled), rel=1e-5)
+    assert _icl("tokens", tokens, c) == pytest.approx((ref(z) + ref(dist)) / 2, rel=1e-5)
+    assert _icl("normalized", tokens, c) == pytest.approx(ref(normed), rel=1e-4)
+    # A pooled [B, D] input is the pooled embedding itself.
+    assert _icl("pooled", pooled, c) == pytest.approx(ref(pooled), rel=1e-5)
+
+
+def test_cancellation_escape_lowers_only_the_pooled_loss():
+    tokens, c = _tokens()
+    cls = tokens[:, 0]
+    noise = np.random.default_rng(9).normal(size=cls.shape).astype("float32")
+    # The sidestep measured at lambda 0.05: dist -> -cls, the pooled embedding keeping a
+    # residual 1000x smaller (here first along cls itself, then a random one).
+    for residual, normalized_rel in ((2e-3 * cls, 1e-4), (2e-3 * noise, 0.1)):
+        escaped = np.stack([cls, -cls + residual], axis=1)
+        assert _icl("pooled", escaped, c) < 0.05 * _icl("pooled", tokens, c)
+        assert _icl("tokens", escaped, c) == pytest.approx(_icl("tokens", tokens, c), rel=1e-2)
+        # LayerNorm rescales the residual: the loss keeps its level (exactly, for a residual
+        # along cls; within the geometry of random directions for a random one).
+        assert _icl("normalized", escaped, c) == pytest.approx(
+            _icl("normalized", tokens, c), rel=normalized_rel
+        )
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.01])
+def test_rescaling_escape_lowers_pooled_and_tokens_but_not_normalized(factor):
+    tokens, c = _tokens()
+    shrunk = tokens * np.float32(factor)
+    assert _icl("pooled", shrunk, c) < 0.5 * _icl("pooled", tokens, c)
+    # "tokens" closes the cancellation only: shrinking both tokens (the final-norm gain) still
+    # lowers it.
+    assert _icl("tokens", shrunk, c) < 0.5 * _icl("tokens", tokens, c)
+    assert _icl("normalized", shrunk, c) == pytest.approx(_icl("normalized", tokens, c), rel=1e-5)
+
+
+def test_tokens_target_needs_class_tokens():
+    z, c = random_batch(0)
+    with pytest.raises(UserError, match=r'target="tokens" needs the class tokens \[B, 2, D\]'):
+        InverseContrastiveLoss(target="tokens")(c, z)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(target="cls"), r"target must be one of \('pooled', 'tokens', 'normalized'\), "
+                             r"got 'cls'"),
+        (dict(alpha="0.2"), r"alpha must be a finite number, got alpha='0.2'"),
+        (dict(beta=None), r"beta must be a finite number, got beta=None"),
+        (dict(alpha=float("nan")), r"alpha must be a finite number, got alpha=nan"),
+        (dict(alpha=True), r"alpha must be a finite number, got alpha=True"),
+    ],
+)
+def test_bad_target_and_non_number_arguments(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        InverseContrastiveLoss(**kwargs)
+
+
+def test_target_round_trips_in_the_config():
+    loss = InverseContrastiveLoss(target="normalized", num_devices=4)
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert revived.target == "normalized" and revived.get_config() == loss.get_config()

@@ -8,11 +8,13 @@ import pytest
 import tensorflow as tf
 
 import keras_asc  # noqa: F401  (registers the serializable classes for load_model)
+from keras_asc.augment import Augmenter
 from keras_asc.augment import DirAugmentation
 from keras_asc.augment.mixup import mixup_cross_entropy
 from keras_asc.errors import UserError
 from keras_asc.losses import inverse_contrastive_loss
 from keras_asc.models.scene_classifier import SceneClassifier
+from keras_asc.models.scene_classifier import icl_task_kwargs
 
 NUM_CLASSES = 3
 SAMPLES = 8000  # 0.25 s: 25 frames, enough for the tiny PaSST and fast on a CPU
@@ -28,8 +30,14 @@ def _data(n=8, seed=0):
     return x, y
 
 
-def _model(**kwargs):
-    return SceneClassifier.from_preset("passt_tiny", num_classes=NUM_CLASSES, seed=0, **kwargs)
+def _model(dtype=None, dir_augmentation=None, mixstyle_p=0.0, mixstyle_alpha=0.4,
+           mixup_alpha=0.0, augment_seed=0, **icl):
+    """The tiny task with the config's vocabulary (loss: icl_*; augment; dirs)."""
+    augmenter = Augmenter(dir_augmentation, mixstyle_p, mixstyle_alpha, mixup_alpha, augment_seed)
+    return SceneClassifier.from_preset(
+        "passt_tiny", num_classes=NUM_CLASSES, seed=0, dtype=dtype, augmenter=augmenter,
+        **icl_task_kwargs(**icl),
+    )
 
 
 def _dir_layer(probability=1.0, seed=3):
@@ -199,7 +207,9 @@ def test_config_round_trip_and_keras_file(tmp_path):
     config = model.get_config()
     revived = SceneClassifier.from_config(config)
     assert revived.get_config() == config
-    assert config["dir_augmentation"]["config"]["num_irs"] == 3
+    assert config["version"] == 2
+    assert config["augmenter"]["config"]["dir_augmentation"]["config"]["num_irs"] == 3
+    assert config["auxiliary_loss"]["config"]["num_devices"] == 12
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x, y = _data(n=4)
     model.train_step((x, y))  # advances the augmentation counters and the optimizer
@@ -230,16 +240,117 @@ def test_plain_weights_file_loads_into_an_augmented_model(tmp_path):
     np.testing.assert_array_equal(augmented.dir_augmentation.irs.numpy(), irs)
 
 
-def test_bad_training_arguments():
-    backbone = _model().backbone
-    cases = [
-        (dict(icl_weight=-1.0), r"icl_weight must be >= 0, got -1.0"),
-        (dict(icl_beta=0.0), r"beta must be > 0 .* got beta=0.0"),
-        (dict(icl_normalization="mean"), r"normalization must be one of"),
-        (dict(icl_rampup_steps=1.5), r"icl_rampup_steps must be an int >= 0, got 1.5"),
-        (dict(mixup_alpha=-0.1), r"mixup_alpha must be >= 0, got -0.1"),
-        (dict(dir_augmentation="yes"), r"dir_augmentation must be a .*DirAugmentation"),
-    ]
-    for kwargs, message in cases:
-        with pytest.raises(UserError, match=message):
-            SceneClassifier(backbone, num_classes=NUM_CLASSES, **kwargs)
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: icl_task_kwargs(icl_weight=-1.0), r"icl_weight must be a number >= 0, got -1.0"),
+        (lambda: icl_task_kwargs(icl_weight="0.5"), r"icl_weight must be a number >= 0"),
+        (lambda: icl_task_kwargs(icl_beta=0.0), r"icl_beta must be > 0 .* got icl_beta=0.0"),
+        (lambda: icl_task_kwargs(icl_alpha="0.2"),
+         r"icl_alpha must be a finite number, got icl_alpha='0.2'"),
+        (lambda: icl_task_kwargs(icl_normalization="mean"), r"icl_normalization must be one of"),
+        (lambda: icl_task_kwargs(icl_target="cls"),
+         r"icl_target must be one of \('pooled', 'tokens', 'normalized'\), got 'cls'"),
+        (lambda: icl_task_kwargs(icl_rampup_steps=1.5),
+         r"icl_rampup_steps must be an int >= 0, got 1.5"),
+        (lambda: Augmenter(mixup_alpha=-0.1), r"mixup_alpha must be a number >= 0, got -0.1"),
+        (lambda: Augmenter(mixstyle_p=1.5), r"mixstyle_p must be a number >= 0 and <= 1, got 1.5"),
+        (lambda: Augmenter(dir_augmentation="yes"),
+         r"dir_augmentation must be a .*DirAugmentation"),
+        (lambda: SceneClassifier(_BACKBONE, auxiliary_loss="icl"),
+         r"auxiliary_loss must be a keras_asc.losses.InverseContrastiveLoss or None, got str"),
+        (lambda: SceneClassifier(_BACKBONE, auxiliary_loss_weight=-0.5),
+         r"auxiliary_loss_weight must be a number >= 0, got -0.5"),
+        (lambda: SceneClassifier(_BACKBONE, augmenter={"mixup_alpha": 0.3}),
+         r"augmenter must be a keras_asc.augment.Augmenter or None, got dict"),
+        (lambda: SceneClassifier.from_preset("passt_tiny", icl_weight=0.5, mixup_alpha=0.2),
+         r"from_preset: icl_weight, mixup_alpha are kwargs of config version 1; pass "
+         r"auxiliary_loss="),
+    ],
+)
+def test_bad_task_arguments(build, message):
+    with pytest.raises(UserError, match=message):
+        build()
+
+
+_BACKBONE = SceneClassifier.from_preset("passt_tiny", num_classes=NUM_CLASSES).backbone
+
+
+def _rewrite_keras_config(src, dst, edit):
+    """Copies a .keras zip with ``edit(config)`` applied to the model's config.json."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                outer = json.loads(data)
+                edit(outer["config"])
+                data = json.dumps(outer).encode()
+            zout.writestr(item, data)
+
+
+def _to_version_1(config):
+    """The flat layout keras_asc wrote before config version 2 (commit 5379c3a), by hand."""
+    del config["version"]
+    loss = config.pop("auxiliary_loss")["config"]
+    augmenter = config.pop("augmenter")["config"]
+    dir_config = augmenter["dir_augmentation"]["config"]
+    dir_config["label_mode"] = dir_config.pop("device_labels")
+    config.update(
+        icl_weight=config.pop("auxiliary_loss_weight"),
+        icl_rampup_steps=config.pop("auxiliary_loss_rampup_steps"),
+        icl_alpha=loss["alpha"], icl_beta=loss["beta"], icl_normalization=loss["normalization"],
+        icl_num_devices=loss["num_devices"], dir_augmentation=augmenter["dir_augmentation"],
+        mixstyle_p=augmenter["mixstyle_p"], mixstyle_alpha=augmenter["mixstyle_alpha"],
+        mixup_alpha=augmenter["mixup_alpha"], augment_seed=augmenter["seed"],
+    )
+
+
+def test_keras_file_of_config_version_1_loads(tmp_path):
+    irs = np.random.default_rng(7).normal(size=(3, 40)).astype("float32") * 0.3
+    layer = DirAugmentation(irs, ir_labels=[0, 1, 1], probability=1.0, seed=3,
+                            device_labels="per_microphone", name="dir_augmentation")
+    model = _model(icl_weight=0.5, icl_normalization="blocks", icl_num_devices=12,
+                   icl_rampup_steps=10, dir_augmentation=layer, mixstyle_p=0.4, mixup_alpha=0.2,
+                   augment_seed=5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x, y = _data(n=4)
+    model.train_step((x, y))
+    new, old = str(tmp_path / "v2.keras"), str(tmp_path / "v1.keras")
+    model.save(new)
+    _rewrite_keras_config(new, old, _to_version_1)
+    with pytest.warns(UserWarning, match="upgraded a config of version 1"):
+        loaded = keras.saving.load_model(old)
+    assert _json(loaded.get_config()) == _json(model.get_config())
+    # The augmentation state keeps its weight paths: IR bank, labels and counters load.
+    np.testing.assert_array_equal(loaded.dir_augmentation.irs.numpy(),
+                                  model.dir_augmentation.irs.numpy())
+    assert loaded.dir_augmentation.ir_labels.numpy().tolist() == [0, 1, 1]
+    assert int(loaded.dir_augmentation.examples_seen.numpy()) == 4
+    assert int(loaded.mixup.batches_seen.numpy()) == 1
+    np.testing.assert_array_equal(loaded(x)["logits"], model(x)["logits"])
+
+
+def test_keras_file_of_an_unknown_config_version_fails_clearly(tmp_path):
+    model = _model()
+    new, future = str(tmp_path / "v2.keras"), str(tmp_path / "v3.keras")
+    model.save(new)
+    _rewrite_keras_config(new, future, lambda config: config.update(version=3))
+    with pytest.raises(UserError, match=r"saved with config version 3; this keras_asc reads "
+                                        r"versions 1 and 2"):
+        keras.saving.load_model(future)
+
+
+def test_icl_diagnostics_are_logged_with_the_loss_terms(icl_model):
+    x, y = _data(n=8)
+    logs = icl_model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    keys = {"icl_embedding_norm", "icl_cos_cls_dist", "icl_clip_share", "icl_distance_ratio",
+            "icl_same_device_fraction", "icl_grad_share"}
+    assert keys <= set(logs)
+    tokens = icl_model(x)["class_tokens"].numpy()
+    z = tokens.mean(axis=1)
+    assert logs["icl_embedding_norm"] == pytest.approx(np.linalg.norm(z, axis=1).mean(), rel=1e-4)
+    # devices [0, 0, 1, 3, 0, 2, 0, 0]: 5 clips of device 0 -> 20 of 56 ordered pairs.
+    assert logs["icl_same_device_fraction"] == pytest.approx(20 / 56, rel=1e-6)
+    assert 0.0 < logs["icl_grad_share"] < 1.0

@@ -154,6 +154,23 @@ def test_run_directory_contents(reference):
     assert {"loss", "learning_rate", "accuracy"} <= set(steps)
 
 
+def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
+    config = tiny_config(corpus, loss={"icl_weight": 0.05, "icl_target": "normalized"},
+                         training={"steps_per_epoch": 2})
+    run_dir = str(tmp_path / "run")
+    train(config, run_dir)
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        header = f.readline().strip().split(",")
+    keys = {"ce_loss", "icl_loss", "icl_embedding_norm", "icl_cos_cls_dist", "icl_clip_share",
+            "icl_distance_ratio", "icl_same_device_fraction", "icl_grad_share"}
+    assert keys <= set(header)
+    row = json.load(open(os.path.join(run_dir, "history.json")))[0]
+    assert 0 < row["icl_same_device_fraction"] < 1 and 0 < row["icl_grad_share"] < 1
+    loaded = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    assert loaded.auxiliary_loss.target == "normalized"
+    assert loaded.auxiliary_loss_weight == 0.05
+
+
 def test_wandb_offline_run_has_config_and_per_device_metrics(reference):
     _, run_dir, _, _, history = reference
     (wandb_file,) = glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb"))

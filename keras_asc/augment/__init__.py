@@ -1,10 +1,11 @@
-"""Augmentations: DIR convolution, Freq-MixStyle, mixup and roll.
+"""Augmentations: DIR convolution, Freq-MixStyle, mixup and roll (``Augmenter``: the task's set).
 
 Each comes as a pure function keyed by an explicit example or batch index (for ``tf.data``)
 and as a Keras layer that numbers examples/batches itself with a saved counter (for the model's
 ``train_step``); for the same seed and order both give the same result.
 """
 
+from keras_asc.augment.augmenter import Augmenter
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.dir_augmentation import dir_augment
 from keras_asc.augment.dir_convolution import fft_convolve
@@ -18,6 +19,7 @@ from keras_asc.augment.roll import Roll
 from keras_asc.augment.roll import roll_audio
 
 __all__ = [
+    "Augmenter",
     "DirAugmentation",
     "FreqMixStyle",
     "Mixup",

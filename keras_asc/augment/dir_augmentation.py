@@ -25,7 +25,7 @@ from keras_asc.augment.dir_convolution import fft_convolve
 from keras_asc.errors import UserError
 from keras_asc.vocab import DEVICES
 
-LABEL_MODES = ("per_ir", "per_microphone", "shared")
+DEVICE_LABELS = ("per_ir", "per_microphone", "shared")
 # Augmented examples get device ids from here on: 9 + IR index ("per_ir"), 9 + microphone
 # index ("per_microphone") or 9 for all ("shared").
 FIRST_AUGMENTED_DEVICE = len(DEVICES)
@@ -115,13 +115,14 @@ class DirAugmentation(keras.layers.Layer):
     saved int64 counter of the examples seen, which numbers the examples for the random draws
     (see :func:`dir_augment`). Outside training the inputs pass through unchanged.
 
-    Device labels of augmented examples (``label_mode``):
+    Device labels of augmented examples (``device_labels``):
         ``"per_ir"`` (default): ``9 + k`` for IR ``k``, every impulse response is a new device.
-            The paper gives ICL "more device classes" and notes that augmented classes "share
-            some device characteristics with neighbouring classes"; one class per response is
-            the reading that needs no extra metadata.
+            With thousands of IRs almost no two augmented clips of a batch share a device, so
+            the ICL's same-device (push) pairs nearly vanish (``docs/design.md``).
         ``"per_microphone"``: ``9 + ir_labels[k]``, one class per physical microphone (e.g.
-            the 25 Multi-DIR microphones over all angles and distances).
+            the 25 Multi-DIR microphones over all angles and distances): augmented clips of one
+            microphone share a class, which gives the ICL the positives and (harder) negatives
+            the paper argues for (Sec. 3).
         ``"shared"``: ``9`` for every augmented example.
 
     The paper does not say which devices are augmented. CPJKU's code (the source of the 66
@@ -130,10 +131,12 @@ class DirAugmentation(keras.layers.Layer):
     Args:
         irs: float ``[K, M]`` array or list of 1-D arrays (zero-padded to the longest), the
             impulse responses at the model's sample rate. None when rebuilt from a config.
-        ir_labels: int ``[K]`` class per IR (required for ``"per_microphone"``).
+        ir_labels: int ``[K]`` class per IR (required for ``"per_microphone"``; the runner
+            passes the microphone ids of ``keras_asc.data.dirs.load_dirs``).
         probability: float in ``[0, 1]``, per-example augmentation probability.
         source_devices: device names (from ``keras_asc.vocab.DEVICES``) that are augmented.
-        label_mode: ``"per_ir"``, ``"per_microphone"`` or ``"shared"``.
+        device_labels: ``"per_ir"``, ``"per_microphone"`` or ``"shared"`` (called
+            ``label_mode`` before config version 2; old configs are translated).
         seed: int.
         num_irs, ir_length: bank shape; derived from ``irs`` when given, needed without it.
 
@@ -158,7 +161,7 @@ class DirAugmentation(keras.layers.Layer):
         ir_labels=None,
         probability=0.6,
         source_devices=("a",),
-        label_mode="per_ir",
+        device_labels="per_ir",
         seed=0,
         num_irs=None,
         ir_length=None,
@@ -169,9 +172,10 @@ class DirAugmentation(keras.layers.Layer):
         super().__init__(**kwargs)
         if not 0.0 <= float(probability) <= 1.0:
             raise UserError(f"DirAugmentation: probability must be in [0, 1], got {probability!r}")
-        if label_mode not in LABEL_MODES:
+        if device_labels not in DEVICE_LABELS:
             raise UserError(
-                f"DirAugmentation: label_mode must be one of {LABEL_MODES}, got {label_mode!r}"
+                f"DirAugmentation: device_labels must be one of {DEVICE_LABELS}, "
+                f"got {device_labels!r}"
             )
         if isinstance(source_devices, str):
             source_devices = (source_devices,)
@@ -204,12 +208,12 @@ class DirAugmentation(keras.layers.Layer):
                     f"DirAugmentation: ir_labels must be {num_irs} non-negative ints (one per "
                     f"IR), got {labels.size} values of dtype {labels.dtype}"
                 )
-        elif label_mode == "per_microphone" and bank is not None:
-            raise UserError('DirAugmentation: label_mode="per_microphone" needs ir_labels')
+        elif device_labels == "per_microphone" and bank is not None:
+            raise UserError('DirAugmentation: device_labels="per_microphone" needs ir_labels')
 
         self.probability = probability
         self.source_devices = tuple(source_devices)
-        self.label_mode = label_mode
+        self.device_labels = device_labels
         self.seed = seed
         self.num_irs = int(num_irs)
         self.ir_length = int(ir_length)
@@ -242,16 +246,16 @@ class DirAugmentation(keras.layers.Layer):
     @property
     def num_device_classes(self):
         """Largest device id this layer can produce, plus one (for ICL's ``num_devices``)."""
-        if self.label_mode == "shared":
+        if self.device_labels == "shared":
             return FIRST_AUGMENTED_DEVICE + 1
-        if self.label_mode == "per_ir":
+        if self.device_labels == "per_ir":
             return FIRST_AUGMENTED_DEVICE + self.num_irs
         return FIRST_AUGMENTED_DEVICE + int(np.max(keras.ops.convert_to_numpy(self.ir_labels))) + 1
 
     def _ir_devices(self):
-        if self.label_mode == "per_ir":
+        if self.device_labels == "per_ir":
             return FIRST_AUGMENTED_DEVICE + tf.range(self.num_irs, dtype=tf.int32)
-        if self.label_mode == "per_microphone":
+        if self.device_labels == "per_microphone":
             return FIRST_AUGMENTED_DEVICE + tf.convert_to_tensor(self.ir_labels)
         return tf.fill([self.num_irs], FIRST_AUGMENTED_DEVICE)
 
@@ -311,13 +315,20 @@ class DirAugmentation(keras.layers.Layer):
             return
         super().load_own_variables(store)
 
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "label_mode" in config:  # the name before SceneClassifier config version 2
+            config["device_labels"] = config.pop("label_mode")
+        return super().from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "probability": self.probability,
                 "source_devices": list(self.source_devices),
-                "label_mode": self.label_mode,
+                "device_labels": self.device_labels,
                 "seed": self.seed,
                 "num_irs": self.num_irs,
                 "ir_length": self.ir_length,

@@ -16,12 +16,12 @@ seed       the global seed (int); ``--seeds N`` runs seed, seed+1, ...
 data       :func:`keras_asc.data.pipeline.make_datasets`
 dirs       ``sets`` (DIR TFRecord folders, :func:`keras_asc.data.dirs.load_dirs`) + the DIR
            augmentation kwargs; ``null`` = no DIR augmentation
-augment    the waveform/spectrogram augmentation kwargs of ``SceneClassifier`` (Freq-MixStyle,
-           mixup, ...); ``{}`` = the model's defaults
+augment    :class:`keras_asc.augment.Augmenter` kwargs (Freq-MixStyle, mixup); ``{}`` = off
 model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (``audioset``, a
            converted PaSST weights file, or null: random weights, whatever the preset) +
            ``SceneClassifier`` kwargs overriding the preset
-loss       ICL kwargs (``icl_weight``, ``icl_alpha``, ``icl_beta``, ...); ``{}`` = plain CE
+loss       :func:`keras_asc.models.scene_classifier.icl_task_kwargs` (``icl_weight``,
+           ``icl_alpha``, ``icl_beta``, ``icl_target``, ...); ``{}`` = plain CE
 optimizer  ``name`` (adam | adamw) + ``keras.optimizers.Adam`` / ``AdamW`` kwargs
 schedule   ``name`` (plateau | cpjku | constant) + the schedule callback kwargs
 training   :class:`keras_asc.training.options.TrainingOptions`
@@ -326,13 +326,14 @@ SCHEMA = {
         checks={
             "probability": _PROBABILITY,
             "source_devices": string_list(non_empty=True),
-            "label_mode": choice("per_ir", "per_microphone", "shared"),
+            "device_labels": choice("per_ir", "per_microphone", "shared"),
         },
         nullable=True,
     ),
     "augment": Section(
-        target="keras_asc.models.scene_classifier:SceneClassifier",
-        include=lambda name: name.startswith(("mixstyle_", "mixup_")),
+        # The runner passes dir_augmentation (from `dirs`) and seed itself.
+        target="keras_asc.augment.augmenter:Augmenter",
+        exclude=("dir_augmentation", "seed"),
         fill_defaults=False,
         checks={
             "mixstyle_p": _PROBABILITY,
@@ -374,14 +375,14 @@ SCHEMA = {
         fill_defaults=False,
     ),
     "loss": Section(
-        target="keras_asc.models.scene_classifier:SceneClassifier",
-        include=lambda name: name.startswith("icl_"),
+        target="keras_asc.models.scene_classifier:icl_task_kwargs",
         fill_defaults=False,
         checks={
             "icl_weight": _NON_NEGATIVE,
             "icl_alpha": number(),
             "icl_beta": _POSITIVE,
             "icl_normalization": choice("pairs", "blocks"),
+            "icl_target": choice("pooled", "tokens", "normalized"),
             "icl_num_devices": _OPTIONAL_POSITIVE_INT,
             "icl_rampup_steps": _NON_NEGATIVE_INT,
         },

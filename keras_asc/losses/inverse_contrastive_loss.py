@@ -11,28 +11,35 @@ and ``L_ICL = E[1(c == c') f + 1(c != c') g]`` over pairs (Eq. 1), added to the 
 ``L = L_CE + lambda_ICL * L_ICL`` (Eq. 2; the paper picks alpha = 0.2, beta = 1, lambda = 0.5).
 """
 
+import math
+import numbers
+
 import keras
 import tensorflow as tf
 
 from keras_asc.errors import UserError
 
 NORMALIZATIONS = ("pairs", "blocks")
+# What the loss acts on (see :func:`icl_target_embeddings`).
+TARGETS = ("pooled", "tokens", "normalized")
 
 # Squared distances at or below this count as d = 0: sqrt has an infinite derivative at 0, so
 # duplicates (and the i == j diagonal) get d = 0 with a zero gradient instead of NaN.
 _D2_FLOOR = 1e-12
 
 
-def validate_icl_arguments(alpha, beta, normalization, num_devices):
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_icl_arguments(alpha, beta, normalization, num_devices, target="pooled"):
     """Raises :class:`UserError` naming the first bad ICL argument."""
-    try:
-        alpha = float(alpha)
-        beta = float(beta)
-    except (TypeError, ValueError) as err:
-        raise UserError(
-            f"inverse contrastive loss: alpha and beta must be numbers, got alpha={alpha!r}, "
-            f"beta={beta!r}"
-        ) from err
+    for key, value in (("alpha", alpha), ("beta", beta)):
+        # Numbers only: float("0.2") would accept a YAML string silently.
+        if not _is_number(value) or not math.isfinite(value):
+            raise UserError(
+                f"inverse contrastive loss: {key} must be a finite number, got {key}={value!r}"
+            )
     if not beta > 0.0:
         raise UserError(
             f"inverse contrastive loss: beta must be > 0 (the barrier strength in "
@@ -48,6 +55,10 @@ def validate_icl_arguments(alpha, beta, normalization, num_devices):
         raise UserError(
             f"inverse contrastive loss: num_devices must be a positive int or None, "
             f"got {num_devices!r}"
+        )
+    if target not in TARGETS:
+        raise UserError(
+            f"inverse contrastive loss: target must be one of {TARGETS}, got {target!r}"
         )
 
 
@@ -129,19 +140,92 @@ def inverse_contrastive_loss(
     return cross + (num_classes - 1.0) * within
 
 
+# Only guards the zero vector: the "normalized" target must stay scale-free at every scale the
+# training can reach (the head's own LayerNorm, eps 1e-5, is not at |z| ~ 1e-3).
+_NORM_FLOOR = 1e-12
+
+
+def scale_free(z):
+    """LayerNorm without affine over the last axis: ``(z - mean) / std``, float32.
+
+    Invariant to ``z -> s * z + b`` for any ``s > 0`` and scalar ``b`` (up to ``1e-12``).
+    """
+    z = tf.cast(z, tf.float32)
+    centred = z - tf.reduce_mean(z, axis=-1, keepdims=True)
+    variance = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+    return centred * tf.math.rsqrt(tf.maximum(variance, _NORM_FLOOR))
+
+
+def icl_target_embeddings(embeddings, target="pooled"):
+    """The embedding(s) the ICL acts on, as a list of ``[B, D]`` tensors (losses averaged).
+
+    Args:
+        embeddings: float ``[B, D]`` (a pooled embedding) or ``[B, T, D]`` with ``T >= 2``
+            (PaSST's tokens after the final norm: ``[:, 0]`` cls, ``[:, 1]`` dist).
+        target: ``"pooled"`` — ``(cls + dist) / 2``, the paper's literal reading (PaSST's
+            ``features``); ``"tokens"`` — cls and dist separately; ``"normalized"`` —
+            ``scale_free(pooled)``, what the head's LayerNorm hands its Dense (without the
+            affine part).
+
+    Returns:
+        list of float ``[B, D]``: one tensor for ``"pooled"``/``"normalized"``, two for
+        ``"tokens"``.
+    """
+    if embeddings.shape.rank == 2:
+        if target == "tokens":
+            raise UserError(
+                'inverse contrastive loss: target="tokens" needs the class tokens [B, 2, D], '
+                "got a pooled embedding [B, D]"
+            )
+        pooled = embeddings
+    else:
+        cls, dist = embeddings[:, 0], embeddings[:, 1]
+        if target == "tokens":
+            return [cls, dist]
+        pooled = (cls + dist) / 2
+    return [scale_free(pooled) if target == "normalized" else pooled]
+
+
 @keras.saving.register_keras_serializable(package="keras_asc")
 class InverseContrastiveLoss(keras.losses.Loss):
-    """Keras ``Loss`` wrapper of :func:`inverse_contrastive_loss`.
+    """The inverse contrastive loss as a Keras ``Loss`` (the task's auxiliary loss).
 
-    ``y_true`` is the int device id vector ``[B]``, ``y_pred`` the embeddings ``[B, D]``. The loss
-    is a batch-level scalar: ``sample_weight`` (if any) only rescales it by its mean, it does
-    not weight pairs.
+    ``y_true`` is the int device id vector ``[B]`` (``-1``: unknown, left out); ``y_pred`` is
+    either the pooled embedding ``[B, D]`` or the class tokens ``[B, 2, D]`` (cls, dist after
+    the final norm; ``SceneClassifier`` passes its ``"class_tokens"`` output). The result is a
+    batch-level float32 scalar: ``sample_weight`` only rescales it by its mean, it does not
+    weight pairs. Keras does not scale a scalar loss for ``tf.distribute``; the task does
+    (``SceneClassifier.compute_loss``).
+
+    Where ICL acts (``target``) decides which escapes the training can take (see
+    ``docs/design.md``, "Inverse contrastive loss"):
+
+    ============== ======================================== =================================
+    target         what                                      escapes left open
+    ============== ======================================== =================================
+    ``pooled``     ``(cls + dist) / 2`` (paper, Eq. 1)       ``dist -> -cls`` cancels the pull
+                                                             term; a global shrink of ``z``
+                                                             lowers it (the head's LayerNorm
+                                                             undoes the shrink)
+    ``tokens``     mean of the ICL of cls and of dist        a shrink of both tokens, i.e.
+                                                             of the final-norm gain ``gamma``
+    ``normalized`` ``scale_free(pooled)``: LayerNorm          none of the two: invariant to
+                   without affine, what the head sees        scale, ``dist = -cls`` leaves a
+                                                             residual that is rescaled
+    ============== ======================================== =================================
+
+    Scale of ``normalization``: ``"pairs"`` is the mean over ordered pairs (paper, Eq. 1);
+    ``"blocks"`` (Akash et al.'s code) sums per-device block means, which divides each pair by
+    ``n_{c_i} n_{c_j}`` instead of ``B (B - 1)``. On a batch of 32 with device a at 70 % the
+    two differ by about two orders of magnitude in value and gradient (``docs/design.md`` gives
+    the measured ratio), so a ``lambda`` found for one does not carry over to the other.
 
     Args:
         alpha: float, same-device barrier threshold (paper: 0.2).
         beta: float > 0, barrier strength (paper: 1.0).
         normalization: ``"pairs"`` (paper Eq. 1) or ``"blocks"`` (Akash et al.'s code).
         num_devices: int or None, ``C`` for ``"blocks"``.
+        target: ``"pooled"``, ``"tokens"`` or ``"normalized"`` (above).
         name: loss name.
 
     Example:
@@ -158,25 +242,31 @@ class InverseContrastiveLoss(keras.losses.Loss):
         beta=1.0,
         normalization="pairs",
         num_devices=None,
+        target="pooled",
         name="inverse_contrastive_loss",
         **kwargs,
     ):
-        validate_icl_arguments(alpha, beta, normalization, num_devices)
+        validate_icl_arguments(alpha, beta, normalization, num_devices, target)
         super().__init__(name=name, **kwargs)
         self.alpha = alpha
         self.beta = beta
         self.normalization = normalization
         self.num_devices = num_devices
+        self.target = target
 
     def call(self, y_true, y_pred):
-        return inverse_contrastive_loss(
-            y_pred,
-            y_true,
-            alpha=self.alpha,
-            beta=self.beta,
-            normalization=self.normalization,
-            num_devices=self.num_devices,
-        )
+        losses = [
+            inverse_contrastive_loss(
+                z,
+                y_true,
+                alpha=self.alpha,
+                beta=self.beta,
+                normalization=self.normalization,
+                num_devices=self.num_devices,
+            )
+            for z in icl_target_embeddings(y_pred, self.target)
+        ]
+        return tf.add_n(losses) / float(len(losses))
 
     def get_config(self):
         config = super().get_config()
@@ -186,6 +276,7 @@ class InverseContrastiveLoss(keras.losses.Loss):
                 "beta": self.beta,
                 "normalization": self.normalization,
                 "num_devices": self.num_devices,
+                "target": self.target,
             }
         )
         return config

@@ -1,17 +1,20 @@
 """Acoustic scene classifier: waveform → Kaldi log-mel → PaSST → LayerNorm + Dense head."""
 
+import numbers
 import os
+import warnings
 
 import keras
 import tensorflow as tf
 
-from keras_asc.augment.freq_mix_style import FreqMixStyle
-from keras_asc.augment.mixup import Mixup
+from keras_asc.augment.augmenter import Augmenter
 from keras_asc.errors import UserError
 from keras_asc.layers._utils import trunc_normal
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
-from keras_asc.losses.inverse_contrastive_loss import inverse_contrastive_loss
-from keras_asc.losses.inverse_contrastive_loss import validate_icl_arguments
+from keras_asc.losses.icl_diagnostics import DIAGNOSTICS
+from keras_asc.losses.icl_diagnostics import gradient_share
+from keras_asc.losses.icl_diagnostics import icl_diagnostics
+from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
@@ -20,6 +23,9 @@ from keras_asc.vocab import SCENES
 
 NUM_SCENES = len(SCENES)
 
+# Config layout version: 1 = flat icl_* / mixstyle_* / mixup_alpha / augment_seed /
+# dir_augmentation kwargs (no "version" key); 2 = auxiliary_loss + augmenter objects.
+CONFIG_VERSION = 2
 
 class _PresetDescriptions:
     """`SceneClassifier.presets`: `{name: description}` of the presets `from_preset` knows."""
@@ -44,7 +50,7 @@ class SceneClassifier(keras.Model):
     spectrogram, `backbone` (a `PaSSTBackbone`) pools it into the PaSST embedding, and the
     head is PaSST's `head`: `LayerNormalization(epsilon=1e-5)` then `Dense(num_classes)`.
     The `embedding` output is the backbone embedding *before* the head norm (PaSST's
-    `features`), the natural input of an auxiliary loss.
+    `features`).
 
     Training: `compile()` + `fit()` on `(waveform, scene_id)` batches. `compute_loss` and
     `compute_metrics` apply the compiled loss and metrics to `y_pred["logits"]`, so a plain
@@ -52,18 +58,23 @@ class SceneClassifier(keras.Model):
     metrics=["accuracy"])` works with the dict output; `compile()` with no arguments gives
     Adam(1e-5), that loss and accuracy.
 
-    Device-invariant training (Schmidt & Peters 2023): with targets
-    `y = {"scene": [B] int, "device": [B] int}` and `icl_weight > 0`, `compute_loss` returns
-    `CE + lambda * ICL(embedding, device)` (Eq. 2), `lambda` ramped linearly from 0 over the
-    first `icl_rampup_steps` optimizer steps, and tracks `ce_loss` and `icl_loss` metrics
-    (`keras.metrics.Mean`, reset every epoch by Keras). `icl_weight` defaults to 0 (plain CE);
-    the paper's setting when ICL is on is `icl_weight=0.5, icl_alpha=0.2, icl_beta=1.0`.
-    A `dir_augmentation` layer (`keras_asc.augment.DirAugmentation`, "device" placement) runs
-    in `train_step` before Keras' own `train_step` (which keeps loss scaling for mixed
-    precision and the metric updates): it may convolve the waveform and change the device
-    label. Freq-MixStyle runs on the log-mel inside the graph (training only); mixup mixes
-    waveforms in `train_step` and the CE of both labels (`lam`, `1 - lam`), the ICL keeping the
-    device of the larger share.
+    Device-invariant training (Schmidt & Peters 2023): with an `auxiliary_loss` (an
+    `InverseContrastiveLoss`) and targets `y = {"scene": [B] int, "device": [B] int}`,
+    `compute_loss` returns `CE + lambda * ICL(class tokens, device)` (Eq. 2), `lambda` =
+    `auxiliary_loss_weight` ramped linearly from 0 over the first
+    `auxiliary_loss_rampup_steps` optimizer steps. It tracks `ce_loss`, `icl_loss` and the
+    `icl_*` diagnostics (`keras_asc.losses.icl_diagnostics`; `icl_grad_share` is the share of
+    `lambda * ICL` in the gradient norm at the backbone output), all `keras.metrics.Mean`
+    reset every epoch by Keras. Under `tf.distribute` the ICL term is computed on the
+    embeddings and device ids gathered from all replicas (the pairs of the global batch) and
+    scaled by `1 / num_replicas` like Keras' CE, so one step updates the weights as on one
+    device. The paper's setting: `InverseContrastiveLoss(alpha=0.2, beta=1.0)`, weight 0.5.
+
+    The `augmenter` (`keras_asc.augment.Augmenter`) holds the training augmentations: DIR
+    augmentation and mixup run in `train_step` before Keras' own `train_step` (which keeps
+    loss scaling for mixed precision and the metric updates); Freq-MixStyle runs on the
+    log-mel inside the graph (training only). Mixup mixes the CE of both labels (`lam`,
+    `1 - lam`); the ICL keeps the device of the larger share.
 
     Args:
         backbone: `PaSSTBackbone`.
@@ -73,26 +84,20 @@ class SceneClassifier(keras.Model):
         head_norm_epsilon: float. Epsilon of the head LayerNorm (PaSST: plain
             `nn.LayerNorm`, 1e-5).
         dtype: dtype or `keras.DTypePolicy` of the head layers.
-        icl_weight: float >= 0. `lambda` of the inverse contrastive loss; 0 turns it off.
-        icl_alpha: float. ICL same-device threshold `alpha` (paper: 0.2).
-        icl_beta: float > 0. ICL barrier strength `beta` (paper: 1.0).
-        icl_normalization: `"pairs"` (paper Eq. 1) or `"blocks"` (Akash et al.'s code).
-        icl_num_devices: int or None. `C` of the `"blocks"` normalisation (None: the devices
-            present in the batch).
-        icl_rampup_steps: int >= 0. Linear ramp of `lambda` from 0 over this many optimizer
-            steps (0: the full weight from the first step).
-        dir_augmentation: `DirAugmentation` or None. Device-placed DIR augmentation.
-        mixstyle_p: float in [0, 1]. Freq-MixStyle probability per batch; 0 turns it off
-            (the paper does not use it; cpjku_dcase23 PaSST: 0.4).
-        mixstyle_alpha: float > 0. Freq-MixStyle Beta parameter.
-        mixup_alpha: float >= 0. Mixup Beta parameter; 0 turns mixup off.
-        augment_seed: int. Seed of Freq-MixStyle and mixup.
+        auxiliary_loss: `InverseContrastiveLoss` or None (plain CE). It receives the device
+            ids and the class tokens `[B, 2, D]` (cls, dist after the final norm).
+        auxiliary_loss_weight: float >= 0. `lambda` (0 computes and logs the ICL and its
+            diagnostics without training on it).
+        auxiliary_loss_rampup_steps: int >= 0. Linear ramp of `lambda` from 0 over this many
+            optimizer steps (0: the full weight from the first step).
+        augmenter: `Augmenter` or None (no augmentation).
 
     Input shape:
         waveform `[B, samples]` at the frontend's sample rate (32 kHz); 1 s = 32000 samples.
 
     Output:
-        dict with `"logits"` `[B, num_classes]` and `"embedding"` `[B, D]`.
+        dict with `"logits"` `[B, num_classes]` and `"embedding"` `[B, D]`; with an auxiliary
+        loss also `"class_tokens"` `[B, 2, D]`.
 
     Example:
     ```python
@@ -111,26 +116,19 @@ class SceneClassifier(keras.Model):
         frontend=None,
         head_norm_epsilon=1e-5,
         dtype=None,
-        icl_weight=0.0,
-        icl_alpha=0.2,
-        icl_beta=1.0,
-        icl_normalization="pairs",
-        icl_num_devices=None,
-        icl_rampup_steps=0,
-        dir_augmentation=None,
-        mixstyle_p=0.0,
-        mixstyle_alpha=0.4,
-        mixup_alpha=0.0,
-        augment_seed=0,
+        auxiliary_loss=None,
+        auxiliary_loss_weight=1.0,
+        auxiliary_loss_rampup_steps=0,
+        augmenter=None,
         **kwargs,
     ):
         kwargs.setdefault("name", "scene_classifier")
-        _validate_training_arguments(
-            icl_weight, icl_alpha, icl_beta, icl_normalization, icl_num_devices,
-            icl_rampup_steps, dir_augmentation, mixup_alpha,
+        _validate_task_arguments(
+            auxiliary_loss, auxiliary_loss_weight, auxiliary_loss_rampup_steps, augmenter
         )
         if frontend is None:
             frontend = KaldiMelSpectrogram(n_mels=backbone.num_mels, dtype=dtype, name="frontend")
+        augmenter = augmenter or Augmenter()
 
         # === Layers ===
         self.frontend = frontend
@@ -141,38 +139,29 @@ class SceneClassifier(keras.Model):
         self.head_dense = keras.layers.Dense(
             num_classes, kernel_initializer=trunc_normal(), dtype=dtype, name="head_dense"
         )
-
         # Training-only augmentations; absent (no state, no weights) when switched off, so
-        # converted PaSST weight files load into a model with the defaults.
-        self.freq_mix_style = None
-        if mixstyle_p > 0:
-            self.freq_mix_style = FreqMixStyle(
-                probability=mixstyle_p, alpha=mixstyle_alpha, seed=augment_seed,
-                dtype=dtype, name="freq_mix_style",
-            )
-        self.mixup = None
-        if mixup_alpha > 0:
-            self.mixup = Mixup(alpha=mixup_alpha, seed=augment_seed, name="mixup")
-        self.dir_augmentation = dir_augmentation
+        # converted PaSST weight files load into a model with the defaults. The task tracks
+        # them itself (see Augmenter), which keeps their weight paths.
+        self.augmenter = augmenter
+        self.dir_augmentation, self.freq_mix_style, self.mixup = augmenter.build_layers(dtype)
 
         # === Functional Model ===
         waveform = keras.Input(shape=(None,), name="waveform")
         mel = self.frontend(waveform)
         if self.freq_mix_style is not None:
             mel = self.freq_mix_style(mel)
-        embedding = self.backbone(mel)["embedding"]
+        features = self.backbone(mel)
+        embedding = features["embedding"]
         logits = self.head_dense(self.head_norm(embedding))
         # Under mixed precision the outputs leave in float32, so the losses (softmax CE, ICL's
         # exp(alpha - d)) never see bfloat16 rounding of the logits or distances.
-        super().__init__(
-            inputs=waveform,
-            outputs={
-                "logits": keras.ops.cast(logits, "float32"),
-                "embedding": keras.ops.cast(embedding, "float32"),
-            },
-            dtype=dtype,
-            **kwargs,
-        )
+        outputs = {
+            "logits": keras.ops.cast(logits, "float32"),
+            "embedding": keras.ops.cast(embedding, "float32"),
+        }
+        if auxiliary_loss is not None:
+            outputs["class_tokens"] = keras.ops.cast(features["tokens"][:, :2], "float32")
+        super().__init__(inputs=waveform, outputs=outputs, dtype=dtype, **kwargs)
         # A functional Model drops `dtype`; keep the policy so get_config (and with it
         # from_config, .keras files and clone_model) rebuilds the model as trained.
         if dtype is not None:
@@ -181,23 +170,20 @@ class SceneClassifier(keras.Model):
         # === Config ===
         self.num_classes = num_classes
         self.head_norm_epsilon = head_norm_epsilon
-        self.icl_weight = icl_weight
-        self.icl_alpha = icl_alpha
-        self.icl_beta = icl_beta
-        self.icl_normalization = icl_normalization
-        self.icl_num_devices = icl_num_devices
-        self.icl_rampup_steps = icl_rampup_steps
-        self.mixstyle_p = mixstyle_p
-        self.mixstyle_alpha = mixstyle_alpha
-        self.mixup_alpha = mixup_alpha
-        self.augment_seed = augment_seed
+        self.auxiliary_loss = auxiliary_loss
+        self.auxiliary_loss_weight = auxiliary_loss_weight
+        self.auxiliary_loss_rampup_steps = auxiliary_loss_rampup_steps
 
-        # === Loss terms tracked per epoch (Keras resets every metric in `metrics`) ===
+        # === Loss terms and ICL diagnostics tracked per epoch (Keras resets `metrics`) ===
         self.ce_loss_tracker = None
         self.icl_loss_tracker = None
-        if icl_weight > 0:
+        self.diagnostic_trackers = {}
+        if auxiliary_loss is not None:
             self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
             self.icl_loss_tracker = keras.metrics.Mean(name="icl_loss")
+            self.diagnostic_trackers = {
+                name: keras.metrics.Mean(name=name) for name in DIAGNOSTICS
+            }
 
     # === Training ===
 
@@ -231,35 +217,24 @@ class SceneClassifier(keras.Model):
     def train_step(self, data):
         """Device-placed augmentations, then Keras' own `train_step`.
 
-        DIR augmentation (if any) changes the waveform and `y["device"]`; mixup (if any) mixes
-        the waveform and adds `"mixup_lambda"` / `"mixup_permutation"` to `y` for
-        `compute_loss`. Loss scaling, gradients and metric updates stay Keras'.
+        The augmenter's DIR augmentation (if any) changes the waveform and `y["device"]`; its
+        mixup (if any) mixes the waveform and adds `"mixup_lambda"` / `"mixup_permutation"` to
+        `y` for `compute_loss`. Loss scaling, gradients and metric updates stay Keras'.
         """
-        if self.dir_augmentation is None and self.mixup is None:
+        if not self.augmenter.augments_waveforms:
             return super().train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if self.dir_augmentation is not None:
-            if not (isinstance(y, dict) and "device" in y):
-                raise UserError(
-                    "SceneClassifier.dir_augmentation needs device labels: train on "
-                    '(waveform, {"scene": scene_id, "device": device_id}) batches '
-                    "(data.targets: dict)"
-                )
-            x, device = self.dir_augmentation(x, y["device"], training=True)
-            y = {**y, "device": device}
-        if self.mixup is not None:
-            x, lam, perm = self.mixup(x, training=True)
-            y = dict(y) if isinstance(y, dict) else {"scene": y}
-            y.update({"mixup_lambda": lam, "mixup_permutation": perm})
+        x, y = self.augmenter.augment_batch(x, y)
         return super().train_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Compiled loss on `y_pred["logits"]`, plus `lambda * ICL` on the embedding.
+        """Compiled loss on `y_pred["logits"]`, plus `lambda * ICL` on the class tokens.
 
         `y` is `[B]` class ids or a dict with `"scene"` (class ids), optionally `"device"`
         (device ids, for ICL) and, from `train_step`'s mixup, `"mixup_lambda"` and
         `"mixup_permutation"`. `y_pred` is the model's output dict. Keras' own
-        `train_step`/`test_step` call this.
+        `train_step`/`test_step` call this. The returned value is per replica (Keras scales the
+        CE by `1 / num_replicas`; the ICL term is scaled the same way).
         """
         logits = _logits_of(y_pred)
         scene = y["scene"] if isinstance(y, dict) else y
@@ -272,25 +247,54 @@ class SceneClassifier(keras.Model):
             ce = super().compute_loss(
                 x=x, y=scene, y_pred=logits, sample_weight=sample_weight, training=training
             )
-        if self.icl_loss_tracker is None:
+        if self.auxiliary_loss is None:
             return ce
         if not (isinstance(y, dict) and "device" in y):
             raise UserError(
                 "SceneClassifier: icl_weight > 0 needs device labels: train on "
                 '(waveform, {"scene": scene_id, "device": device_id}) batches (data.targets: dict)'
             )
-        icl = inverse_contrastive_loss(
-            y_pred["embedding"],
-            y["device"],
-            alpha=self.icl_alpha,
-            beta=self.icl_beta,
-            normalization=self.icl_normalization,
-            num_devices=self.icl_num_devices,
-        )
+        # The pairs of the global batch: every replica computes the same ICL value, and the
+        # all_gather gradient (a sum over replicas, then this replica's slice) gives each
+        # replica exactly its share of the single-device gradient.
+        tokens = _gather_replicas(y_pred["class_tokens"])
+        devices = _gather_replicas(y["device"])
+        icl = self.auxiliary_loss(devices, tokens)
+        weight = self._current_auxiliary_weight()
         batch = tf.shape(logits)[0]
-        self.ce_loss_tracker.update_state(ce, sample_weight=batch)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.ce_loss_tracker.update_state(ce * float(replicas), sample_weight=batch)
         self.icl_loss_tracker.update_state(icl, sample_weight=batch)
-        return ce + tf.cast(self._current_icl_weight(), ce.dtype) * tf.cast(icl, ce.dtype)
+        self._update_diagnostics(
+            tokens, devices, y_pred["class_tokens"], y["device"], scene, weight
+        )
+        # Keras' compiled CE is already divided by the replica count (its
+        # scale_loss_for_distribution); the ICL term gets the same factor.
+        icl = tf.cast(icl, ce.dtype) / float(replicas)
+        return ce + tf.cast(weight, ce.dtype) * icl
+
+    def _update_diagnostics(self, tokens, devices, local_tokens, local_devices, scene, weight):
+        """The `icl_*` metrics of this (global) batch; no gradient reaches the model from here."""
+        tokens = tf.stop_gradient(tf.cast(tokens, tf.float32))
+        for name, (value, value_weight) in icl_diagnostics(tokens, devices).items():
+            self.diagnostic_trackers[name].update_state(value, sample_weight=value_weight)
+        # ICL's share of the gradient at the backbone output (the final-norm class tokens),
+        # against the plain CE of the head on this replica's clips: a cheap estimate of who
+        # drives the backbone (the head re-runs on [B, D]; mixup is ignored here).
+        local = tf.stop_gradient(tf.cast(local_tokens, tf.float32))
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(local)
+            pooled = tf.cast((local[:, 0] + local[:, 1]) / 2, self.head_norm.compute_dtype)
+            head_logits = tf.cast(self.head_dense(self.head_norm(pooled)), tf.float32)
+            ce = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(scene, head_logits, from_logits=True)
+            )
+            icl = self.auxiliary_loss(local_devices, local)
+        share = gradient_share(
+            tf.cast(weight, tf.float32) * tape.gradient(icl, local), tape.gradient(ce, local)
+        )
+        del tape
+        self.diagnostic_trackers["icl_grad_share"].update_state(share)
 
     def _mixed_compiled_loss(self, x, scene, logits, lam, perm, sample_weight, training):
         """`mean(lam * L(y) + (1 - lam) * L(y[perm]))` in one compiled-loss call.
@@ -311,11 +315,12 @@ class SceneClassifier(keras.Model):
             training=training,
         )
 
-    def _current_icl_weight(self):
-        if not self.icl_rampup_steps or self.optimizer is None:
-            return float(self.icl_weight)
+    def _current_auxiliary_weight(self):
+        weight = float(self.auxiliary_loss_weight)
+        if not self.auxiliary_loss_rampup_steps or self.optimizer is None:
+            return weight
         step = tf.cast(self.optimizer.iterations, tf.float32)
-        return float(self.icl_weight) * tf.minimum(step / float(self.icl_rampup_steps), 1.0)
+        return weight * tf.minimum(step / float(self.auxiliary_loss_rampup_steps), 1.0)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Compiled metrics of the scene labels against `y_pred["logits"]` (plus loss terms)."""
@@ -325,8 +330,9 @@ class SceneClassifier(keras.Model):
     # === Config ===
 
     def get_config(self):
-        # keras-hub Task style: the sub-models are nested as serialized layers.
+        # keras-hub Task style: the sub-models and task objects are nested serialized.
         return {
+            "version": CONFIG_VERSION,
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
@@ -334,29 +340,25 @@ class SceneClassifier(keras.Model):
             "frontend": keras.layers.serialize(self.frontend),
             "num_classes": self.num_classes,
             "head_norm_epsilon": self.head_norm_epsilon,
-            "icl_weight": self.icl_weight,
-            "icl_alpha": self.icl_alpha,
-            "icl_beta": self.icl_beta,
-            "icl_normalization": self.icl_normalization,
-            "icl_num_devices": self.icl_num_devices,
-            "icl_rampup_steps": self.icl_rampup_steps,
-            "dir_augmentation": (
+            "auxiliary_loss": (
                 None
-                if self.dir_augmentation is None
-                else keras.layers.serialize(self.dir_augmentation)
+                if self.auxiliary_loss is None
+                else keras.saving.serialize_keras_object(self.auxiliary_loss)
             ),
-            "mixstyle_p": self.mixstyle_p,
-            "mixstyle_alpha": self.mixstyle_alpha,
-            "mixup_alpha": self.mixup_alpha,
-            "augment_seed": self.augment_seed,
+            "auxiliary_loss_weight": self.auxiliary_loss_weight,
+            "auxiliary_loss_rampup_steps": self.auxiliary_loss_rampup_steps,
+            "augmenter": keras.saving.serialize_keras_object(self.augmenter),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("backbone", "frontend", "dir_augmentation"):
+        config = _upgrade_config(dict(config))
+        for key in ("backbone", "frontend"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
+        for key in ("auxiliary_loss", "augmenter"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
@@ -391,8 +393,8 @@ class SceneClassifier(keras.Model):
             dtype: dtype policy for every part (e.g. `"mixed_bfloat16"`).
             weights: None (the preset's own, see above), `"audioset"` or a path.
             **overrides: `PaSSTBackbone` kwargs, e.g. `frequency_patchout=6, seed=0`, and the
-                training kwargs of this class (`icl_*`, `mixstyle_*`, `mixup_alpha`,
-                `augment_seed`, `dir_augmentation`).
+                task kwargs of this class (`auxiliary_loss`, `auxiliary_loss_weight`,
+                `auxiliary_loss_rampup_steps`, `augmenter`).
 
         Raises:
             UserError: an unknown name (the message lists the presets), bad weights, or a
@@ -420,10 +422,17 @@ class SceneClassifier(keras.Model):
                 f"{', '.join(sorted(passt_presets))}, or a directory written by "
                 "SceneClassifier.save_to_preset"
             )
+        old = sorted(k for k in overrides if k in _V1_ICL or k in _V1_AUGMENT)
+        if old:
+            raise UserError(
+                f"SceneClassifier.from_preset: {', '.join(old)} are kwargs of config version 1; "
+                "pass auxiliary_loss=InverseContrastiveLoss(...), auxiliary_loss_weight, "
+                "auxiliary_loss_rampup_steps (see icl_task_kwargs) and augmenter=Augmenter(...)"
+            )
         config = get_preset(preset)
         if weights is None and load_weights and config["checkpoint"] is not None:
             weights = "audioset"
-        task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TRAINING_KWARGS}
+        task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TASK_KWARGS}
         if num_classes is None:
             num_classes = config["num_classes"] or NUM_SCENES
         backbone = PaSSTBackbone(**{**config["backbone"], "dtype": dtype, **overrides})
@@ -451,38 +460,134 @@ def _logits_of(y_pred):
     return y_pred["logits"] if isinstance(y_pred, dict) else y_pred
 
 
-_TRAINING_KWARGS = (
-    "icl_weight",
-    "icl_alpha",
-    "icl_beta",
-    "icl_normalization",
-    "icl_num_devices",
-    "icl_rampup_steps",
-    "dir_augmentation",
-    "mixstyle_p",
-    "mixstyle_alpha",
-    "mixup_alpha",
-    "augment_seed",
+def _gather_replicas(value):
+    """``value`` ``[B, ...]`` of every replica concatenated on axis 0 (as is on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
+_TASK_KWARGS = (
+    "auxiliary_loss",
+    "auxiliary_loss_weight",
+    "auxiliary_loss_rampup_steps",
+    "augmenter",
 )
 
 
-def _validate_training_arguments(
-    icl_weight, icl_alpha, icl_beta, icl_normalization, icl_num_devices, icl_rampup_steps,
-    dir_augmentation, mixup_alpha,
+def icl_task_kwargs(
+    icl_weight=0.0,
+    icl_alpha=0.2,
+    icl_beta=1.0,
+    icl_normalization="pairs",
+    icl_num_devices=None,
+    icl_rampup_steps=0,
+    icl_target="pooled",
 ):
-    if not float(icl_weight) >= 0.0:
-        raise UserError(f"SceneClassifier: icl_weight must be >= 0, got {icl_weight!r}")
-    validate_icl_arguments(icl_alpha, icl_beta, icl_normalization, icl_num_devices)
-    if isinstance(icl_rampup_steps, bool) or not isinstance(icl_rampup_steps, int) or (
-        icl_rampup_steps < 0
-    ):
-        raise UserError(
-            f"SceneClassifier: icl_rampup_steps must be an int >= 0, got {icl_rampup_steps!r}"
+    """The ``SceneClassifier`` kwargs of an ICL setting (the config's ``loss`` section).
+
+    Args:
+        icl_weight: float >= 0, ``lambda``; 0 means no auxiliary loss (plain CE).
+        icl_alpha, icl_beta, icl_normalization, icl_num_devices, icl_target: the
+            ``InverseContrastiveLoss`` arguments ``alpha``, ``beta``, ``normalization``,
+            ``num_devices``, ``target``.
+        icl_rampup_steps: int >= 0, linear ramp of ``lambda`` over this many steps.
+
+    Returns:
+        dict with ``auxiliary_loss`` (None when ``icl_weight`` is 0),
+        ``auxiliary_loss_weight`` and ``auxiliary_loss_rampup_steps``.
+
+    Raises:
+        UserError: naming the bad ``icl_*`` key.
+    """
+    _check_weight("icl_weight", icl_weight)
+    _check_rampup("icl_rampup_steps", icl_rampup_steps)
+    try:
+        loss = InverseContrastiveLoss(
+            alpha=icl_alpha,
+            beta=icl_beta,
+            normalization=icl_normalization,
+            num_devices=icl_num_devices,
+            target=icl_target,
         )
-    if not float(mixup_alpha) >= 0.0:
-        raise UserError(f"SceneClassifier: mixup_alpha must be >= 0, got {mixup_alpha!r}")
-    if dir_augmentation is not None and not hasattr(dir_augmentation, "pipeline_function"):
+    except UserError as err:
+        # Name the config key (icl_alpha), not the loss argument (alpha).
+        message = str(err).replace("inverse contrastive loss: ", "ICL settings: ")
+        for key in ("alpha", "beta", "normalization", "num_devices", "target"):
+            message = message.replace(f"{key} must", f"icl_{key} must")
+            message = message.replace(f"got {key}=", f"got icl_{key}=")
+        raise UserError(message) from None
+    return {
+        "auxiliary_loss": loss if icl_weight > 0 else None,
+        "auxiliary_loss_weight": icl_weight,
+        "auxiliary_loss_rampup_steps": icl_rampup_steps,
+    }
+
+
+_V1_ICL = (
+    "icl_weight", "icl_alpha", "icl_beta", "icl_normalization", "icl_num_devices",
+    "icl_rampup_steps",
+)
+_V1_AUGMENT = {
+    "dir_augmentation": "dir_augmentation",
+    "mixstyle_p": "mixstyle_p",
+    "mixstyle_alpha": "mixstyle_alpha",
+    "mixup_alpha": "mixup_alpha",
+    "augment_seed": "seed",
+}
+
+
+def _upgrade_config(config):
+    """A ``get_config`` dict of any known layout -> the current one (version 2).
+
+    Version 1 (no ``version`` key; keras_asc before the Task layout) had flat ``icl_*``,
+    ``mixstyle_*``, ``mixup_alpha``, ``augment_seed`` and ``dir_augmentation`` kwargs; they
+    become ``auxiliary_loss`` (+ weight, ramp-up) and ``augmenter``. The augmentation layers
+    keep their weight paths, so the file's weights (IR bank and counters included) load.
+    """
+    version = config.pop("version", 1)
+    if version == CONFIG_VERSION:
+        return config
+    if version != 1:
         raise UserError(
-            "SceneClassifier: dir_augmentation must be a keras_asc.augment.DirAugmentation "
-            f"layer or None, got {type(dir_augmentation).__name__}"
+            f"SceneClassifier: this model was saved with config version {version!r}; this "
+            f"keras_asc reads versions 1 and {CONFIG_VERSION} (a newer keras_asc wrote it?)"
+        )
+    icl = {key: config.pop(key) for key in _V1_ICL if key in config}
+    augment = {new: config.pop(old) for old, new in _V1_AUGMENT.items() if old in config}
+    if isinstance(augment.get("dir_augmentation"), dict):
+        augment["dir_augmentation"] = keras.layers.deserialize(augment["dir_augmentation"])
+    config.update(icl_task_kwargs(**icl))
+    config["augmenter"] = Augmenter(**augment)
+    warnings.warn(
+        "SceneClassifier: upgraded a config of version 1 (flat icl_*/augmentation kwargs) to "
+        f"version {CONFIG_VERSION}; save the model again to write the new layout",
+        stacklevel=2,
+    )
+    return config
+
+
+def _check_weight(key, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0.0:
+        raise UserError(f"SceneClassifier: {key} must be a number >= 0, got {value!r}")
+
+
+def _check_rampup(key, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise UserError(f"SceneClassifier: {key} must be an int >= 0, got {value!r}")
+
+
+def _validate_task_arguments(auxiliary_loss, weight, rampup_steps, augmenter):
+    if auxiliary_loss is not None and not isinstance(auxiliary_loss, InverseContrastiveLoss):
+        raise UserError(
+            "SceneClassifier: auxiliary_loss must be a keras_asc.losses.InverseContrastiveLoss "
+            f"or None, got {type(auxiliary_loss).__name__}"
+        )
+    _check_weight("auxiliary_loss_weight", weight)
+    _check_rampup("auxiliary_loss_rampup_steps", rampup_steps)
+    if augmenter is not None and not isinstance(augmenter, Augmenter):
+        raise UserError(
+            "SceneClassifier: augmenter must be a keras_asc.augment.Augmenter or None, got "
+            f"{type(augmenter).__name__}"
         )

@@ -15,7 +15,9 @@ class TrainingOptions:
             mean log-loss over the validation clips; ``val_accuracy``, ``val_loss_real``, ...).
         monitor_mode: ``"min"`` or ``"max"``.
         verbose: 0 (silent), 1 (progress bar per epoch) or 2 (one line per epoch).
-        final_weights: weights stored in ``model.keras`` at the end: ``"last"`` or ``"best"``.
+        final_weights: weights stored in ``model.keras`` at the end (what ``scripts/evaluate.py``
+            scores): ``"last"`` (the last epoch) or ``"best"`` (``best.weights.h5``, the epoch
+            with the best ``monitor`` value, i.e. chosen on the validation split).
         jit_compile: bool, XLA-compile the train step.
         deterministic: bool, enable TensorFlow op determinism (bitwise-reproducible resumes at
             some speed cost).

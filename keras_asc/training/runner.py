@@ -51,7 +51,9 @@ def build_model(config, sample_rate=None):
         an uncompiled ``SceneClassifier``; seeded from ``config["seed"]`` unless the config
         gives seeds.
     """
+    from keras_asc.augment.augmenter import Augmenter
     from keras_asc.models.scene_classifier import SceneClassifier
+    from keras_asc.models.scene_classifier import icl_task_kwargs
     from keras_asc.utils.weights_cache import load_preset_weights
 
     model_cfg = dict(config["model"])
@@ -64,11 +66,15 @@ def build_model(config, sample_rate=None):
     model_cfg.setdefault("seed", seed + 1)
     if sample_rate is not None:
         frontend.setdefault("sample_rate", sample_rate)
-    task_kwargs = {**config["loss"], **config["augment"], "augment_seed": seed + 2}
+    dir_augmentation = None
     if config["dirs"] is not None:
-        task_kwargs["dir_augmentation"] = build_dir_augmentation(
+        dir_augmentation = build_dir_augmentation(
             config["dirs"], seed + 3, sample_rate or frontend.get("sample_rate", 32000)
         )
+    task_kwargs = {
+        **icl_task_kwargs(**config["loss"]),
+        "augmenter": Augmenter(dir_augmentation, seed=seed + 2, **config["augment"]),
+    }
     # The config says which weights (model.weights: null is a random start), not the preset.
     model = SceneClassifier.from_preset(
         preset, load_weights=False, num_classes=len(SCENES), frontend=frontend, **model_cfg,
