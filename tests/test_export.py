@@ -19,8 +19,11 @@ RATE = 32000
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny classifier with confident outputs (scaled head), saved as a .keras file."""
+    import keras
+
     from keras_asc.models.scene_classifier import SceneClassifier
 
+    keras.utils.set_random_seed(0)  # the same weights on every run (and CPU)
     model = SceneClassifier.from_preset("passt_tiny", num_classes=10)
     kernel = model.head_dense.kernel
     kernel.assign(kernel.numpy() * 40.0)
