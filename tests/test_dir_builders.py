@@ -712,3 +712,42 @@ def test_builders_on_the_synthetic_corpus(synthetic_corpus, tmp_path):
         f = next(f for f in surrey["files"]
                  if f["config"] == config and f"{f['distance_cm']}cm" == distance)
         assert abs(group["onset"] - f["onset_sample"] * SR / RATE48) <= 2, key
+
+
+# === Free space ===
+
+# builder -> (its source and finished-build fixtures, CLI arguments besides --source/--out)
+FREE_SPACE = {
+    "micirp": ("micirp_source", "micirp_built", []),
+    "multi-dirs": ("surrey_source", "surrey_built", ["--workers", "0"]),
+}
+
+
+@pytest.mark.parametrize("builder", sorted(FREE_SPACE))
+def test_free_space_is_checked_with_the_bytes_it_writes(builder, request, tmp_path, monkeypatch,
+                                                        capsys):
+    """The bytes planned from the sources are those of the shards built before; one byte less
+    free than that (plus the metadata margin) is one message, exit 2, nothing written."""
+    import shutil
+
+    from tfrecords_builder import writer
+
+    source_fixture, built_fixture, extra = FREE_SPACE[builder]
+    source = request.getfixturevalue(source_fixture)
+    source = source[0] if isinstance(source, tuple) else source
+    built = request.getfixturevalue(built_fixture)
+    info = json.loads((built / "info.json").read_text())
+    needed = sum(os.path.getsize(built / name) for name in info["shards"]) + writer.METADATA_BYTES
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=needed - 1))
+    out = tmp_path / "new" / "dirs"
+    code = run_cli(builder_main, [builder, "--source", str(source), "--out", str(out), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: not enough free space for --out {out}: the {builder} build writes "
+        f"{needed / 1e9:.2f} GB ({needed} bytes), but only {(needed - 1) / 1e9:.2f} GB "
+        f"({needed - 1} bytes) is free in {tmp_path}; expected free space for the whole build "
+        "(nothing was written)\n"
+    )
+    assert os.listdir(tmp_path) == []

@@ -1,6 +1,7 @@
 """Input pipeline (random 1-s windows of 10-s recordings, eval clips) and DIR loading."""
 
 import os
+import re
 
 import _corpus
 import numpy as np
@@ -222,6 +223,73 @@ def test_load_dirs_pads_and_labels(tmp_path):
     parsed = tf.train.Example.FromString(records[1]).features.feature["ir"].float_list.value
     np.testing.assert_array_equal(bank.irs[4, :56], np.array(parsed, np.float32))
     assert load_dirs(str(multi), max_ir_samples=20).irs.shape == (4, 20)
+
+
+DIR_SHARD = "dirs.tfrecord-00000-of-00001"
+
+
+def _truncate(path, keep):
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+
+
+def _overwrite(path, at, data):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        data = data(f.read(1)) if callable(data) else data
+        f.seek(at)
+        f.write(data)
+
+
+def _cut_last_dir_record(folder):
+    """info.json records the 4 IRs the builder wrote; the shard then loses its last record."""
+    (folder / "info.json").write_text('{"builder": "multi-dirs", "num_examples": 4}')
+    path, offset, last = folder / DIR_SHARD, 0, 0
+    while offset < os.path.getsize(path):
+        last = offset
+        with open(path, "rb") as f:
+            f.seek(offset)
+            offset += 16 + int.from_bytes(f.read(8), "little")
+    _truncate(path, last)
+
+
+# Damaged DIR shards met when training starts: one UserError naming the shard (or the folder
+# and both counts), from the same checks as the audio shards (pipeline.shard_problem).
+REBUILD = (r"; expected a complete TFRecord shard; rebuild the folder with python -m "
+           r"tfrecords_builder")
+DIR_DAMAGE = {
+    "truncated shard": (
+        lambda d: _truncate(d / DIR_SHARD, os.path.getsize(d / DIR_SHARD) - 10),
+        r"{shard}: truncated: the record at byte \d+ ends at byte \d+, the file has \d+ bytes"
+        + REBUILD),
+    "shard cut inside a record header": (
+        lambda d: _truncate(d / DIR_SHARD, 6),
+        r"{shard}: truncated: the file ends inside the record header at byte 0" + REBUILD),
+    "overwritten record header": (
+        lambda d: _overwrite(d / DIR_SHARD, 0, b"\xff" * 8),
+        r"{shard}: corrupted record header at byte 0" + REBUILD),
+    "bit-flipped IR": (
+        lambda d: _overwrite(d / DIR_SHARD, 12 + 100, lambda b: bytes([b[0] ^ 0x10])),
+        r"{shard}: corrupted record at byte 0 \(data checksum mismatch\)" + REBUILD),
+    "shard cut at a record boundary": (
+        _cut_last_dir_record,
+        r"{folder}: the dirs\.tfrecord-\* shards hold 3 records but info\.json records 4; a "
+        r"shard is truncated or replaced; rebuild the folder with python -m tfrecords_builder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIR_DAMAGE))
+def test_damaged_dir_shard_one_clear_error(case, tmp_path):
+    folder = tmp_path / "dirs"
+    _corpus.write_dir_set(str(folder), num_irs=4, length=64)
+    assert len(load_dirs(str(folder))) == 4
+    damage, message = DIR_DAMAGE[case]
+    damage(folder)
+    expected = message.format(shard=re.escape(str(folder / DIR_SHARD)),
+                              folder=re.escape(str(folder)))
+    with pytest.raises(UserError) as info:
+        load_dirs(str(folder))
+    assert re.fullmatch(f"dirs\\.sets: {expected}", str(info.value)), str(info.value)
 
 
 def test_load_dirs_errors(tmp_path):

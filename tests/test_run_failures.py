@@ -32,14 +32,14 @@ EVAL_SHARD = "evaluate-1s.tfrecord-00000-of-00001"
 TEMP_NAME = re.compile(r"\.tmp-\d+")
 
 
-def tiny_config(data_path, epochs):
+def tiny_config(data_path, epochs, **training):
     return resolve_config({
         "seed": 0,
         "data": {"path": str(data_path), "batch_size": 8},
         "model": {"preset": "passt_tiny", "frontend": {"freqm": 8, "timem": 4}},
         "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
         "schedule": {"name": "plateau", "patience": 2, "factor": 0.5},
-        "training": {"epochs": epochs, "steps_per_epoch": 2, "verbose": 0},
+        "training": {"epochs": epochs, "steps_per_epoch": 2, "verbose": 0, **training},
         "wandb": {"mode": "disabled"},
     })
 
@@ -146,6 +146,20 @@ def _state_without_epoch(run):
     path.write_text(json.dumps(state))
 
 
+def _garbage_best_weights_at_the_end(run):
+    """A run of ``final_weights: best`` that trained its epoch and stopped before model.keras
+    (what the next start finishes), with a garbage best.weights.h5 (a new file: it may share
+    its inode with other checkpoints)."""
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("final_weights: last", "final_weights: best"))
+    (run / "model.keras").unlink()
+    best = run / "checkpoints/best.weights.h5"
+    best.unlink()
+    best.write_bytes(b"garbage" * 99)
+
+
+# Each case: (damage(data, run, monkeypatch), message regex[, training overrides of the resumed
+# run; default: 2 epochs]).
 BAD_INPUTS = {
     "garbage resume weights": (
         lambda d, r, m: (r / "checkpoints/resume-0001.weights.h5").write_bytes(b"garbage" * 99),
@@ -185,6 +199,13 @@ BAD_INPUTS = {
         lambda d, r, m: (r / "history.json").write_text('{"epoch": 1'),
         r"history\.json: not a valid history \(.*\); expected the per-epoch JSON list this run "
         r"wrote"),
+    "garbage best weights at the end (final_weights: best)": (
+        lambda d, r, m: _garbage_best_weights_at_the_end(r),
+        r"best\.weights\.h5: cannot load the best epoch's weights \(.*\); expected the weights "
+        r"this run saved at its best epoch \(training\.final_weights: best\), so .*model\.keras "
+        r"was not written\. Restore the file, or delete it to finish with the last epoch's "
+        r"weights, and run the same command again$",
+        {"epochs": 1, "final_weights": "best"}),
     "disk full at the checkpoint": (
         lambda d, r, m: _disk_full(m),
         r"training stopped: cannot write \S+ \(No space left on device\); .*run keeps the last "
@@ -194,14 +215,32 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_resume_or_data_one_clear_error(case, base, tmp_path, monkeypatch):
-    damage, message = BAD_INPUTS[case]
+    damage, message, *overrides = BAD_INPUTS[case]
+    training = {"epochs": 2, **(overrides[0] if overrides else {})}
     data, run = _copy(base, tmp_path)
     damage(data, run, monkeypatch)
     before = _snapshot(run)
     with pytest.raises(UserError, match=message):
-        train(tiny_config(data, 2), str(run))
+        train(tiny_config(data, training.pop("epochs"), **training), str(run))
     assert _snapshot(run) == before  # the last good epoch and the final model are untouched
     assert _temp_files(run, data) == []
+
+
+def test_garbage_best_weights_remedy_finishes_with_the_last_epoch(base, tmp_path):
+    """What the message advises works: without best.weights.h5 the same command finishes the
+    run with the last epoch's weights."""
+    data, run = _copy(base, tmp_path)
+    _garbage_best_weights_at_the_end(run)
+    config = tiny_config(data, 1, final_weights="best")
+    with pytest.raises(UserError, match=r"best\.weights\.h5: cannot load"):
+        train(config, str(run))
+    assert not (run / "model.keras").exists()
+    (run / "checkpoints/best.weights.h5").unlink()
+    train(config, str(run))
+    model = keras.saving.load_model(run / "model.keras")
+    saved = [w.copy() for w in model.get_weights()]
+    model.load_weights(run / "checkpoints/last.weights.h5")
+    assert all((a == b).all() for a, b in zip(saved, model.get_weights(), strict=True))
 
 
 def _subprocess_train(config_path, run, limit_bytes=0):

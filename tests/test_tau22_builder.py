@@ -408,6 +408,44 @@ def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
 
 
+def _free_space(monkeypatch, free):
+    usage = shutil.disk_usage(os.getcwd())
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: usage._replace(free=free, used=usage.total - free))
+
+
+def test_free_space_is_checked_with_the_exact_bytes_before_writing(tiny_tau, tmp_path,
+                                                                   monkeypatch, capsys):
+    """The bytes the plan says it will write are the bytes of the shards it writes; one byte
+    less free than that (plus the metadata margin) is one message with the numbers, exit 2,
+    and nothing written."""
+    from keras_asc.errors import run_cli
+    from tfrecords_builder import writer
+
+    out = tmp_path / "out"
+    info = tau22.build(tiny_tau, out, workers=0, progress=False)
+    shard_bytes = sum(os.path.getsize(out / name) for split in info["splits"].values()
+                      for view in split["views"].values() for name in view["shards"])
+    needed = shard_bytes + writer.METADATA_BYTES
+    shutil.rmtree(out)
+
+    _free_space(monkeypatch, needed - 1)
+    code = run_cli(builder_main, ["tau22", "--source", str(tiny_tau), "--out",
+                                  str(out / "deeper"), "--workers", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        rf"error: not enough free space for --out {re.escape(str(out))}/deeper: the tau22 build "
+        rf"writes {needed / 1e9:.2f} GB \({needed} bytes\), but only {(needed - 1) / 1e9:.2f} GB "
+        rf"\({needed - 1} bytes\) is free in {re.escape(str(tmp_path))}; expected free space "
+        r"for the whole build \(nothing was written\)\n", err), err
+    assert sorted(os.listdir(tmp_path)) == ["source"]
+
+    _free_space(monkeypatch, needed)
+    tau22.build(tiny_tau, out, workers=0, progress=False)
+    assert (out / "info.json").is_file()
+
+
 def test_write_failure_in_a_worker_is_one_line_exit_2(tiny_tau, tmp_path):
     """A real write failure in the worker processes (file-size limit, EFBIG at the system call,
     inherited by the workers): one line, exit 2, nothing left behind."""

@@ -177,6 +177,31 @@ def process_file(
     }
 
 
+def _planned_bytes(source, paths, sample_rate):
+    """Bytes of the records the build will write, from the WAV headers (an IR is stored whole:
+    ``round(frames * sample_rate / rate)`` float32 samples, plus its metadata and framing).
+
+    A file whose header cannot be read counts nothing: it fails (or is skipped) in its turn.
+    """
+    import soundfile
+
+    from keras_asc.data.schema import encode_dir_example
+    from tfrecords_builder.tfrecord_io import FRAME_BYTES
+
+    total = 0
+    for rel in paths:
+        try:
+            header = soundfile.info(os.path.join(os.fspath(source), rel))
+        except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError):
+            continue
+        samples = round(header.frames * sample_rate / header.samplerate)
+        total += FRAME_BYTES + len(encode_dir_example(
+            np.zeros(max(samples, 1), np.float32), name=rel, set=SET_NAME,
+            source_sample_rate=header.samplerate, sample_rate=sample_rate,
+            microphone=PurePosixPath(rel).stem))
+    return total
+
+
 def build(
     source,
     out,
@@ -204,12 +229,13 @@ def build(
         the output folder path.
 
     Raises:
-        UserError: no IRs under ``source`` (or none left after skipping), or a bad file with
-            ``on_error="raise"``.
+        UserError: no IRs under ``source`` (or none left after skipping), a bad file with
+            ``on_error="raise"``, or less free space than the records need (checked first).
     """
     from keras_asc.data.schema import encode_dir_example
     from tfrecords_builder.writer import ErrorPolicy
     from tfrecords_builder.writer import OutputDir
+    from tfrecords_builder.writer import check_free_space
     from tfrecords_builder.writer import md5_file
 
     if sample_rate <= 0:
@@ -224,6 +250,7 @@ def build(
         notes.append(count_warning)
 
     policy = ErrorPolicy(on_error)
+    check_free_space(out, _planned_bytes(source, paths, sample_rate), BUILDER)
     items, checksums, rates, microphones = [], {}, {}, {}
     with OutputDir(out, builder=BUILDER, policy=policy) as output:
         writer = output.sharded_writer("dirs", shards)

@@ -647,8 +647,10 @@ def build(
     from keras_asc.data.schema import encode_dir_example
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
+    from tfrecords_builder.tfrecord_io import FRAME_BYTES
     from tfrecords_builder.writer import ErrorPolicy
     from tfrecords_builder.writer import OutputDir
+    from tfrecords_builder.writer import check_free_space
     from tfrecords_builder.writer import md5_file
 
     _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_noise_factor,
@@ -708,6 +710,14 @@ def build(
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(tasks))
 
+    # Every IR is stored cut to `length` samples, so the bytes to write are known up front
+    # (the source rate, unknown until a file is read, is a 3-byte varint at 44.1 or 48 kHz).
+    check_free_space(out, sum(
+        FRAME_BYTES + len(encode_dir_example(
+            np.zeros(length, np.float32), name=name.path, set=SET_NAME,
+            source_sample_rate=source_rate or sample_rate, sample_rate=sample_rate,
+            **record_metadata(name, info)))
+        for name, info in known), BUILDER)
     checksums, counts, patterns, group_onsets, rates = {}, {}, {}, {}, {}
     with OutputDir(out, builder=BUILDER, policy=policy) as output:
         writer = output.sharded_writer("dirs", shards)

@@ -32,7 +32,9 @@ never import TensorFlow, decode, resample, encode and write their records straig
 shards (:mod:`tfrecords_builder.tfrecord_io`); only a few bytes of status come back per
 recording. The shards are therefore byte-identical for any ``--workers``. A record skipped with
 ``--on-error skip`` leaves a gap that is closed at the end: its shard is one record shorter. The
-workers start (and import their modules) while the main process plans the CSVs.
+same lengths give the bytes of the whole build, which are checked against the free space of the
+output's filesystem before anything is written (:func:`tfrecords_builder.writer.check_free_space`).
+The workers start (and import their modules) while the main process plans the CSVs.
 """
 
 import array
@@ -638,6 +640,27 @@ class _Units:
         units = np.sort(np.concatenate([singles, heads]))
         self.order = units[np.random.default_rng(seed).permutation(len(units))]
         self.grouped = grouped
+        self._sizes = None
+
+    def record_sizes(self):
+        """``(clip sizes, recording sizes)``: the serialized length of each clip's 1-s record
+        (int64 array in plan order) and of each complete recording's 10-s record (indexed by
+        key code, 0 for an incomplete one). Computed once; :meth:`sized` and the free-space
+        check both use them."""
+        if self._sizes is None:
+            plan, groups = self.plan, self.groups
+            recordings = np.zeros(len(plan.keys), np.int64)
+            for k in np.flatnonzero(groups.complete).tolist():
+                first = plan.clip(int(groups.parts[groups.start[k]]))
+                recordings[k] = _record_size(first, plan.keys[k])
+            self._sizes = _clip_record_sizes(plan), recordings
+        return self._sizes
+
+    def framed_bytes(self):
+        """Bytes this split's records take in their shards (both views, TFRecord framing)."""
+        clips, recordings = self.record_sizes()
+        count = len(clips) + int(np.count_nonzero(self.groups.complete))
+        return int(clips.sum() + recordings.sum()) + count * tfrecord_io.FRAME_BYTES
 
     def __len__(self):
         return len(self.order)
@@ -650,7 +673,7 @@ class _Units:
         """Yields ``(key, [Clip], sizes)``: ``sizes`` are the serialized lengths of the clips'
         1-s records, then (when ``key`` is not None) that of the 10-s record."""
         plan, groups = self.plan, self.groups
-        sizes = _clip_record_sizes(plan)
+        sizes, recordings = self.record_sizes()
         for at in self.order.tolist():
             if not self.grouped[at]:
                 yield None, [plan.clip(at)], [sizes[at]]
@@ -659,7 +682,7 @@ class _Units:
             parts = groups.parts[groups.start[k]:groups.start[k + 1]].tolist()
             clips = [plan.clip(i) for i in parts]
             key = plan.keys[k]
-            yield key, clips, [*sizes[parts].tolist(), _record_size(clips[0], key)]
+            yield key, clips, [*sizes[parts].tolist(), int(recordings[k])]
 
 
 def _varint_lengths(values):
@@ -946,6 +969,7 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
         work.append((split, display, _units(plan, groups, seed)))
     del plans, groups
     total_clips = sum(len(units.plan) for _, _, units in work)
+    writer_lib.check_free_space(out, sum(units.framed_bytes() for _, _, units in work), "tau22")
     tasks = ((split, key, unit_clips, display, sizes)
              for split, display, units in work for key, unit_clips, sizes in units.sized())
 

@@ -43,6 +43,8 @@ from tfrecords_builder import tfrecord_io
 
 ON_ERROR_CHOICES = ("raise", "skip")
 PREALLOCATE_BYTES = 64 << 20  # PlacedShards reserves disk space in steps of this
+# Room kept for what a build writes besides its records (info.json, skipped.tsv).
+METADATA_BYTES = 1 << 20
 INFO_NAME = "info.json"
 SKIPPED_NAME = "skipped.tsv"
 
@@ -86,6 +88,41 @@ def read_info(out_dir):
     if not isinstance(info, dict) or "builder" not in info:
         raise UserError(f"{path} has no 'builder' key; expected a tfrecords_builder info.json")
     return info
+
+
+def _gb(n):
+    return f"{n / 1e9:.2f} GB"
+
+
+def check_free_space(out, needed, builder):
+    """Refuses a build that cannot fit, before anything is written (UserError with the numbers).
+
+    The build writes ``<OUT>.incomplete/`` next to ``OUT``, so the free space counted is that of
+    the filesystem of ``OUT``'s parent (its nearest existing ancestor when the parent does not
+    exist yet). A finished ``OUT`` that the build replaces stays until the new one is complete:
+    its bytes are not free.
+
+    Args:
+        out: the output folder.
+        needed: bytes of the records the build will write (framing included);
+            :data:`METADATA_BYTES` are added for its info.json and skipped.tsv.
+        builder: the command name, for the message.
+    """
+    out = os.path.abspath(os.fspath(out))
+    folder = os.path.dirname(out)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # unknown here; a write that fails is still reported as one message
+    needed = int(needed) + METADATA_BYTES
+    if needed > free:
+        raise UserError(
+            f"not enough free space for --out {out}: the {builder} build writes "
+            f"{_gb(needed)} ({needed} bytes), but only {_gb(free)} ({free} bytes) is free in "
+            f"{folder}; expected free space for the whole build (nothing was written)"
+        )
 
 
 class ErrorPolicy:

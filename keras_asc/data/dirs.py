@@ -68,6 +68,48 @@ def dir_shard_files(path):
     return files
 
 
+def check_dir_shards(path):
+    """The shards of a DIR folder, checked before use (cheap: record headers only).
+
+    The same check as the audio shards' (:func:`keras_asc.data.pipeline.check_shards`): a
+    truncated or overwritten shard is named, and the records must add up to ``info.json``'s
+    ``num_examples`` where the builder wrote one (finds a shard cut at a record boundary).
+
+    Returns:
+        the sorted shard paths.
+    """
+    from keras_asc.data.pipeline import check_shards
+    from keras_asc.data.pipeline import read_info
+
+    files = dir_shard_files(path)
+    try:
+        count = check_shards(files)
+    except UserError as err:
+        raise UserError(f"dirs.sets: {err}") from None
+    expected = (read_info(path) or {}).get("num_examples")
+    if isinstance(expected, int) and count != expected:
+        raise UserError(
+            f"dirs.sets: {path}: the dirs.tfrecord-* shards hold {count} records but info.json "
+            f"records {expected}; a shard is truncated or replaced; rebuild the folder with "
+            "python -m tfrecords_builder"
+        )
+    return files
+
+
+def _dir_records(path):
+    """The serialized records of a DIR folder, shard by shard (checked first; a data error
+    met while reading, e.g. a flipped bit, is one UserError naming the shard)."""
+    import tensorflow as tf
+
+    from keras_asc.data.pipeline import data_loss_error
+
+    for file in check_dir_shards(path):
+        try:
+            yield from tf.data.TFRecordDataset(file).as_numpy_iterator()
+        except tf.errors.DataLossError as err:
+            raise UserError(f"dirs.sets: {data_loss_error(err, [file])}") from None
+
+
 def load_dirs(paths, sample_rate=vocab.SAMPLE_RATE, max_ir_samples=None):
     """Reads DIR sets into a :class:`DirBank`.
 
@@ -81,19 +123,17 @@ def load_dirs(paths, sample_rate=vocab.SAMPLE_RATE, max_ir_samples=None):
         :class:`DirBank`.
 
     Raises:
-        UserError: a folder is missing or has no shards, an IR is stored at another sample
-            rate, an IR is empty, or the sets hold no IR at all.
+        UserError: a folder is missing or has no shards, a shard is truncated or corrupted
+            (naming it), an IR is stored at another sample rate, an IR is empty, or the sets
+            hold no IR at all.
     """
-    import tensorflow as tf
-
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     if not paths:
         raise UserError("dirs.sets: empty; expected at least one DIR TFRecord folder")
     irs, names, sets, mic_keys = [], [], [], []
     for path in paths:
-        files = dir_shard_files(path)
-        for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
+        for serialized in _dir_records(path):
             features = parse_dir_example(serialized)
             name = features["name"].numpy().decode("utf-8")
             rate = int(features["sample_rate"].numpy())

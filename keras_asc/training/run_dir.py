@@ -288,6 +288,23 @@ class RunDirectory:
         _assign_all(optimizer.variables, optimizer_values, "optimizer", arrays)
         _assign_all(seed_generator_states(model), seed_values, "seed generator", arrays)
 
+    def load_best_weights(self, model):
+        """Loads ``best.weights.h5`` into ``model`` (``training.final_weights: best``).
+
+        Raises:
+            UserError: the file cannot be loaded (damaged, or of another model), naming it;
+                ``model.keras`` is then not written.
+        """
+        try:
+            model.load_weights(self.best_weights)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(
+                f"{self.best_weights}: cannot load the best epoch's weights ({_first_line(err)}); "
+                "expected the weights this run saved at its best epoch (training.final_weights: "
+                f"best), so {self.model} was not written. Restore the file, or delete it to "
+                "finish with the last epoch's weights, and run the same command again"
+            ) from None
+
     # === Writing ===
 
     def commit_epoch(self, model, epoch, state):

@@ -287,7 +287,7 @@ def train(config, run_dir, extra_callbacks=()):
     summary = _summary(run, seed, options, checkpoint)
     if chief:
         if options.final_weights == "best" and os.path.isfile(run.best_weights):
-            model.load_weights(run.best_weights)
+            run.load_best_weights(model)
         try:
             save_model_atomic(model, run.model)
             atomic_write_json(os.path.join(run.path, "summary.json"), summary)
