@@ -55,8 +55,9 @@ class SceneClassifier(keras.Model):
     Training: `compile()` + `fit()` on `(waveform, scene_id)` batches. `compute_loss` and
     `compute_metrics` apply the compiled loss and metrics to `y_pred["logits"]`, so a plain
     `compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"])` works with the dict output; `compile()` with no arguments gives
-    Adam(1e-5), that loss and accuracy.
+    metrics=["accuracy"])` works with the dict output, as does Keras' per-output form
+    `loss={"logits": ...}`; `compile()` with no arguments gives Adam(1e-5), that loss and
+    accuracy.
 
     Device-invariant training (Schmidt & Peters 2023): with an `auxiliary_loss` (an
     `InverseContrastiveLoss`) and targets `y = {"scene": [B] int, "device": [B] int}`,
@@ -69,6 +70,8 @@ class SceneClassifier(keras.Model):
     embeddings and device ids gathered from all replicas (the pairs of the global batch) and
     scaled by `1 / num_replicas` like Keras' CE, so one step updates the weights as on one
     device. The paper's setting: `InverseContrastiveLoss(alpha=0.2, beta=1.0)`, weight 0.5.
+    ICL is a training term: `evaluate()` on `(waveform, scene_id)` reports the CE and the
+    compiled metrics (with device labels also the ICL terms); `predict()` needs no labels.
 
     The `augmenter` (`keras_asc.augment.Augmenter`) holds the training augmentations: DIR
     augmentation and mixup run in `train_step` before Keras' own `train_step` (which keeps
