@@ -91,6 +91,41 @@ def test_fit_on_waveform_scene_id_dataset(model):
     assert eval_loss() < before
 
 
+def test_loss_and_metrics_dicts_keyed_by_output_name():
+    model = SceneClassifier.from_preset("passt_tiny", num_classes=NUM_CLASSES, seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        metrics={"logits": [keras.metrics.SparseCategoricalAccuracy(name="acc")]},
+    )
+    x = _waveforms(batch=4)
+    y = np.array([0, 1, 2, 0])
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0).history
+    assert set(history) == {"loss", "acc"}
+    # The dict's loss is the plain loss on the logits.
+    logits = model.predict(x, verbose=0)["logits"]
+    expected = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    loss = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(loss, float(np.mean(expected)), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"loss": {"scene": "mse"}},
+         r"loss keys \['scene'\] are not outputs; expected the output name 'logits'"),
+        ({"loss": {"logits": "sparse_categorical_crossentropy", "embedding": "mse"}},
+         r"loss for \['embedding'\]: only 'logits' takes a compiled loss"),
+        ({"metrics": {"class_tokens": ["mae"]}},
+         r"metrics for \['class_tokens'\]: only 'logits' takes a compiled metrics"),
+    ],
+)
+def test_bad_compile_dicts(kwargs, message):
+    model = SceneClassifier.from_preset("passt_tiny", num_classes=NUM_CLASSES, seed=0)
+    with pytest.raises(UserError, match=message):
+        model.compile(**kwargs)
+
+
 def test_keras_save_load_identical(model, tmp_path):
     x = _waveforms(batch=2, seed=1)
     path = str(tmp_path / "classifier.keras")

@@ -131,6 +131,24 @@ def test_plain_integer_targets_still_work():
         dir_model.train_step((x, y["scene"]))
 
 
+def test_evaluate_and_predict_of_an_icl_model_on_scene_only_data(icl_model):
+    # ICL is a training term: evaluate() on (waveform, scene_id) reports the CE and the compiled
+    # metrics, with no ICL entries (nothing was measured); predict() needs no labels at all.
+    x, y = _data(n=8)
+    scene_only = tf.data.Dataset.from_tensor_slices((x, y["scene"])).batch(4)
+    logs = icl_model.evaluate(scene_only, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    logits = icl_model.predict(scene_only, verbose=0)["logits"]
+    assert logits.shape == (8, NUM_CLASSES)
+    assert logs["loss"] == pytest.approx(_ce(y["scene"], logits), rel=1e-5)
+    # With device labels evaluate() still reports the ICL term.
+    full = icl_model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert full["icl_loss"] > 0 and full["ce_loss"] == pytest.approx(logs["loss"], rel=1e-5)
+    # Training without device labels stays one clear error.
+    with pytest.raises(UserError, match=r"icl_weight > 0 needs device labels"):
+        icl_model.fit(scene_only, epochs=1, verbose=0)
+
+
 def _copy_network_state(source, target):
     """Weights and seed-generator states (patchout, SpecAugment) of the shared layers."""
     for name in ("frontend", "backbone", "head_norm", "head_dense"):

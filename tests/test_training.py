@@ -275,6 +275,10 @@ def test_run_dir_of_another_config_is_refused(corpus, tmp_path):
     other = tiny_config(corpus, optimizer={"learning_rate": 1.0e-4}, training={"epochs": 9})
     with open(run_dir / "config.yaml", "w") as f:
         yaml.safe_dump(other, f)
+    # A run with a finished epoch (a run dir without one may be taken over: test_preflight).
+    os.makedirs(run_dir / "checkpoints")
+    with open(run_dir / "checkpoints" / "state.json", "w") as f:
+        json.dump({"version": 1, "epoch": 1}, f)
     with pytest.raises(UserError) as info:
         train(config, str(run_dir))
     assert str(info.value) == (

@@ -55,8 +55,9 @@ class SceneClassifier(keras.Model):
     Training: `compile()` + `fit()` on `(waveform, scene_id)` batches. `compute_loss` and
     `compute_metrics` apply the compiled loss and metrics to `y_pred["logits"]`, so a plain
     `compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"])` works with the dict output; `compile()` with no arguments gives
-    Adam(1e-5), that loss and accuracy.
+    metrics=["accuracy"])` works with the dict output, as does Keras' per-output form
+    `loss={"logits": ...}`; `compile()` with no arguments gives Adam(1e-5), that loss and
+    accuracy.
 
     Device-invariant training (Schmidt & Peters 2023): with an `auxiliary_loss` (an
     `InverseContrastiveLoss`) and targets `y = {"scene": [B] int, "device": [B] int}`,
@@ -69,6 +70,8 @@ class SceneClassifier(keras.Model):
     embeddings and device ids gathered from all replicas (the pairs of the global batch) and
     scaled by `1 / num_replicas` like Keras' CE, so one step updates the weights as on one
     device. The paper's setting: `InverseContrastiveLoss(alpha=0.2, beta=1.0)`, weight 0.5.
+    ICL is a training term: `evaluate()` on `(waveform, scene_id)` reports the CE and the
+    compiled metrics (with device labels also the ICL terms); `predict()` needs no labels.
 
     The `augmenter` (`keras_asc.augment.Augmenter`) holds the training augmentations: DIR
     augmentation and mixup run in `train_step` before Keras' own `train_step` (which keeps
@@ -195,9 +198,16 @@ class SceneClassifier(keras.Model):
             loss: loss on the logits; `"auto"` is sparse categorical cross-entropy. The string
                 names of (sparse) categorical cross-entropy are built with `from_logits=True`.
             metrics: metrics on the logits; `"auto"` is `["accuracy"]`.
+
+        `loss` and `metrics` may also be dicts keyed by output name (Keras' multi-output
+        form); only `"logits"` takes a loss or metrics.
         """
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-5)
+        # Keras style: a dict keyed by output name. Only "logits" has targets; the ICL term on
+        # the class tokens is `auxiliary_loss`, so the dict is unwrapped to its logits entry.
+        loss = _logits_entry(loss, "loss")
+        metrics = _logits_entry(metrics, "metrics")
         if loss == "auto":
             loss = "sparse_categorical_crossentropy"
         if isinstance(loss, str) and loss in _LOGIT_LOSSES:
@@ -250,6 +260,9 @@ class SceneClassifier(keras.Model):
         if self.auxiliary_loss is None:
             return ce
         if not (isinstance(y, dict) and "device" in y):
+            if not training:
+                # ICL is a training term: evaluate() on (waveform, scene) reports the CE.
+                return ce
             raise UserError(
                 "SceneClassifier: icl_weight > 0 needs device labels: train on "
                 '(waveform, {"scene": scene_id, "device": device_id}) batches (data.targets: dict)'
@@ -325,7 +338,13 @@ class SceneClassifier(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Compiled metrics of the scene labels against `y_pred["logits"]` (plus loss terms)."""
         scene = y["scene"] if isinstance(y, dict) else y
-        return super().compute_metrics(x, scene, _logits_of(y_pred), sample_weight=sample_weight)
+        logs = super().compute_metrics(x, scene, _logits_of(y_pred), sample_weight=sample_weight)
+        if self.auxiliary_loss is not None and not (isinstance(y, dict) and "device" in y):
+            # Evaluation without device labels computes no ICL term: report none (a 0 would
+            # read as a measured value).
+            skipped = {"ce_loss", "icl_loss", *self.diagnostic_trackers}
+            logs = {k: v for k, v in logs.items() if k not in skipped}
+        return logs
 
     # === Config ===
 
@@ -454,6 +473,26 @@ class SceneClassifier(keras.Model):
         from keras_asc.models.preset_dir import save_preset
 
         return save_preset(self, preset_dir)
+
+
+def _logits_entry(value, argument):
+    """`compile`'s `loss` / `metrics` given as `{output name: ...}` -> the `"logits"` entry."""
+    if not isinstance(value, dict):
+        return value
+    outputs = ("logits", "embedding", "class_tokens")
+    unknown = sorted(str(k) for k in value if k not in outputs)
+    if unknown:
+        raise UserError(
+            f"SceneClassifier.compile: {argument} keys {unknown} are not outputs; expected "
+            f"the output name 'logits' (outputs: {', '.join(outputs)})"
+        )
+    other = sorted(k for k in value if k != "logits" and value[k] is not None)
+    if other:
+        raise UserError(
+            f"SceneClassifier.compile: {argument} for {other}: only 'logits' takes a compiled "
+            f"{argument} (the class-token term is auxiliary_loss=InverseContrastiveLoss(...))"
+        )
+    return value.get("logits", "auto" if argument == "loss" else None)
 
 
 def _logits_of(y_pred):

@@ -24,6 +24,7 @@ from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
 from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
+from keras_asc.training.preflight import check_inputs
 from keras_asc.training.run_dir import RunDirectory
 from keras_asc.training.run_dir import RunWriteError
 from keras_asc.training.run_dir import atomic_write_json
@@ -139,6 +140,11 @@ def _check_same_run(run_dir, config):
         return
     previous = resolve_config(read_config_file(run_dir.config), source=run_dir.config)
     diffs = config_differences(previous, config, ignore=RESUMABLE_CHANGES)
+    if diffs and run_dir.load_state() is None:
+        # No epoch was committed (a start that failed before its first epoch): nothing to
+        # resume, so the corrected config takes the folder over.
+        print(f"{run_dir.path}: no finished epoch of the earlier config; starting this one there")
+        return
     if diffs:
         raise UserError(
             f"--run-dir {run_dir.path} holds a run of another config (differs in "
@@ -181,6 +187,7 @@ def train(config, run_dir, extra_callbacks=()):
         UserError: bad data or weights paths, another config in ``run_dir``, or a NaN loss.
     """
     options = TrainingOptions(**config["training"])
+    check_inputs(config)  # every missing input at once, before anything is written
     chief = is_chief()
     run = RunDirectory(run_dir)
     if chief:
@@ -351,6 +358,7 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
     """
     if num_seeds < 1:
         raise UserError(f"--seeds {num_seeds}: expected at least 1")
+    check_inputs(config)
     os.makedirs(run_dir, exist_ok=True)
     remove_stale_temp_files(run_dir)
     save_config(config, os.path.join(run_dir, "config.yaml"))
