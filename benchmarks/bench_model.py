@@ -214,6 +214,7 @@ def build_keras(keras, dtype, seed):
     keras.utils.set_random_seed(seed)
     model = SceneClassifier.from_preset(
         PRESET,
+        load_weights=False,  # speed only: random weights, no download
         num_classes=NUM_CLASSES,
         frequency_patchout=FREQUENCY_PATCHOUT,
         seed=seed,

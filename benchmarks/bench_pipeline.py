@@ -153,7 +153,10 @@ def bench_train_step(preset, batch, seconds):
 
     from keras_asc.models.scene_classifier import SceneClassifier
 
-    model = SceneClassifier.from_preset(preset, num_classes=10, frequency_patchout=6)
+    # Speed only: random weights (an official preset would otherwise load AudioSet weights).
+    model = SceneClassifier.from_preset(
+        preset, load_weights=False, num_classes=10, frequency_patchout=6
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
     x = tf.random.normal([batch, 32000]) * 0.1
     y = tf.random.uniform([batch], 0, 10, tf.int32)
