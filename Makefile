@@ -33,6 +33,7 @@ install-oracle: install
 
 lint:
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test: install-oracle lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -68,8 +68,9 @@ def decode_only(task):
     _, key, clips = task[:3]
     raws = []
     for clip in clips:
-        raw, _ = audio_lib.read_audio(clip.path, expected_rate=tau22.SOURCE_RATE,
-                                      expected_frames=tau22.SOURCE_RATE)
+        raw, _ = audio_lib.read_audio(
+            clip.path, expected_rate=tau22.SOURCE_RATE, expected_frames=tau22.SOURCE_RATE
+        )
         audio_lib.resample(raw, tau22.SOURCE_RATE, 32000)
         raws.append(raw)
     if key is not None:
@@ -159,8 +160,12 @@ def scale_corpus(root, out_root, factor):
         fields[-3] = str(parsed["segment_id"] + 10_000_000 * k)
         return "audio/" + "-".join(fields) + ".wav"
 
-    for rel in ("meta.csv", "evaluation_setup/fold1_train.csv",
-                "evaluation_setup/fold1_evaluate.csv", "evaluation_setup/fold1_test.csv"):
+    for rel in (
+        "meta.csv",
+        "evaluation_setup/fold1_train.csv",
+        "evaluation_setup/fold1_evaluate.csv",
+        "evaluation_setup/fold1_test.csv",
+    ):
         columns, rows = csvutil.read_tsv(os.path.join(root, rel), ["filename"])
         with open(os.path.join(out_root, rel), "w", encoding="utf-8") as f:
             f.write("\t".join(columns) + "\n")
@@ -169,8 +174,10 @@ def scale_corpus(root, out_root, factor):
                     values = dict(row, filename=renamed(row["filename"], k))
                     f.write("\t".join(values[c] for c in columns) + "\n")
                     if rel == "meta.csv":
-                        os.link(os.path.join(root, row["filename"]),
-                                os.path.join(out_root, values["filename"]))
+                        os.link(
+                            os.path.join(root, row["filename"]),
+                            os.path.join(out_root, values["filename"]),
+                        )
 
 
 RSS_SCRIPT = """
@@ -209,9 +216,14 @@ def peak_rss(root, out, workers):
     the parent's size, since it survives the fork before exec).
     """
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, root, out, str(workers)],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RSS_SCRIPT, root, out, str(workers)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peaks = {}
     while proc.poll() is None:
         for pid, kib in _group_hwm(proc.pid).items():
@@ -254,10 +266,16 @@ def main(argv=None):
     parser.add_argument("--corpus", help="existing synthetic corpus folder (size small)")
     parser.add_argument("--workers", type=int, default=parallel.default_workers())
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timed runs of bound and build, interleaved")
-    parser.add_argument("--interleaved", type=int, default=2, metavar="PASSES",
-                        help="passes of the per-unit interleaved measurement (0: none)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timed runs of bound and build, interleaved"
+    )
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        default=2,
+        metavar="PASSES",
+        help="passes of the per-unit interleaved measurement (0: none)",
+    )
     parser.add_argument("--work-dir", help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -299,10 +317,12 @@ def main(argv=None):
         tau22.build(root, out, workers=args.workers, progress=False)
         build = (time.perf_counter() - start, _cpu_since(cpu0))
         runs.append((bound, build))
-        print(f"  run {len(runs)}: bound {bound[0]:6.2f} s wall {sum(bound[1]):6.2f} CPU s "
-              f"(main {bound[1][0]:.2f}); build {build[0]:6.2f} s wall {sum(build[1]):6.2f} "
-              f"CPU s (main {build[1][0]:.2f}); CPU ratio {sum(bound[1]) / sum(build[1]):.3f}",
-              flush=True)
+        print(
+            f"  run {len(runs)}: bound {bound[0]:6.2f} s wall {sum(bound[1]):6.2f} CPU s "
+            f"(main {bound[1][0]:.2f}); build {build[0]:6.2f} s wall {sum(build[1]):6.2f} "
+            f"CPU s (main {build[1][0]:.2f}); CPU ratio {sum(bound[1]) / sum(build[1]):.3f}",
+            flush=True,
+        )
     bound_s = min(b[0] for b, _ in runs)
     build_s = min(b[0] for _, b in runs)
     bound_cpu = min(sum(b[1]) for b, _ in runs)
@@ -310,41 +330,66 @@ def main(argv=None):
     paired = float(np.median([sum(b[1]) / sum(d[1]) for b, d in runs]))
     results.update(
         repeat=args.repeat,
-        bound_s=bound_s, bound_clips_per_s=clips / bound_s, bound_cpu_s=bound_cpu,
-        build_s=build_s, build_clips_per_s=clips / build_s, build_cpu_s=build_cpu,
-        build_vs_bound=bound_s / build_s, build_vs_bound_cpu=bound_cpu / build_cpu,
+        bound_s=bound_s,
+        bound_clips_per_s=clips / bound_s,
+        bound_cpu_s=bound_cpu,
+        build_s=build_s,
+        build_clips_per_s=clips / build_s,
+        build_cpu_s=build_cpu,
+        build_vs_bound=bound_s / build_s,
+        build_vs_bound_cpu=bound_cpu / build_cpu,
         build_vs_bound_cpu_paired_median=paired,
-        runs=[{"bound_s": b[0], "bound_cpu_main_s": b[1][0], "bound_cpu_workers_s": b[1][1],
-               "build_s": d[0], "build_cpu_main_s": d[1][0], "build_cpu_workers_s": d[1][1]}
-              for b, d in runs],
+        runs=[
+            {
+                "bound_s": b[0],
+                "bound_cpu_main_s": b[1][0],
+                "bound_cpu_workers_s": b[1][1],
+                "build_s": d[0],
+                "build_cpu_main_s": d[1][0],
+                "build_cpu_workers_s": d[1][1],
+            }
+            for b, d in runs
+        ],
     )
     print(f"{clips} clips ({len(tasks)} units), {args.workers} workers, fastest of {len(runs)}")
-    print(f"bound (decode + resample only): {bound_s:7.2f} s wall {clips / bound_s:8.1f} clips/s"
-          f"  {bound_cpu:7.2f} CPU s")
-    print(f"tau22 build (both views):       {build_s:7.2f} s wall {clips / build_s:8.1f} clips/s"
-          f"  {build_cpu:7.2f} CPU s")
-    print(f"build / bound: {100 * bound_s / build_s:.1f} % (wall), "
-          f"{100 * bound_cpu / build_cpu:.1f} % (CPU time: the wall ratio on an idle machine), "
-          f"{100 * paired:.1f} % (median CPU-time ratio of the {len(runs)} pairs)")
+    print(
+        f"bound (decode + resample only): {bound_s:7.2f} s wall {clips / bound_s:8.1f} clips/s"
+        f"  {bound_cpu:7.2f} CPU s"
+    )
+    print(
+        f"tau22 build (both views):       {build_s:7.2f} s wall {clips / build_s:8.1f} clips/s"
+        f"  {build_cpu:7.2f} CPU s"
+    )
+    print(
+        f"build / bound: {100 * bound_s / build_s:.1f} % (wall), "
+        f"{100 * bound_cpu / build_cpu:.1f} % (CPU time: the wall ratio on an idle machine), "
+        f"{100 * paired:.1f} % (median CPU-time ratio of the {len(runs)} pairs)"
+    )
 
     if args.interleaved:
         # The last build's output would stay in the page cache and on disk meanwhile, which
         # made the writes of the interleaved passes ~4 % dearer than in a fresh process.
         shutil.rmtree(out, ignore_errors=True)
-        bound_units, build_units = interleaved_units(tasks, os.path.join(work, "units"),
-                                                     args.interleaved)
+        bound_units, build_units = interleaved_units(
+            tasks, os.path.join(work, "units"), args.interleaved
+        )
         main_extra = float(np.median([d[1][0] - b[1][0] for b, d in runs]))
-        results.update(interleaved_passes=args.interleaved, interleaved_bound_cpu_s=bound_units,
-                       interleaved_build_cpu_s=build_units,
-                       build_vs_bound_interleaved=bound_units / build_units,
-                       build_main_extra_cpu_s=main_extra,
-                       build_vs_bound_interleaved_with_main=bound_units / (
-                           build_units + args.interleaved * main_extra))
-        print(f"interleaved per unit, {args.interleaved} pass(es) in one process: bound "
-              f"{bound_units:.2f} CPU s, build's worker work {build_units:.2f} CPU s: "
-              f"{100 * bound_units / build_units:.1f} %; with the build's extra main-process CPU "
-              f"({main_extra:.2f} s a build, median of the pairs): "
-              f"{100 * results['build_vs_bound_interleaved_with_main']:.1f} %")
+        results.update(
+            interleaved_passes=args.interleaved,
+            interleaved_bound_cpu_s=bound_units,
+            interleaved_build_cpu_s=build_units,
+            build_vs_bound_interleaved=bound_units / build_units,
+            build_main_extra_cpu_s=main_extra,
+            build_vs_bound_interleaved_with_main=bound_units
+            / (build_units + args.interleaved * main_extra),
+        )
+        print(
+            f"interleaved per unit, {args.interleaved} pass(es) in one process: bound "
+            f"{bound_units:.2f} CPU s, build's worker work {build_units:.2f} CPU s: "
+            f"{100 * bound_units / build_units:.1f} %; with the build's extra main-process CPU "
+            f"({main_extra:.2f} s a build, median of the pairs): "
+            f"{100 * results['build_vs_bound_interleaved_with_main']:.1f} %"
+        )
 
     if args.scale > 1:
         shutil.rmtree(out, ignore_errors=True)
@@ -356,14 +401,23 @@ def main(argv=None):
         growth = rss_n[0] / rss_1[0] - 1
         growth_total = rss_n[2] / rss_1[2] - 1
         per_1000 = (rss_n[0] - rss_1[0]) / ((args.scale - 1) * clips / 1000)
-        results.update(rss_1x_mib=rss_1, rss_scaled_mib=rss_n, scale=args.scale,
-                       rss_growth=growth, rss_growth_all_processes=growth_total,
-                       rss_main_mib_per_1000_clips=per_1000)
+        results.update(
+            rss_1x_mib=rss_1,
+            rss_scaled_mib=rss_n,
+            scale=args.scale,
+            rss_growth=growth,
+            rss_growth_all_processes=growth_total,
+            rss_main_mib_per_1000_clips=per_1000,
+        )
         for label, rss in (("1x", rss_1), (f"{args.scale}x", rss_n)):
-            print(f"peak RSS {label}: main {rss[0]:.1f} MiB, largest worker {rss[1]:.1f} MiB, "
-                  f"all processes {rss[2]:.1f} MiB")
-        print(f"growth 1x -> {args.scale}x: main {100 * growth:+.1f} % ({per_1000:.2f} MiB per "
-              f"1000 clips: the plan), all processes {100 * growth_total:+.1f} %")
+            print(
+                f"peak RSS {label}: main {rss[0]:.1f} MiB, largest worker {rss[1]:.1f} MiB, "
+                f"all processes {rss[2]:.1f} MiB"
+            )
+        print(
+            f"growth 1x -> {args.scale}x: main {100 * growth:+.1f} % ({per_1000:.2f} MiB per "
+            f"1000 clips: the plan), all processes {100 * growth_total:+.1f} %"
+        )
         for name in ("rss1", f"rss{args.scale}"):
             shutil.rmtree(os.path.join(work, name), ignore_errors=True)
     if args.json:

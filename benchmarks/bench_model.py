@@ -167,7 +167,10 @@ def onednn_info():
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _ONEDNN_PROBE], env=env, capture_output=True, text=True,
+            [sys.executable, "-c", _ONEDNN_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=300,
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
@@ -319,10 +322,16 @@ def main(argv=None):
         flush=True,
     )
 
-    machine = {"cpu_model": cpu_model(), "bf16_arithmetic": has_bf16_arithmetic(),
-               "onednn": onednn_info()}
-    print(f"CPU: {machine['cpu_model']}; bf16 arithmetic: {machine['bf16_arithmetic']}; "
-          f"oneDNN: {machine['onednn']}", flush=True)
+    machine = {
+        "cpu_model": cpu_model(),
+        "bf16_arithmetic": has_bf16_arithmetic(),
+        "onednn": onednn_info(),
+    }
+    print(
+        f"CPU: {machine['cpu_model']}; bf16 arithmetic: {machine['bf16_arithmetic']}; "
+        f"oneDNN: {machine['onednn']}",
+        flush=True,
+    )
 
     losses = {"keras_fp32": [], "torch_fp32": [], "keras_mixed_bfloat16": []}
     keras_model = build_keras(keras, "float32", args.seed)
@@ -358,9 +367,7 @@ def main(argv=None):
     print(f"tf.matmul float32 peak per measurement: {[round(p / 1e9, 1) for p in peaks]} GFLOP/s")
     print(f"torch.matmul float32 per measurement: {[round(p / 1e9, 1) for p in torch_peaks]}")
 
-    results = {
-        name: summarize(name, times[name], args.batch, peak, losses[name]) for name in steps
-    }
+    results = {name: summarize(name, times[name], args.batch, peak, losses[name]) for name in steps}
 
     # Eval latency, one 1-s clip.
     clip = waveform[:1]
@@ -413,9 +420,11 @@ def main(argv=None):
     fraction = keras_fp32["fraction_of_fp32_matmul_peak"]
     report["goals"] = {
         "fp32_step_of_matmul_peak": {"value": fraction, "goal": ">= 0.80", "met": fraction >= 0.8},
-        "keras_over_torch_eval_latency": {"value": keras_latency / torch_latency,
-                                          "goal": "<= 1.00",
-                                          "met": keras_latency <= torch_latency},
+        "keras_over_torch_eval_latency": {
+            "value": keras_latency / torch_latency,
+            "goal": "<= 1.00",
+            "met": keras_latency <= torch_latency,
+        },
     }
     if "bf16_over_fp32_samples_per_s" in report:
         ratio = report["bf16_over_fp32_samples_per_s"]

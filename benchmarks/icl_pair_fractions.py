@@ -22,7 +22,9 @@ from tfrecords_builder.synthetic import SIZES
 SHARES = {"a": 0.70, "b": 0.06, "c": 0.06, "s1": 0.06, "s2": 0.06, "s3": 0.06}
 TABLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "tfrecords_builder", "data", "surrey_microphones.csv",
+    "tfrecords_builder",
+    "data",
+    "surrey_microphones.csv",
 )
 
 

@@ -48,6 +48,7 @@ def import_tensorflow():
         return
     if logs_wanted():
         import tensorflow  # noqa: F401
+
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _descriptor_2_silenced():

@@ -85,8 +85,10 @@ class HearModel(tf.Module):
         self.timestamp_window = int(round(timestamp_window_ms * self.sample_rate / 1000))
         self.timestamp_hop = int(round(timestamp_hop_ms * self.sample_rate / 1000))
         # The shortest input giving one patch column: frames >= patch time size.
-        kernel, stride = as_pair(backbone.patch_size, "patch_size"), as_pair(backbone.stride,
-                                                                              "stride")
+        kernel, stride = (
+            as_pair(backbone.patch_size, "patch_size"),
+            as_pair(backbone.stride, "stride"),
+        )
         self.min_samples = (kernel[1] - 1) * frontend.hop_length + 1
         if self.timestamp_window < self.min_samples:
             raise UserError(
@@ -174,8 +176,7 @@ def _as_audio(audio):
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[1] == 0:
         raise UserError(
-            f"audio has shape {audio.shape}; expected [n_sounds, n_samples] mono audio at "
-            "32000 Hz"
+            f"audio has shape {audio.shape}; expected [n_sounds, n_samples] mono audio at 32000 Hz"
         )
     if not np.issubdtype(audio.dtype, np.floating):
         raise UserError(f"audio has dtype {audio.dtype}; expected floats in [-1, 1]")
@@ -190,8 +191,9 @@ def _check_model(model):
         )
 
 
-def load_model(model_file_path="", mode="all", weights="audioset", num_classes=None,
-               cache_dir=None, **kwargs):
+def load_model(
+    model_file_path="", mode="all", weights="audioset", num_classes=None, cache_dir=None, **kwargs
+):
     """Loads a scene classifier for the HEAR API.
 
     Args:

@@ -34,9 +34,8 @@ collect_ignore = [] if HAVE_ORACLE else ORACLE_MODULES
 def pytest_report_header(config):
     if HAVE_ORACLE:
         return "PyTorch oracle: installed"
-    return (
-        "PyTorch oracle: not installed (make install-oracle); not collected: "
-        + ", ".join(ORACLE_MODULES)
+    return "PyTorch oracle: not installed (make install-oracle); not collected: " + ", ".join(
+        ORACLE_MODULES
     )
 
 
@@ -50,10 +49,12 @@ def _no_weight_downloads(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("KERAS_ASC_CACHE", str(tmp_path_factory.getbasetemp() / "weights-cache"))
     cache = sys.modules.get("keras_asc.utils.weights_cache")
     if cache is not None:
+
         def refuse(url, *args, **kwargs):
             pytest.fail(f"a test tried to download {url}; pass load_weights=False")
 
         monkeypatch.setattr(cache, "fetch_resumable", refuse)
+
 
 TAU_RATE = 44100
 TAU_ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"
@@ -110,14 +111,19 @@ def write_tau22(root, recordings=DEFAULT_RECORDINGS, parts=range(10)):
             sf.write(os.path.join(root, name), tone(tone_hz(r, k)), TAU_RATE, subtype="PCM_24")
             rows[split].append((name, scene))
             meta.append((name, scene, f"{city}-{loc}", device))
-    _write_tsv(os.path.join(root, "meta.csv"),
-               ("filename", "scene_label", "identifier", "source_label"), sorted(meta))
+    _write_tsv(
+        os.path.join(root, "meta.csv"),
+        ("filename", "scene_label", "identifier", "source_label"),
+        sorted(meta),
+    )
     setup = os.path.join(root, "evaluation_setup")
     _write_tsv(os.path.join(setup, "fold1_train.csv"), ("filename", "scene_label"), rows["train"])
-    _write_tsv(os.path.join(setup, "fold1_evaluate.csv"), ("filename", "scene_label"),
-               rows["evaluate"])
-    _write_tsv(os.path.join(setup, "fold1_test.csv"), ("filename",),
-               [(n,) for n, _ in rows["evaluate"]])
+    _write_tsv(
+        os.path.join(setup, "fold1_evaluate.csv"), ("filename", "scene_label"), rows["evaluate"]
+    )
+    _write_tsv(
+        os.path.join(setup, "fold1_test.csv"), ("filename",), [(n,) for n, _ in rows["evaluate"]]
+    )
     return rows
 
 

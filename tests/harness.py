@@ -102,5 +102,6 @@ def assert_tf_data_parity(function, examples, atol=0.0):
     unbatched = np.stack(list(dataset.map(function).as_numpy_iterator()))
     np.testing.assert_allclose(unbatched, eager, atol=atol, rtol=0)
     batched = np.concatenate(list(dataset.batch(2).map(function).as_numpy_iterator()))
-    np.testing.assert_allclose(batched, np.asarray(function(tf.constant(examples))), atol=atol,
-                               rtol=0)
+    np.testing.assert_allclose(
+        batched, np.asarray(function(tf.constant(examples))), atol=atol, rtol=0
+    )

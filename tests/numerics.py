@@ -29,8 +29,15 @@ def absolute_error(got, expected):
     return float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(expected, np.float64))))
 
 
-def assert_float32_parity(ours, reference32, reference64, error=relative_error, margin=1e-7,
-                          factor=FLOAT32_FACTOR, what="output"):
+def assert_float32_parity(
+    ours,
+    reference32,
+    reference64,
+    error=relative_error,
+    margin=1e-7,
+    factor=FLOAT32_FACTOR,
+    what="output",
+):
     """Our float32 result is as close to exact as the reference's float32 result is.
 
     Args:

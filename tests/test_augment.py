@@ -82,8 +82,14 @@ def test_dir_probability_ir_choice_and_sources():
     audio = RNG.normal(size=(n, 16)).astype("float32")
     device = RNG.integers(-1, 9, size=n)
     out, new_device = dir_augment(
-        audio, device, np.arange(n), irs=irs, ir_devices=np.arange(9, 14), source_devices=[0, 2],
-        probability=0.6, seed=5,
+        audio,
+        device,
+        np.arange(n),
+        irs=irs,
+        ir_devices=np.arange(9, 14),
+        source_devices=[0, 2],
+        probability=0.6,
+        seed=5,
     )
     out, new_device = out.numpy(), new_device.numpy()
     source = np.isin(device, [0, 2])
@@ -121,10 +127,12 @@ def test_dir_layer_label_modes(mode, labels, expected):
     audio = RNG.normal(size=(40, 12)).astype("float32")
     out, device = layer(audio, np.zeros(40, "int64"), training=True)
     # Recover the applied IR from the delay of the output.
-    k = np.array([
-        next(s for s in range(4) if np.allclose(out[i, s:], audio[i, : 12 - s], atol=1e-5))
-        for i in range(40)
-    ])
+    k = np.array(
+        [
+            next(s for s in range(4) if np.allclose(out[i, s:], audio[i, : 12 - s], atol=1e-5))
+            for i in range(40)
+        ]
+    )
     np.testing.assert_array_equal(device.numpy(), expected(k))
     assert device.dtype == tf.int64
     assert layer.num_device_classes == {"per_ir": 13, "per_microphone": 13, "shared": 10}[mode]
@@ -153,8 +161,10 @@ def test_dir_placements_give_identical_results():
 
     unbatched = list(ds.enumerate().map(per_example).batch(batch))
     batched = list(ds.batch(batch).enumerate().map(per_batch))
-    on_device = [layer(audio[i:i + batch], device[i:i + batch], training=True)
-                 for i in range(0, n, batch)]
+    on_device = [
+        layer(audio[i : i + batch], device[i : i + batch], training=True)
+        for i in range(0, n, batch)
+    ]
     assert int(layer.examples_seen.numpy()) == n
     changed = 0
     for (xa, ya), (xb, yb), (xc, dc) in zip(unbatched, batched, on_device):
@@ -172,22 +182,23 @@ def test_dir_placements_give_identical_results():
 
 def test_dir_jit_compile_matches_eager():
     irs = decaying_irs(3, 30)
-    kwargs = dict(irs=irs, ir_devices=np.arange(9, 12), source_devices=[0], probability=0.7,
-                  seed=2)
+    kwargs = dict(irs=irs, ir_devices=np.arange(9, 12), source_devices=[0], probability=0.7, seed=2)
     audio = RNG.normal(size=(8, 64)).astype("float32")
     device = np.zeros(8, "int32")
     index = np.arange(100, 108)
     eager = dir_augment(audio, device, index, **kwargs)
     jit = tf.function(lambda a, d, i: dir_augment(a, d, i, **kwargs), jit_compile=True)(
-        audio, device, index)
+        audio, device, index
+    )
     np.testing.assert_array_equal(eager[1].numpy(), jit[1].numpy())
     np.testing.assert_allclose(eager[0].numpy(), jit[0].numpy(), atol=1e-5)
 
 
 def test_dir_bank_saved_in_keras_file(tmp_path):
     irs = [decaying_irs(1, m)[0] for m in (7, 13)]
-    layer = DirAugmentation(irs, ir_labels=[4, 2], probability=0.8, device_labels="per_microphone",
-                            seed=3, name="dir")
+    layer = DirAugmentation(
+        irs, ir_labels=[4, 2], probability=0.8, device_labels="per_microphone", seed=3, name="dir"
+    )
     assert (layer.num_irs, layer.ir_length) == (2, 13)
     config = layer.get_config()
     assert "irs" not in config and config["num_irs"] == 2 and config["ir_length"] == 13
@@ -216,8 +227,9 @@ def test_dir_mixed_precision_keeps_float32_audio():
     audio = np.array([[0.1234567, 0.7654321, 0.0]], "float32")
     out, _ = layer(audio, np.array([0]), training=True)
     assert out.dtype == tf.float32
-    np.testing.assert_allclose(out.numpy(), [[0.1234567, 0.7654321 + 0.25 * 0.1234567,
-                                              0.25 * 0.7654321]], rtol=1e-6)
+    np.testing.assert_allclose(
+        out.numpy(), [[0.1234567, 0.7654321 + 0.25 * 0.1234567, 0.25 * 0.7654321]], rtol=1e-6
+    )
 
 
 def test_dir_bad_arguments():
@@ -262,11 +274,25 @@ def test_roll_layer_function_and_dataset_map_agree():
     on_device = np.concatenate([layer(audio[:4], training=True), layer(audio[4:], training=True)])
     eager = roll_audio(audio, np.arange(8), max_shift=20, seed=4).numpy()
     ds = tf.data.Dataset.from_tensor_slices(audio)
-    unbatched = np.stack(list(ds.enumerate().map(
-        lambda i, x: roll_audio(x, i, max_shift=20, seed=4)).as_numpy_iterator()))
-    batched = np.concatenate(list(ds.batch(3).enumerate().map(
-        lambda b, x: roll_audio(x, b * 3 + tf.range(tf.shape(x, tf.int64)[0]), max_shift=20,
-                                seed=4)).as_numpy_iterator()))
+    unbatched = np.stack(
+        list(
+            ds.enumerate()
+            .map(lambda i, x: roll_audio(x, i, max_shift=20, seed=4))
+            .as_numpy_iterator()
+        )
+    )
+    batched = np.concatenate(
+        list(
+            ds.batch(3)
+            .enumerate()
+            .map(
+                lambda b, x: roll_audio(
+                    x, b * 3 + tf.range(tf.shape(x, tf.int64)[0]), max_shift=20, seed=4
+                )
+            )
+            .as_numpy_iterator()
+        )
+    )
     for other in (eager, unbatched, batched):
         np.testing.assert_array_equal(on_device, other)
     assert not np.array_equal(eager, audio)
@@ -284,8 +310,7 @@ def numpy_freq_mix_style(x, lmda, perm, eps=1e-6):
     mu = x.mean(axis=-1, keepdims=True)
     sig = np.sqrt(x.var(axis=-1, ddof=1, keepdims=True) + eps)
     lm = lmda.reshape(-1, 1, 1)
-    return ((x - mu) / sig * (lm * sig + (1 - lm) * sig[perm])
-            + lm * mu + (1 - lm) * mu[perm])
+    return (x - mu) / sig * (lm * sig + (1 - lm) * sig[perm]) + lm * mu + (1 - lm) * mu[perm]
 
 
 def test_freq_mix_style_matches_reference_formula():
@@ -301,12 +326,12 @@ def test_freq_mix_style_matches_reference_formula():
     np.testing.assert_allclose(got.mean(-1), lm * mu + (1 - lm) * mu[perm.numpy()], atol=1e-4)
     # p = 0 is the identity.
     np.testing.assert_array_equal(
-        freq_mix_style(x, 3, probability=0.0, alpha=0.4, seed=9).numpy(), x)
+        freq_mix_style(x, 3, probability=0.0, alpha=0.4, seed=9).numpy(), x
+    )
 
 
 def test_freq_mix_style_gate_rate_and_beta_draws():
-    gate = tf.function(lambda i: freq_mix_style_params(4, i, probability=0.4, alpha=0.4,
-                                                       seed=0)[0])
+    gate = tf.function(lambda i: freq_mix_style_params(4, i, probability=0.4, alpha=0.4, seed=0)[0])
     applied = [bool(gate(tf.constant(i, tf.int64))) for i in range(300)]
     assert abs(np.mean(applied) - 0.4) < 4 * np.sqrt(0.24 / 300)
     _, lmda, _ = freq_mix_style_params(4000, 0, probability=1.0, alpha=0.4, seed=0)
@@ -330,17 +355,22 @@ def test_freq_mix_style_statistics_carry_no_gradient():
 def test_freq_mix_style_layer_dataset_map_and_jit_agree():
     x = RNG.normal(size=(12, 6, 15)).astype("float32")
     layer = roundtrip_config(FreqMixStyle(probability=0.7, alpha=0.3, seed=5))
-    on_device = [layer(x[i:i + 4], training=True).numpy() for i in range(0, 12, 4)]
+    on_device = [layer(x[i : i + 4], training=True).numpy() for i in range(0, 12, 4)]
     assert int(layer.batches_seen.numpy()) == 3
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(4).enumerate().map(
-        lambda b, xb: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5))
+    ds = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .batch(4)
+        .enumerate()
+        .map(lambda b, xb: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5))
+    )
     mapped = list(ds.as_numpy_iterator())
-    jit = tf.function(lambda xb, b: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5),
-                      jit_compile=True)
+    jit = tf.function(
+        lambda xb, b: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5), jit_compile=True
+    )
     for b, (dev, pipe) in enumerate(zip(on_device, mapped)):
         # Same draws; eager and graph float kernels may differ in the last bit.
         np.testing.assert_allclose(dev, pipe, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(jit(x[4 * b:4 * b + 4], b).numpy(), dev, atol=1e-4)
+        np.testing.assert_allclose(jit(x[4 * b : 4 * b + 4], b).numpy(), dev, atol=1e-4)
     np.testing.assert_array_equal(layer(x, training=False), x)
     with pytest.raises(UserError, match=r"expected a batch of spectrograms \[B, F, T\]"):
         freq_mix_style(x[0], 0, probability=1.0, alpha=0.4, seed=0)
@@ -372,9 +402,13 @@ def test_mixup_mixes_inputs_and_losses():
 def test_mixup_layer_and_dataset_map_agree():
     x = RNG.normal(size=(9, 4)).astype("float32")
     layer = roundtrip_config(Mixup(alpha=0.4, seed=3))
-    on_device = [layer(x[i:i + 3], training=True) for i in range(0, 9, 3)]
-    mapped = tf.data.Dataset.from_tensor_slices(x).batch(3).enumerate().map(
-        lambda b, xb: mixup(xb, b, alpha=0.4, seed=3))
+    on_device = [layer(x[i : i + 3], training=True) for i in range(0, 9, 3)]
+    mapped = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .batch(3)
+        .enumerate()
+        .map(lambda b, xb: mixup(xb, b, alpha=0.4, seed=3))
+    )
     for (x_dev, lam_dev, perm_dev), (x_pipe, lam_pipe, perm_pipe) in zip(on_device, mapped):
         np.testing.assert_array_equal(perm_dev.numpy(), perm_pipe.numpy())
         np.testing.assert_allclose(lam_dev.numpy(), lam_pipe.numpy(), rtol=1e-6)
@@ -407,8 +441,11 @@ class TinyAugmentedModel(keras.Model):
 def test_layers_run_inside_jit_compiled_fit():
     # XLA is Keras' default for fit on a GPU; on this CPU it must be asked for.
     model = TinyAugmentedModel()
-    model.compile(optimizer="sgd", jit_compile=True,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="sgd",
+        jit_compile=True,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x = RNG.normal(size=(24, 32)).astype("float32")
     y = RNG.integers(0, 3, size=24)
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
@@ -422,17 +459,24 @@ def test_layers_run_inside_jit_compiled_fit():
     [  # Random123 known-answer vectors for philox4x32_10.
         ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
         ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-        ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-         (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
     ],
 )
 def test_philox_known_answers(counter, key, expected):
-    words = _random.philox4x32([tf.constant(c, tf.uint64) for c in counter],
-                               [tf.constant(k, tf.uint64) for k in key])
+    words = _random.philox4x32(
+        [tf.constant(c, tf.uint64) for c in counter], [tf.constant(k, tf.uint64) for k in key]
+    )
     assert [int(w) for w in words] == list(expected)
-    jit = tf.function(lambda: _random.philox4x32(
-        [tf.constant(c, tf.uint64) for c in counter], [tf.constant(k, tf.uint64) for k in key]),
-        jit_compile=True)()
+    jit = tf.function(
+        lambda: _random.philox4x32(
+            [tf.constant(c, tf.uint64) for c in counter], [tf.constant(k, tf.uint64) for k in key]
+        ),
+        jit_compile=True,
+    )()
     assert [int(w) for w in jit] == list(expected)
 
 
@@ -460,8 +504,11 @@ def test_layers_save_and_load_with_their_counters(tmp_path):
     path = os.path.join(tmp_path, "augment.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    for name, counter, value in [("roll", "examples_seen", 5), ("fms", "batches_seen", 1),
-                                 ("mixup", "batches_seen", 1)]:
+    for name, counter, value in [
+        ("roll", "examples_seen", 5),
+        ("fms", "batches_seen", 1),
+        ("mixup", "batches_seen", 1),
+    ]:
         assert int(getattr(loaded.get_layer(name), counter).numpy()) == value
         assert loaded.get_layer(name).get_config() == model.get_layer(name).get_config()
     # Same counters, same seeds: the next (training) outputs are identical.
@@ -506,7 +553,12 @@ def test_two_replicas_number_examples_like_the_pipeline():
     # Logical devices must be configured before TensorFlow starts: run in a fresh process.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
-                            text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "MATCH"

@@ -18,8 +18,11 @@ CPP_LOG_PREFIXES = ("WARNING: All log messages before absl", "I0000 ", "W0000 ",
 
 def run(*argv, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "keras_asc.cli", *argv], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})}, timeout=600,
+        [sys.executable, "-m", "keras_asc.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+        timeout=600,
     )
 
 
@@ -41,8 +44,11 @@ def test_every_script_is_a_registered_command():
     for name in sorted(os.listdir(os.path.join(ROOT, "scripts"))):
         if name.endswith(".py"):
             text = open(os.path.join(ROOT, "scripts", name), encoding="utf-8").read()
-            imported = [line.split()[1] for line in text.splitlines()
-                        if line.startswith("from keras_asc.") and line.endswith(" import main")]
+            imported = [
+                line.split()[1]
+                for line in text.splitlines()
+                if line.startswith("from keras_asc.") and line.endswith(" import main")
+            ]
             assert len(imported) == 1 and imported[0] in modules, name
 
 

@@ -107,12 +107,21 @@ def test_unknown_section_and_nested_key():
         ("loss", "icl_beta", -1, "loss.icl_beta: got -1; expected a number > 0"),
         ("loss", "icl_weight", -0.5, "loss.icl_weight: got -0.5; expected a number >= 0"),
         ("loss", "icl_normalization", "x", "loss.icl_normalization: got 'x'; expected one of"),
-        ("loss", "icl_target", "cls", "loss.icl_target: got 'cls'; expected one of 'pooled', "
-                                      "'tokens', 'normalized'"),
+        (
+            "loss",
+            "icl_target",
+            "cls",
+            "loss.icl_target: got 'cls'; expected one of 'pooled', 'tokens', 'normalized'",
+        ),
         ("loss", "icl_alpha", "0.2", "loss.icl_alpha: got '0.2'; expected a number"),
         ("loss", "icl_beta", [1], "loss.icl_beta: got [1]; expected a number > 0"),
-        ("dirs", "device_labels", "per_device", "dirs.device_labels: got 'per_device'; expected "
-                                                "one of 'per_ir', 'per_microphone', 'shared'"),
+        (
+            "dirs",
+            "device_labels",
+            "per_device",
+            "dirs.device_labels: got 'per_device'; expected "
+            "one of 'per_ir', 'per_microphone', 'shared'",
+        ),
         ("augment", "mixstyle_p", 1.5, "augment.mixstyle_p: got 1.5; expected a number >= 0 and"),
         ("dirs", "probability", 2, "dirs.probability: got 2; expected a number >= 0 and <= 1"),
         ("wandb", "mode", "cloud", "wandb.mode: got 'cloud'; expected one of 'offline'"),
@@ -257,8 +266,11 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
     path.write_text("data: {path: [\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(str(path))
-    with pytest.raises(UserError, match=r"missing\.yaml: neither a file nor a shipped config; "
-                       r"shipped configs: .*\bicl\b.*\bmulti_icl\b"):
+    with pytest.raises(
+        UserError,
+        match=r"missing\.yaml: neither a file nor a shipped config; "
+        r"shipped configs: .*\bicl\b.*\bmulti_icl\b",
+    ):
         load_config(str(tmp_path / "missing.yaml"))
 
 
@@ -266,8 +278,12 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
 def test_shipped_configs_load_by_name_from_any_directory(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here
     config = load_config(name, ["data.path=x"])
-    expected = load_config(os.path.join(ROOT, "configs", name.removeprefix("configs/")
-                                        .removesuffix(".yaml") + ".yaml"), ["data.path=x"])
+    expected = load_config(
+        os.path.join(
+            ROOT, "configs", name.removeprefix("configs/").removesuffix(".yaml") + ".yaml"
+        ),
+        ["data.path=x"],
+    )
     assert config == expected and config["loss"]["icl_weight"] > 0
 
 

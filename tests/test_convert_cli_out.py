@@ -22,12 +22,16 @@ def _under_a_file(tmp_path, monkeypatch):
 
 
 OUT_BAD_INPUTS = {
-    "--out in a read-only folder": (_in_read_only_folder,
-                                    r"--out .*ro/passt\.weights\.h5: cannot write in .*ro "
-                                    r"\(Permission denied\); expected a writable folder"),
-    "--out under a file": (_under_a_file,
-                           r"--out .*file/passt\.weights\.h5: cannot write in .*file \(.*\); "
-                           r"expected a writable folder"),
+    "--out in a read-only folder": (
+        _in_read_only_folder,
+        r"--out .*ro/passt\.weights\.h5: cannot write in .*ro "
+        r"\(Permission denied\); expected a writable folder",
+    ),
+    "--out under a file": (
+        _under_a_file,
+        r"--out .*file/passt\.weights\.h5: cannot write in .*file \(.*\); "
+        r"expected a writable folder",
+    ),
 }
 
 

@@ -67,8 +67,13 @@ def test_table_covers_every_official_key_exactly(tiny_state):
     # Keras paths are distinct, so no weight is written twice.
     assert len({path for _, path, _ in table}) == len(table)
     assert checkpoint_geometry(tiny_state) == {
-        "hidden_dim": 64, "num_layers": 2, "intermediate_dim": 256, "patch_size": (16, 16),
-        "frequency_positions": 12, "time_positions": 99, "num_classes": 527,
+        "hidden_dim": 64,
+        "num_layers": 2,
+        "intermediate_dim": 256,
+        "patch_size": (16, 16),
+        "frequency_positions": 12,
+        "time_positions": 99,
+        "num_classes": 527,
     }
 
 
@@ -110,7 +115,10 @@ def test_other_class_count_starts_a_new_classifier(tiny_state):
     report = load_passt_state_dict(model, tiny_state)
     assert report["new_classifier"] is True
     assert report["dropped"] == [
-        "head_dist.weight", "head_dist.bias", "head.1.weight", "head.1.bias"
+        "head_dist.weight",
+        "head_dist.bias",
+        "head.1.weight",
+        "head.1.bias",
     ]
     np.testing.assert_array_equal(model.head_dense.kernel, kernel_before)
     np.testing.assert_array_equal(model.head_norm.beta, tiny_state["head.0.bias"])
@@ -121,8 +129,12 @@ def test_backbone_only_drops_the_head(tiny_state):
     report = load_passt_state_dict(backbone, tiny_state)
     assert report["loaded"] == 33
     assert set(report["dropped"]) == {
-        "head_dist.weight", "head_dist.bias", "head.0.weight", "head.0.bias",
-        "head.1.weight", "head.1.bias",
+        "head_dist.weight",
+        "head_dist.bias",
+        "head.0.weight",
+        "head.0.bias",
+        "head.1.weight",
+        "head.1.bias",
     }
 
 
@@ -131,10 +143,16 @@ def test_backbone_only_drops_the_head(tiny_state):
     [
         ({"depth": 3}, "transformer blocks: 3 in the checkpoint, 2 in the model"),
         ({"embed_dim": 32, "num_heads": 4}, "embedding width: 32 in the checkpoint, 64"),
-        ({"stride": 16}, "frequency positions (128 mels: 12 at stride 10, 10 at 12, 9 at 14, "
-                         "8 at 16): 8 in the checkpoint, 12 in the model"),
-        ({"tdim": 2000}, "time positions (max_frames // stride: 99 for 10 s at stride 10): "
-                         "200 in the checkpoint, 99 in the model"),
+        (
+            {"stride": 16},
+            "frequency positions (128 mels: 12 at stride 10, 10 at 12, 9 at 14, "
+            "8 at 16): 8 in the checkpoint, 12 in the model",
+        ),
+        (
+            {"tdim": 2000},
+            "time positions (max_frames // stride: 99 for 10 s at stride 10): "
+            "200 in the checkpoint, 99 in the model",
+        ),
         ({"mlp_ratio": 2.0}, "MLP width: 128 in the checkpoint, 256 in the model"),
     ],
 )
@@ -149,11 +167,16 @@ def test_other_architecture_is_one_clear_error(geometry, message, tiny_model):
 
 def test_full_size_checkpoint_names_its_presets(tiny_model):
     geometry = {
-        "hidden_dim": 768, "num_layers": 12, "intermediate_dim": 3072, "patch_size": (16, 16),
-        "frequency_positions": 9, "time_positions": 71,
+        "hidden_dim": 768,
+        "num_layers": 12,
+        "intermediate_dim": 3072,
+        "patch_size": (16, 16),
+        "frequency_positions": 9,
+        "time_positions": 71,
     }
     assert passt_checkpoint.matching_presets(geometry) == [
-        "passt_s_swa_p16_s14_128_ap471", "passt_s_p16_s14_128_ap469"
+        "passt_s_swa_p16_s14_128_ap471",
+        "passt_s_p16_s14_128_ap469",
     ]
 
 
@@ -161,14 +184,20 @@ def test_missing_unused_and_mismatched_keys(tiny_state, tiny_model):
     state = dict(tiny_state)
     del state["blocks.1.mlp.fc2.bias"]
     state["blocks.0.attn.relative_bias"] = np.zeros(3, "float32")
-    with pytest.raises(UserError, match=r"^ckpt does not fit the PaSST key table: missing keys: "
-                       r"blocks\.1\.mlp\.fc2\.bias; unused keys: blocks\.0\.attn\.relative_bias$"):
+    with pytest.raises(
+        UserError,
+        match=r"^ckpt does not fit the PaSST key table: missing keys: "
+        r"blocks\.1\.mlp\.fc2\.bias; unused keys: blocks\.0\.attn\.relative_bias$",
+    ):
         load_passt_state_dict(tiny_model, state, source="ckpt")
     state = dict(tiny_state)
     state["blocks.0.attn.qkv.bias"] = state["blocks.0.attn.qkv.bias"][:150]
-    with pytest.raises(UserError, match=r"^ckpt: shape mismatch: blocks\.0\.attn\.qkv\.bias "
-                       r"\(150,\) -> backbone/transformer_layer_0/attention/qkv/bias expects "
-                       r"\(192,\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"^ckpt: shape mismatch: blocks\.0\.attn\.qkv\.bias "
+        r"\(150,\) -> backbone/transformer_layer_0/attention/qkv/bias expects "
+        r"\(192,\)$",
+    ):
         load_passt_state_dict(tiny_model, state, source="ckpt")
 
 
@@ -216,9 +245,12 @@ def test_malicious_pickle_is_refused_unexecuted(tmp_path):
     path = str(tmp_path / "evil.pt")
     torch.save({"cls_token": torch.zeros(1), "payload": _CreatesFile(str(marker))}, path)
     assert not marker.exists()
-    with pytest.raises(UserError, match=r"evil\.pt: refused, it is not a plain tensor state "
-                       r"dict: its pickle needs the global io\.open, which was neither imported "
-                       r"nor called \(only tensors, parameters and plain containers are read\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"evil\.pt: refused, it is not a plain tensor state "
+        r"dict: its pickle needs the global io\.open, which was neither imported "
+        r"nor called \(only tensors, parameters and plain containers are read\)$",
+    ):
         read_torch_state_dict(path)
     assert not marker.exists()
 
@@ -230,8 +262,11 @@ def test_unreadable_or_non_state_dict_files(tmp_path):
         read_torch_state_dict(listing)
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
-    with pytest.raises(UserError, match=r"notes\.pt: cannot be read as a PyTorch checkpoint "
-                       r"\(neither a zip archive nor a legacy torch\.save stream\)"):
+    with pytest.raises(
+        UserError,
+        match=r"notes\.pt: cannot be read as a PyTorch checkpoint "
+        r"\(neither a zip archive nor a legacy torch\.save stream\)",
+    ):
         read_torch_state_dict(str(text))
     with pytest.raises(UserError, match=r"nothing\.pt: no such file"):
         read_torch_state_dict(str(tmp_path / "nothing.pt"))
@@ -284,8 +319,11 @@ def test_cli_failure_keeps_existing_output(tmp_path):
         main(["--checkpoint", checkpoint, "--out", str(out), "--arch", "passt_tiny"])
     assert out.read_bytes() == b"previous weights"
     assert set(os.listdir(tmp_path)) == {"tiny.pt", "model.weights.h5"}
-    with pytest.raises(UserError, match=r"--out model\.h5: expected a file name ending in "
-                       r"\.weights\.h5"):
+    with pytest.raises(
+        UserError,
+        match=r"--out model\.h5: expected a file name ending in "
+        r"\.weights\.h5",
+    ):
         main(["--checkpoint", checkpoint, "--out", "model.h5"])
     with pytest.raises(UserError, match="unknown PaSST preset 'passt_huge'"):
         main(["--checkpoint", checkpoint, "--out", str(out), "--arch", "passt_huge"])

@@ -17,8 +17,10 @@ def _write(tmp_path, text, name="meta.csv", encoding="utf-8"):
 def test_iter_tsv_yields_stripped_rows_with_line_numbers(tmp_path):
     path = _write(tmp_path, "filename\tscene_label \n\n a.wav \tbus\n\nb.wav\tpark\n")
     rows = list(csvutil.iter_tsv(path, ["filename"]))
-    assert rows == [{"filename": "a.wav", "scene_label": "bus"},
-                    {"filename": "b.wav", "scene_label": "park"}]
+    assert rows == [
+        {"filename": "a.wav", "scene_label": "bus"},
+        {"filename": "b.wav", "scene_label": "park"},
+    ]
     assert [r.line for r in rows] == [3, 5]  # blank lines are skipped but counted
     columns, listed = csvutil.read_tsv(path, ["filename"])
     assert columns == ["filename", "scene_label"]
@@ -31,8 +33,10 @@ def test_iter_tsv_streams_rows_before_a_later_bad_line(tmp_path):
     rows = csvutil.iter_tsv(path, ["filename"])
     assert next(rows) == {"filename": "0.wav", "scene_label": "bus"}  # before the bad line
     assert sum(1 for _ in zip(range(999), rows)) == 999
-    with pytest.raises(UserError, match=re.escape(
-            "line 1002: 1 TAB-separated fields, expected 2 (filename, scene_label)")):
+    with pytest.raises(
+        UserError,
+        match=re.escape("line 1002: 1 TAB-separated fields, expected 2 (filename, scene_label)"),
+    ):
         next(rows)
     rows = csvutil.iter_tsv(path, ["filename"])
     assert next(rows)["filename"] == "0.wav"
@@ -41,27 +45,41 @@ def test_iter_tsv_streams_rows_before_a_later_bad_line(tmp_path):
 
 BAD = {
     "missing file": (None, "x.csv does not exist; expected a TAB-separated CSV file"),
-    "not utf-8": ("filename\n\xe9.wav\n".encode("latin-1"),
-                  "x.csv is not UTF-8 text; expected a TAB-separated CSV file"),
+    "not utf-8": (
+        "filename\n\xe9.wav\n".encode("latin-1"),
+        "x.csv is not UTF-8 text; expected a TAB-separated CSV file",
+    ),
     "empty": ("\n \n", "x.csv is empty; expected a header row with filename, scene_label"),
-    "comma": ("filename,scene_label\na.wav,bus\n",
-              "x.csv line 1: header 'filename,scene_label' is not TAB-separated (found ','); "
-              "expected TAB-separated columns filename, scene_label"),
-    "semicolon": ("\nfilename;scene_label\n",
-                  "x.csv line 2: header 'filename;scene_label' is not TAB-separated (found ';'); "
-                  "expected TAB-separated columns filename, scene_label"),
-    "duplicate column": ("filename\tfilename\n",
-                         "x.csv line 1: duplicate column names in ['filename', 'filename']"),
-    "missing column": ("filename\tscene\n",
-                       "x.csv line 1: missing column 'scene_label'; found columns ['filename', "
-                       "'scene'], expected ['filename', 'scene_label']"),
-    "missing column, commas": ("filename\tscene,city\n",
-                               "x.csv line 1: missing column 'scene_label'; found columns "
-                               "['filename', 'scene,city'], expected ['filename', "
-                               "'scene_label'] (is the file comma-separated? expected "
-                               "TAB-separated columns)"),
-    "field count": ("filename\tscene_label\na.wav\tbus\nb.wav\tbus\textra\n",
-                    "x.csv line 3: 3 TAB-separated fields, expected 2 (filename, scene_label)"),
+    "comma": (
+        "filename,scene_label\na.wav,bus\n",
+        "x.csv line 1: header 'filename,scene_label' is not TAB-separated (found ','); "
+        "expected TAB-separated columns filename, scene_label",
+    ),
+    "semicolon": (
+        "\nfilename;scene_label\n",
+        "x.csv line 2: header 'filename;scene_label' is not TAB-separated (found ';'); "
+        "expected TAB-separated columns filename, scene_label",
+    ),
+    "duplicate column": (
+        "filename\tfilename\n",
+        "x.csv line 1: duplicate column names in ['filename', 'filename']",
+    ),
+    "missing column": (
+        "filename\tscene\n",
+        "x.csv line 1: missing column 'scene_label'; found columns ['filename', "
+        "'scene'], expected ['filename', 'scene_label']",
+    ),
+    "missing column, commas": (
+        "filename\tscene,city\n",
+        "x.csv line 1: missing column 'scene_label'; found columns "
+        "['filename', 'scene,city'], expected ['filename', "
+        "'scene_label'] (is the file comma-separated? expected "
+        "TAB-separated columns)",
+    ),
+    "field count": (
+        "filename\tscene_label\na.wav\tbus\nb.wav\tbus\textra\n",
+        "x.csv line 3: 3 TAB-separated fields, expected 2 (filename, scene_label)",
+    ),
 }
 
 

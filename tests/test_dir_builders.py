@@ -346,7 +346,9 @@ def test_select_files_bit_depth_and_type():
     )
     picked, stats = md.select_files(names, bit_depth=24)
     assert [n.path.split("/", 3)[3] for n in picked] == [
-        "24bit/A1Omni_50cm_0Deg.wav", "32bit/A1Omni_50cm_5Deg.wav", "24bit/A1Omni_50cm_10Deg.wav"
+        "24bit/A1Omni_50cm_0Deg.wav",
+        "32bit/A1Omni_50cm_5Deg.wav",
+        "24bit/A1Omni_50cm_10Deg.wav",
     ]
     assert stats == {"ir_type": "normalised", "duplicates_dropped": 1, "other_depth_used": 1}
     picked, stats = md.select_files(names, bit_depth=32)
@@ -379,13 +381,20 @@ def test_shipped_microphone_table_matches_the_reference():
     assert all(len(t) == 1 for t in mics.values())
     kinds = [next(iter(t)) for t in mics.values()]
     assert (kinds.count("condenser"), kinds.count("dynamic"), kinds.count("ribbon")) == (14, 8, 3)
-    suffixes = {"Omni": "omni", "Cardioid": "cardioid", "Hyper": "hypercardioid",
-                "Bidirect": "bidirectional"}
-    multi = {row.microphone for row in table.values()
-             if any(row.config == row.microphone + s for s in suffixes)}
+    suffixes = {
+        "Omni": "omni",
+        "Cardioid": "cardioid",
+        "Hyper": "hypercardioid",
+        "Bidirect": "bidirectional",
+    }
+    multi = {
+        row.microphone
+        for row in table.values()
+        if any(row.config == row.microphone + s for s in suffixes)
+    }
     assert len(multi) == 7
     for row in table.values():
-        suffix = row.config[len(row.microphone):]
+        suffix = row.config[len(row.microphone) :]
         if suffix in suffixes:
             assert row.pattern == suffixes[suffix], row.config
             assert "pattern" not in row.unverified
@@ -398,15 +407,26 @@ def test_shipped_microphone_table_matches_the_reference():
     [
         ("config,microphone\nA,A\n", "lacks the column"),
         ("# only a comment\n", "is empty"),
-        (md.MICROPHONE_COLUMNS[0] + ",microphone,pattern,transducer,diaphragm_size,"
-         "diaphragm_count,address\nA,A,fig8,ribbon,ribbon,1,side\n", ":2: pattern 'fig8'"),
-        ("config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-         "A,A,omni,condenser,small,two,end\n", ":2: diaphragm_count 'two'"),
-        ("config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-         "# c\nA,A,omni,condenser,small,1,end\nA,A,omni,condenser,small,1,end\n",
-         ":4: config 'A' is listed twice"),
-        ("config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-         "A,A,omni,condenser\n", ":2: wrong number of fields"),
+        (
+            md.MICROPHONE_COLUMNS[0] + ",microphone,pattern,transducer,diaphragm_size,"
+            "diaphragm_count,address\nA,A,fig8,ribbon,ribbon,1,side\n",
+            ":2: pattern 'fig8'",
+        ),
+        (
+            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
+            "A,A,omni,condenser,small,two,end\n",
+            ":2: diaphragm_count 'two'",
+        ),
+        (
+            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
+            "# c\nA,A,omni,condenser,small,1,end\nA,A,omni,condenser,small,1,end\n",
+            ":4: config 'A' is listed twice",
+        ),
+        (
+            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
+            "A,A,omni,condenser\n",
+            ":2: wrong number of fields",
+        ),
     ],
 )
 def test_bad_microphone_tables(tmp_path, text, message):
@@ -424,17 +444,29 @@ def test_metadata_join():
     name = md.parse_surrey_path("Normalised_IRs/SchoepsCMC6_MK2H_KA40_5m/24bit/x_45Deg_1.wav")
     meta = md.record_metadata(name, md.lookup_microphone(table, name))
     assert meta == {
-        "microphone": "SchoepsCMC6_MK2H", "pattern": "omni", "variant": "KA40+1",
-        "distance_cm": 500, "angle_deg": 45, "transducer": "condenser",
-        "diaphragm_size": "small", "address": "end", "diaphragm_count": 1,
+        "microphone": "SchoepsCMC6_MK2H",
+        "pattern": "omni",
+        "variant": "KA40+1",
+        "distance_cm": 500,
+        "angle_deg": 45,
+        "transducer": "condenser",
+        "diaphragm_size": "small",
+        "address": "end",
+        "diaphragm_count": 1,
     }
     name = md.parse_surrey_path("Normalised_IRs/AKGC414Hyper_50cm/24bit/AKGC414Hyper_50cm_0Deg.wav")
     meta = md.record_metadata(name, md.lookup_microphone(table, name))
     assert (meta["microphone"], meta["pattern"], meta["diaphragm_count"]) == (
-        "AKGC414", "hypercardioid", 2)
+        "AKGC414",
+        "hypercardioid",
+        2,
+    )
     unknown = md.parse_surrey_path("Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav")
-    with pytest.raises(UserError, match=r"Mystery_50cm_0Deg\.wav: microphone configuration "
-                                        r"'Mystery' is not in the microphone table"):
+    with pytest.raises(
+        UserError,
+        match=r"Mystery_50cm_0Deg\.wav: microphone configuration "
+        r"'Mystery' is not in the microphone table",
+    ):
         md.lookup_microphone(table, unknown)
 
 
@@ -495,18 +527,28 @@ def test_multi_dirs_end_to_end(surrey_source, surrey_built):
     assert info["builder"] == "multi-dirs" and info["set"] == "multi"
     assert info["num_examples"] == len(records) == 9
     assert info["selection"] == {
-        "wav_files": 10, "ignored_files": 0, "bit_depth": 24, "ir_type": "normalised",
-        "duplicates_dropped": 1, "other_depth_used": 0,
+        "wav_files": 10,
+        "ignored_files": 0,
+        "bit_depth": 24,
+        "ir_type": "normalised",
+        "duplicates_dropped": 1,
+        "other_depth_used": 0,
     }
     assert info["counts"]["microphone_distance_cm"] == {
-        "AKGC414": {"50": 3}, "SchoepsCMC6_MK2H": {"500": 3}, "ShureSM58": {"125": 3},
+        "AKGC414": {"50": 3},
+        "SchoepsCMC6_MK2H": {"500": 3},
+        "ShureSM58": {"125": 3},
     }
     assert info["counts"]["pattern"] == {"bidirectional": 3, "cardioid": 3, "omni": 3}
     # Records are ordered by config, distance, angle.
     assert [(r["microphone"], r["angle_deg"]) for r in records[:3]] == [
-        ("AKGC414", 0), ("AKGC414", 90), ("AKGC414", 180)]
+        ("AKGC414", 0),
+        ("AKGC414", 90),
+        ("AKGC414", 180),
+    ]
     assert records[0]["name"] == (
-        "Normalised_IRs/AKGC414Bidirect_50cm/24bit/AKGC414Bidirect_50cm_0Deg.wav")
+        "Normalised_IRs/AKGC414Bidirect_50cm/24bit/AKGC414Bidirect_50cm_0Deg.wav"
+    )
     table = md.load_microphones()
     for rec in records:
         assert rec["set"] == "multi" and rec["sample_rate"] == SR
@@ -516,7 +558,10 @@ def test_multi_dirs_end_to_end(surrey_source, surrey_built):
         name = md.parse_surrey_path(rec["name"])
         row = table[name.config]
         assert (rec["pattern"], rec["transducer"], rec["address"]) == (
-            row.pattern, row.transducer, row.address)
+            row.pattern,
+            row.transducer,
+            row.address,
+        )
         assert (rec["distance_cm"], rec["angle_deg"]) == (name.distance_cm, name.angle_deg)
         assert rec["variant"] == ("KA40+1" if "KA40" in rec["name"] else "")
     for _, prefix, distance, _ in SURREY_LAYOUT:
@@ -549,8 +594,9 @@ def test_group_onset_keeps_the_figure8_null_aligned(surrey_source, surrey_built,
     md.build(str(surrey_source), str(tmp_path / "file"), onset="file", workers=0)
     info, per_file = _read_records(tmp_path / "file")
     assert info["processing"]["onset"]["mode"] == "file"
-    null = [i for i, r in enumerate(grouped) if r["microphone"] == "AKGC414"
-            and r["angle_deg"] == 90][0]
+    null = [
+        i for i, r in enumerate(grouped) if r["microphone"] == "AKGC414" and r["angle_deg"] == 90
+    ][0]
     lag = FIG8_LAG48 * 2 // 3
     # Group mode: the reflection stays 96 samples after the pre-roll, as at the other angles.
     assert np.argmax(np.abs(grouped[null]["ir"])) >= 16 + lag - 2
@@ -558,13 +604,26 @@ def test_group_onset_keeps_the_figure8_null_aligned(surrey_source, surrey_built,
     assert np.argmax(np.abs(per_file[null]["ir"])) < 16 + 20
     others = [i for i, r in enumerate(grouped) if i != null]
     for i in others:  # everywhere else the two modes agree to a sample or two of onset
-        assert abs(int(np.argmax(np.abs(grouped[i]["ir"])))
-                   - int(np.argmax(np.abs(per_file[i]["ir"])))) <= 2
+        assert (
+            abs(
+                int(np.argmax(np.abs(grouped[i]["ir"]))) - int(np.argmax(np.abs(per_file[i]["ir"])))
+            )
+            <= 2
+        )
 
 
 def test_multi_dirs_options(surrey_source, surrey_built, tmp_path):
-    md.build(str(surrey_source), str(tmp_path / "o"), bit_depth=32, window="full",
-             kaiser_beta=0.0, length=512, pre_roll=0, normalize="energy", workers=0)
+    md.build(
+        str(surrey_source),
+        str(tmp_path / "o"),
+        bit_depth=32,
+        window="full",
+        kaiser_beta=0.0,
+        length=512,
+        pre_roll=0,
+        normalize="energy",
+        workers=0,
+    )
     md.build(str(surrey_source), str(tmp_path / "r16"), sample_rate=16000, workers=0)
     info16, at16 = _read_records(tmp_path / "r16")
     assert info16["sample_rate"] == 16000 and {r["sample_rate"] for r in at16} == {16000}
@@ -573,7 +632,8 @@ def test_multi_dirs_options(surrey_source, surrey_built, tmp_path):
     assert abs(onset16 - _delay48(125) // 3) <= 1
     info, records = _read_records(tmp_path / "o")
     assert records[0]["name"] == (
-        "Normalised_IRs/AKGC414Bidirect_50cm/32bit/AKGC414Bidirect_50cm_0Deg.wav")
+        "Normalised_IRs/AKGC414Bidirect_50cm/32bit/AKGC414Bidirect_50cm_0Deg.wav"
+    )
     assert info["selection"]["bit_depth"] == 32 and info["selection"]["other_depth_used"] == 5
     for rec in records:
         assert rec["num_samples"] == 512
@@ -616,7 +676,9 @@ def test_multi_dirs_bad_input(surrey_source, tmp_path):
         "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_0Deg.wav": (np.zeros(960), 44100),
         "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_notes.wav": (np.zeros(96), RATE48),
         "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_5Deg.wav": (
-            np.zeros((960, 2)), RATE48),
+            np.zeros((960, 2)),
+            RATE48,
+        ),
     }
     for rel, (data, rate) in bad.items():
         _write(str(src / rel), data, rate)
@@ -628,12 +690,18 @@ def test_multi_dirs_bad_input(surrey_source, tmp_path):
     assert len(records) == 9
     reasons = {s["item"]: s["reason"] for s in info["skipped"]}
     assert set(reasons) == set(bad)
-    assert "'Mystery' is not in the microphone table" in reasons[
-        "Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav"]
-    assert "has sample rate 44100 Hz; expected 48000 Hz" in reasons[
-        "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_0Deg.wav"]
-    assert "has 2 channels; expected mono" in reasons[
-        "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_5Deg.wav"]
+    assert (
+        "'Mystery' is not in the microphone table"
+        in reasons["Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav"]
+    )
+    assert (
+        "has sample rate 44100 Hz; expected 48000 Hz"
+        in reasons["Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_0Deg.wav"]
+    )
+    assert (
+        "has 2 channels; expected mono"
+        in reasons["Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_5Deg.wav"]
+    )
 
     only = tmp_path / "only"
     _write(str(only / "Mystery_50cm/Mystery_50cm_0Deg.wav"), np.hanning(99), RATE48)
@@ -643,13 +711,17 @@ def test_multi_dirs_bad_input(surrey_source, tmp_path):
         md.build(str(only), str(tmp_path / "o2"), workers=0, on_error="skip")
     # A user table that knows the microphone; a 44.1 kHz file passes with --source-rate 0.
     table = tmp_path / "mics.csv"
-    table.write_text("config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,"
-                     "address\nMystery,MysteryMic,omni,dynamic,,,end\n")
+    table.write_text(
+        "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,"
+        "address\nMystery,MysteryMic,omni,dynamic,,,end\n"
+    )
     _write(str(only / "Mystery_50cm/Mystery_50cm_5Deg.wav"), np.hanning(99), 44100)
     md.build(str(only), str(tmp_path / "o3"), microphones=str(table), source_rate=0, workers=0)
     info, records = _read_records(tmp_path / "o3")
     assert [(r["microphone"], r["angle_deg"], r["source_sample_rate"]) for r in records] == [
-        ("MysteryMic", 0, 48000), ("MysteryMic", 5, 44100)]
+        ("MysteryMic", 0, 48000),
+        ("MysteryMic", 5, 44100),
+    ]
     assert records[0]["diaphragm_size"] == "" and records[0]["diaphragm_count"] == -1
 
     with pytest.raises(UserError, match=r"--pre-roll must be in \[0, --length\)"):
@@ -658,14 +730,34 @@ def test_multi_dirs_bad_input(surrey_source, tmp_path):
 
 def test_multi_dirs_cli(surrey_source, tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["multi-dirs", "--source", str(surrey_source), "--out", str(out), "--workers", "0",
-            "--pre-roll", "8", "--length", "256", "--onset-threshold-db", "-30"]
+    argv = [
+        "multi-dirs",
+        "--source",
+        str(surrey_source),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--pre-roll",
+        "8",
+        "--length",
+        "256",
+        "--onset-threshold-db",
+        "-30",
+    ]
     assert run_cli(builder_main, argv) == 0
     info, records = _read_records(out)
     assert info["processing"]["pre_roll"] == 8 and {r["num_samples"] for r in records} == {256}
     assert info["processing"]["onset"]["threshold_db"] == -30.0
-    argv = ["multi-dirs", "--source", str(surrey_source), "--out", str(out), "--microphones",
-            str(tmp_path / "nope.csv")]
+    argv = [
+        "multi-dirs",
+        "--source",
+        str(surrey_source),
+        "--out",
+        str(out),
+        "--microphones",
+        str(tmp_path / "nope.csv"),
+    ]
     assert run_cli(builder_main, argv) == 2
     assert "cannot read the microphone table" in capsys.readouterr().err
     assert len(_read_records(out)[1]) == 9  # the failed run left the earlier output alone
@@ -709,8 +801,11 @@ def test_builders_on_the_synthetic_corpus(synthetic_corpus, tmp_path):
         assert rec["num_samples"] == 1024
     for key, group in info["group_onsets"].items():
         config, distance = key.rsplit("_", 1)
-        f = next(f for f in surrey["files"]
-                 if f["config"] == config and f"{f['distance_cm']}cm" == distance)
+        f = next(
+            f
+            for f in surrey["files"]
+            if f["config"] == config and f"{f['distance_cm']}cm" == distance
+        )
         assert abs(group["onset"] - f["onset_sample"] * SR / RATE48) <= 2, key
 
 
@@ -724,8 +819,9 @@ FREE_SPACE = {
 
 
 @pytest.mark.parametrize("builder", sorted(FREE_SPACE))
-def test_free_space_is_checked_with_the_bytes_it_writes(builder, request, tmp_path, monkeypatch,
-                                                        capsys):
+def test_free_space_is_checked_with_the_bytes_it_writes(
+    builder, request, tmp_path, monkeypatch, capsys
+):
     """The bytes planned from the sources are those of the shards built before; one byte less
     free than that (plus the metadata margin) is one message, exit 2, nothing written."""
     import shutil

@@ -224,10 +224,16 @@ def test_shipped_table_is_complete():
 
 
 OVERSIZED = {  # the table says 1000 bytes; the server has 24 MiB
-    "announced by Content-Length": (False, r"the server announces 25165824 bytes, more than the "
-                                           r"expected 1000"),
-    "streamed without a length": (True, r"the server sent 1048576 bytes or more, more than the "
-                                        r"expected 1000"),
+    "announced by Content-Length": (
+        False,
+        r"the server announces 25165824 bytes, more than the "
+        r"expected 1000",
+    ),
+    "streamed without a length": (
+        True,
+        r"the server sent 1048576 bytes or more, more than the "
+        r"expected 1000",
+    ),
 }
 
 
@@ -242,9 +248,12 @@ def test_download_stops_when_more_than_the_expected_size_arrives(case, server, t
     if no_length:
         server.no_length.add("meta.zip")
     out = tmp_path / "data"
-    with pytest.raises(UserError, match=r"download of meta\.zip from http://127\.0\.0\.1:\d+/"
-                       r"meta\.zip stopped: " + message + r"; the mirror or the checksum table "
-                       r"is wrong \(.*meta\.zip\.part removed\)"):
+    with pytest.raises(
+        UserError,
+        match=r"download of meta\.zip from http://127\.0\.0\.1:\d+/"
+        r"meta\.zip stopped: " + message + r"; the mirror or the checksum table "
+        r"is wrong \(.*meta\.zip\.part removed\)",
+    ):
         download.download_dataset("tau22", out, table=table)
     deadline = time.monotonic() + 10
     while "meta.zip" not in server.sent and time.monotonic() < deadline:

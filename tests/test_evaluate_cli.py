@@ -279,7 +279,8 @@ def _other_model_run(workspace, folder):
     os.makedirs(folder)
     inputs = keras.Input((CLIP,))
     keras.Model(inputs, keras.layers.Dense(10)(inputs[:, :8]), name="plain").save(
-        folder / "model.keras")  # a valid Keras model, not a scene classifier
+        folder / "model.keras"
+    )  # a valid Keras model, not a scene classifier
     (folder / "config.yaml").write_text(f"data: {{path: {workspace['data']}}}\n")
     return ["--run", str(folder)]
 
@@ -306,23 +307,36 @@ def _flip(path):
 
 def _out_under_a_file(workspace, folder):
     (folder / "file").write_text("x")
-    return ["--run", str(workspace["run_a"]), "--no-plots", "--out",
-            str(folder / "file" / "report.json")]
+    return [
+        "--run",
+        str(workspace["run_a"]),
+        "--no-plots",
+        "--out",
+        str(folder / "file" / "report.json"),
+    ]
 
 
 EVALUATE_BAD_INPUTS = {
-    "model of another kind": (_other_model_run,
-                              r"model\.keras: model 'plain' has no 'logits' output; expected a "
-                              r"keras_asc SceneClassifier"),
-    "truncated evaluate shard": (lambda w, f: _damaged_data(w, f, _truncate),
-                                 r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the record "
-                                 r"at byte \d+ ends at byte \d+, the file has \d+ bytes"),
-    "bit-flipped evaluate shard": (lambda w, f: _damaged_data(w, f, _flip),
-                                   r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at "
-                                   r"byte \d+ \(data checksum mismatch\)"),
-    "--out under a file": (_out_under_a_file,
-                           r"--out .*file/report\.json: cannot write in .*file \(.*\); expected "
-                           r"a writable folder"),
+    "model of another kind": (
+        _other_model_run,
+        r"model\.keras: model 'plain' has no 'logits' output; expected a "
+        r"keras_asc SceneClassifier",
+    ),
+    "truncated evaluate shard": (
+        lambda w, f: _damaged_data(w, f, _truncate),
+        r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the record "
+        r"at byte \d+ ends at byte \d+, the file has \d+ bytes",
+    ),
+    "bit-flipped evaluate shard": (
+        lambda w, f: _damaged_data(w, f, _flip),
+        r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at "
+        r"byte \d+ \(data checksum mismatch\)",
+    ),
+    "--out under a file": (
+        _out_under_a_file,
+        r"--out .*file/report\.json: cannot write in .*file \(.*\); expected "
+        r"a writable folder",
+    ),
 }
 
 

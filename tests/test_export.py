@@ -236,12 +236,16 @@ def _in_read_only_folder(tmp_path, monkeypatch):
 
 
 OUT_BAD_INPUTS = {
-    "--out in a read-only folder": (_in_read_only_folder,
-                                    r"--out .*ro/model\.tflite: cannot write in .*ro "
-                                    r"\(Permission denied\); expected a writable folder"),
-    "--out under a file": (_under_a_file,
-                           r"--out .*file/model\.tflite: cannot write in .*file \(.*\); "
-                           r"expected a writable folder"),
+    "--out in a read-only folder": (
+        _in_read_only_folder,
+        r"--out .*ro/model\.tflite: cannot write in .*ro "
+        r"\(Permission denied\); expected a writable folder",
+    ),
+    "--out under a file": (
+        _under_a_file,
+        r"--out .*file/model\.tflite: cannot write in .*file \(.*\); "
+        r"expected a writable folder",
+    ),
 }
 
 

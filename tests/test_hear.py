@@ -84,7 +84,8 @@ def test_very_short_clips_are_padded(hear_model):
     np.testing.assert_array_equal(timestamps.numpy()[0], [0.0, 50.0])
     padded = np.pad(tiny, ((0, 0), (2560, 2560)))
     np.testing.assert_allclose(
-        embeddings.numpy()[:, 1], reference_embedding(hear_model, padded[:, 1600:6720]),
+        embeddings.numpy()[:, 1],
+        reference_embedding(hear_model, padded[:, 1600:6720]),
         atol=1e-5,
     )
     scene = hear.get_scene_embeddings(tiny, hear_model).numpy()
@@ -99,8 +100,9 @@ def test_modes(hear_model):
     assert embed.scene_embedding_size == 64
     assert hear.HearModel(hear_model.model, mode="logits").timestamp_embedding_size == 10
     # "all" is [logits, embedding]; "embed_only" is its embedding part.
-    np.testing.assert_allclose(hear.get_scene_embeddings(clips, embed).numpy(), full[:, 10:],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        hear.get_scene_embeddings(clips, embed).numpy(), full[:, 10:], atol=1e-6
+    )
 
 
 def test_load_model_presets_and_errors(tmp_path):
@@ -153,7 +155,9 @@ def test_window_and_timestamp_conventions_match_hear21passt(hear_model):
         torch.from_numpy(long), window_size=wrapper.max_model_window, hop=wrapper.scene_hop
     )
     windows = hear_model.centred_windows(long, hear_model.max_window, hear_model.scene_hop)
-    assert (wrapper.max_model_window, wrapper.scene_hop) == (hear_model.max_window,
-                                                             hear_model.scene_hop)
+    assert (wrapper.max_model_window, wrapper.scene_hop) == (
+        hear_model.max_window,
+        hear_model.scene_hop,
+    )
     ours = np.concatenate([windows[..., :3], windows[..., -3:]], axis=-1)
     np.testing.assert_array_equal(probes.numpy(), ours)

@@ -72,8 +72,13 @@ def test_expected_same_device_fraction_by_hand_and_by_the_dir_layer():
     n = 20000
     names = rng.choice(list(shares), size=n, p=list(shares.values()))
     devices = np.array([DEVICES.index(d) for d in names])
-    layer = DirAugmentation(np.eye(4, 3, dtype="float32"), ir_labels=[0, 1, 1, 1],
-                            probability=0.6, device_labels="per_microphone", seed=2)
+    layer = DirAugmentation(
+        np.eye(4, 3, dtype="float32"),
+        ir_labels=[0, 1, 1, 1],
+        probability=0.6,
+        device_labels="per_microphone",
+        seed=2,
+    )
     _, out = layer(np.zeros((n, 3), "float32"), tf.constant(devices), training=True)
     counts = np.unique(out.numpy(), return_counts=True)[1]
     observed = float(((counts / n) ** 2).sum())

@@ -27,8 +27,11 @@ def test_table_and_counts(built, capsys):
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert f"builder tau22 {BUILDER_VERSION}, sample rate 32000 Hz" in text
-    rows = {tuple(line.split()[:2]): line.split() for line in lines
-            if line.split()[:1] in (["train"], ["evaluate"]) and len(line.split()) == 8}
+    rows = {
+        tuple(line.split()[:2]): line.split()
+        for line in lines
+        if line.split()[:1] in (["train"], ["evaluate"]) and len(line.split()) == 8
+    }
     # split view records shards samples seconds hours MiB
     assert rows[("train", "1s")][2:6] == ["30", "1", "32000", "1"]
     assert rows[("train", "10s")][2:6] == ["3", "1", "320000", "10"]
@@ -47,10 +50,17 @@ def test_json_and_verify(built, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["verified"] is True and report["sample_rate"] == 32000
     views = {(d["split"], d["view"]): d for d in report["datasets"]}
-    assert set(views) == {("train", "1s"), ("train", "10s"), ("evaluate", "1s"),
-                          ("evaluate", "10s")}
-    assert views[("train", "1s")]["counts"] == {"a": {"airport": 10}, "b": {"bus": 10},
-                                                "s1": {"tram": 10}}
+    assert set(views) == {
+        ("train", "1s"),
+        ("train", "10s"),
+        ("evaluate", "1s"),
+        ("evaluate", "10s"),
+    }
+    assert views[("train", "1s")]["counts"] == {
+        "a": {"airport": 10},
+        "b": {"bus": 10},
+        "s1": {"tram": 10},
+    }
     assert views[("train", "10s")]["min_samples"] == views[("train", "10s")]["max_samples"]
     assert views[("train", "10s")]["hours"] == pytest.approx(30 / 3600)
 
@@ -81,10 +91,16 @@ def _flip(path):
 
 
 DAMAGED_SHARDS = {
-    "truncated shard": (_cut, r"train-10s\.tfrecord-00000-of-00001: truncated: the record at "
-                              r"byte \d+ ends at byte \d+, the file has \d+ bytes"),
-    "bit-flipped shard": (_flip, r"train-10s\.tfrecord-00000-of-00001: corrupted record at byte "
-                                 r"\d+ \(data checksum mismatch\)"),
+    "truncated shard": (
+        _cut,
+        r"train-10s\.tfrecord-00000-of-00001: truncated: the record at "
+        r"byte \d+ ends at byte \d+, the file has \d+ bytes",
+    ),
+    "bit-flipped shard": (
+        _flip,
+        r"train-10s\.tfrecord-00000-of-00001: corrupted record at byte "
+        r"\d+ \(data checksum mismatch\)",
+    ),
 }
 
 
@@ -106,11 +122,20 @@ def test_dir_set_summary(tmp_path, capsys):
     with OutputDir(out, builder="micirp") as output:
         writer = output.sharded_writer("dirs", 1)
         for i, n in enumerate((100, 300)):
-            writer.write(encode_dir_example(np.ones(n), name=f"m{i}.wav", set="micirp",
-                                            source_sample_rate=44100))
-        output.finish({"set": "micirp", "sample_rate": 32000, "num_examples": 2,
-                       "shards": writer.names,
-                       "counts": {"source_sample_rate": {"44100": 2}}})
+            writer.write(
+                encode_dir_example(
+                    np.ones(n), name=f"m{i}.wav", set="micirp", source_sample_rate=44100
+                )
+            )
+        output.finish(
+            {
+                "set": "micirp",
+                "sample_rate": 32000,
+                "num_examples": 2,
+                "shards": writer.names,
+                "counts": {"source_sample_rate": {"44100": 2}},
+            }
+        )
     assert builder_main(["inspect", "--out", str(out), "--verify"]) == 0
     text = capsys.readouterr().out
     assert "builder micirp" in text

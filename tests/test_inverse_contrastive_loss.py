@@ -124,8 +124,9 @@ def test_gradient_matches_finite_differences():
         plus, minus = z64.copy(), z64.copy()
         plus[i, k] += eps
         minus[i, k] -= eps
-        numeric = (reference_icl(plus, c, 0.2, 1.0, "blocks")
-                   - reference_icl(minus, c, 0.2, 1.0, "blocks")) / (2 * eps)
+        numeric = (
+            reference_icl(plus, c, 0.2, 1.0, "blocks") - reference_icl(minus, c, 0.2, 1.0, "blocks")
+        ) / (2 * eps)
         assert grad[i, k] == pytest.approx(numeric, rel=1e-3, abs=1e-4)
 
 
@@ -146,8 +147,9 @@ def test_jit_compile_matches_eager(normalization):
         jit_compile=True,
     )
     got = float(fn(tf.constant(z), tf.constant(c)))
-    assert got == pytest.approx(float(inverse_contrastive_loss(z, c, normalization=normalization)),
-                                rel=1e-5)
+    assert got == pytest.approx(
+        float(inverse_contrastive_loss(z, c, normalization=normalization)), rel=1e-5
+    )
 
 
 def test_bad_arguments_raise_user_error():
@@ -156,8 +158,11 @@ def test_bad_arguments_raise_user_error():
         inverse_contrastive_loss(z, c, beta=0.0)
     with pytest.raises(UserError, match=r"got beta=-1"):
         InverseContrastiveLoss(beta=-1)
-    with pytest.raises(UserError, match=r"normalization must be one of \('pairs', 'blocks'\), "
-                                        r"got 'mean'"):
+    with pytest.raises(
+        UserError,
+        match=r"normalization must be one of \('pairs', 'blocks'\), "
+        r"got 'mean'",
+    ):
         inverse_contrastive_loss(z, c, normalization="mean")
     with pytest.raises(UserError, match=r"num_devices must be a positive int or None, got 0"):
         inverse_contrastive_loss(z, c, normalization="blocks", num_devices=0)
@@ -166,8 +171,7 @@ def test_bad_arguments_raise_user_error():
 def test_keras_loss_wrapper_and_serialization():
     z, c = random_batch(7)
     loss = InverseContrastiveLoss(alpha=0.5, beta=2.0, normalization="blocks", num_devices=9)
-    assert float(loss(c, z)) == pytest.approx(reference_icl(z, c, 0.5, 2.0, "blocks", 9),
-                                              rel=1e-5)
+    assert float(loss(c, z)) == pytest.approx(reference_icl(z, c, 0.5, 2.0, "blocks", 9), rel=1e-5)
     config = loss.get_config()
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert isinstance(revived, InverseContrastiveLoss)
@@ -239,8 +243,11 @@ def test_tokens_target_needs_class_tokens():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(target="cls"), r"target must be one of \('pooled', 'tokens', 'normalized'\), "
-                             r"got 'cls'"),
+        (
+            dict(target="cls"),
+            r"target must be one of \('pooled', 'tokens', 'normalized'\), "
+            r"got 'cls'",
+        ),
         (dict(alpha="0.2"), r"alpha must be a finite number, got alpha='0.2'"),
         (dict(beta=None), r"beta must be a finite number, got beta=None"),
         (dict(alpha=float("nan")), r"alpha must be a finite number, got alpha=nan"),

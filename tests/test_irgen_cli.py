@@ -34,10 +34,18 @@ CONFIGS = (
 PATTERN_A = {"omni": 1.0, "cardioid": 0.5, "bidirectional": 0.0}
 TONE_HZ = {"condenser": 3000.0, "dynamic": 1500.0, "ribbon": 700.0}
 TINY = [
-    "generator.initial_channels=8", "generator.channels=[8, 4]", "generator.strides=[8, 8]",
-    "generator.kernel_size=9", "discriminator.filters=[4, 8]", "discriminator.strides=[8, 8]",
-    "discriminator.kernel_size=9", "discriminator.joint_filters=4", "data.batch_size=8",
-    "optimizer.learning_rate=3.0e-3", f"training.epochs={EPOCHS}", "training.verbose=0",
+    "generator.initial_channels=8",
+    "generator.channels=[8, 4]",
+    "generator.strides=[8, 8]",
+    "generator.kernel_size=9",
+    "discriminator.filters=[4, 8]",
+    "discriminator.strides=[8, 8]",
+    "discriminator.kernel_size=9",
+    "discriminator.joint_filters=4",
+    "data.batch_size=8",
+    "optimizer.learning_rate=3.0e-3",
+    f"training.epochs={EPOCHS}",
+    "training.verbose=0",
 ]
 
 
@@ -62,13 +70,25 @@ def _write_dir_set(out, with_metadata=True):
                 for a in range(0, 360, 45):
                     meta = {}
                     if with_metadata:
-                        meta = dict(microphone=mic, pattern=pattern, distance_cm=d, angle_deg=a,
-                                    transducer=transducer, diaphragm_size=size,
-                                    diaphragm_count=1, address="end")
-                    writer.write(encode_dir_example(
-                        _ir(pattern, transducer, d, a),
-                        name=f"Normalised_IRs/{token}_{d}cm/24bit/{token}_{d}cm_{a}Deg.wav",
-                        set="multi", source_sample_rate=48000, **meta))
+                        meta = dict(
+                            microphone=mic,
+                            pattern=pattern,
+                            distance_cm=d,
+                            angle_deg=a,
+                            transducer=transducer,
+                            diaphragm_size=size,
+                            diaphragm_count=1,
+                            address="end",
+                        )
+                    writer.write(
+                        encode_dir_example(
+                            _ir(pattern, transducer, d, a),
+                            name=f"Normalised_IRs/{token}_{d}cm/24bit/{token}_{d}cm_{a}Deg.wav",
+                            set="multi",
+                            source_sample_rate=48000,
+                            **meta,
+                        )
+                    )
         return output.finish({"set": "multi", "num_examples": writer.num_examples})
 
 
@@ -86,10 +106,19 @@ def trained(tmp_path_factory):
 
 def test_run_directory(trained):
     run = trained["run"]
-    for name in ("config.yaml", "generator.keras", "discriminator.keras", "history.json",
-                 "history.csv", "microphones.csv", "conditions.json", "summary.json",
-                 "checkpoints/generator_best.weights.h5", "checkpoints/generator_last.weights.h5",
-                 "holdout/holdout.json"):
+    for name in (
+        "config.yaml",
+        "generator.keras",
+        "discriminator.keras",
+        "history.json",
+        "history.csv",
+        "microphones.csv",
+        "conditions.json",
+        "summary.json",
+        "checkpoints/generator_best.weights.h5",
+        "checkpoints/generator_last.weights.h5",
+        "holdout/holdout.json",
+    ):
         assert os.path.isfile(os.path.join(run, name)), name
     config = load_irgen_config(os.path.join(run, "config.yaml"))
     assert config["generator"]["channels"] == [8, 4] and config["holdout"]["protocol"] == "angles"
@@ -103,8 +132,7 @@ def test_run_directory(trained):
     for protocol in ("distance", "microphones", "none"):
         assert read_holdout_list(os.path.join(run, "holdout"), protocol)
     table = load_microphones(os.path.join(run, "microphones.csv"))
-    assert sorted(table) == ["MicA_cardioid", "MicA_omni", "MicB_cardioid",
-                             "MicC_bidirectional"]
+    assert sorted(table) == ["MicA_cardioid", "MicA_omni", "MicB_cardioid", "MicC_bidirectional"]
     conditions = json.loads(Path(run, "conditions.json").read_text())
     assert conditions["trained"]["distance_range_cm"] == [50, 500]
     # MicA cardioid and MicB cardioid differ in transducer and size: no collisions here.
@@ -127,15 +155,18 @@ def test_training_lowers_the_validation_mse(trained):
     before = np.mean((generate_lib.generate_irs(untrained, conditions) - dirset.irs[index]) ** 2)
     trained_generator = generate_lib.load_generator(run)
     after = np.mean(
-        (generate_lib.generate_irs(trained_generator, conditions) - dirset.irs[index]) ** 2)
+        (generate_lib.generate_irs(trained_generator, conditions) - dirset.irs[index]) ** 2
+    )
     print(f"validation MSE before {before:.6f} after {after:.6f}")
     assert after < 0.5 * before, (before, after)
 
 
 def test_generated_set_loads_through_the_dir_loader(trained):
     out = str(trained["root"] / "generated")
-    code = run_cli(generate_lib.main, ["--run", trained["run"], "--out", out,
-                                       "--grid", "angles=0:360:90", "distances=50,125"])
+    code = run_cli(
+        generate_lib.main,
+        ["--run", trained["run"], "--out", out, "--grid", "angles=0:360:90", "distances=50,125"],
+    )
     assert code == 0
     bank = load_dirs([out])
     assert len(bank) == 4 * 4 * 2 and set(bank.sets) == {"generated"}
@@ -144,9 +175,14 @@ def test_generated_set_loads_through_the_dir_loader(trained):
     np.testing.assert_allclose(np.max(np.abs(dirset.irs), axis=1), 1.0, rtol=1e-6)
     first = dirset.records[0]
     assert first["name"] == "MicA_omni_50cm/MicA_omni_50cm_0Deg"
-    assert (first["microphone"], first["pattern"], first["transducer"], first["diaphragm_size"],
-            first["distance_cm"], first["angle_deg"]) == ("MicA", "omni", "condenser", "large",
-                                                          50, 0)
+    assert (
+        first["microphone"],
+        first["pattern"],
+        first["transducer"],
+        first["diaphragm_size"],
+        first["distance_cm"],
+        first["angle_deg"],
+    ) == ("MicA", "omni", "condenser", "large", 50, 0)
     info = json.loads(Path(out, "info.json").read_text())
     assert info["builder"] == "irgen-generate" and info["out_of_range"] == []
     assert info["grid"] == {"angles": [0, 90, 180, 270], "distances_cm": [50, 125]}
@@ -164,8 +200,9 @@ def test_out_of_range_and_user_described_microphones(trained, tmp_path):
     )
     out = str(tmp_path / "user")
     with pytest.warns(generate_lib.OutOfRangeWarning) as caught:
-        generate_lib.generate_set(trained["run"], out, ["angles=0,90", "distances=125,900"],
-                                  microphones=str(table))
+        generate_lib.generate_set(
+            trained["run"], out, ["angles=0,90", "distances=125,900"], microphones=str(table)
+        )
     messages = sorted(str(w.message) for w in caught)
     assert messages == [
         "MyCardioid: outside the trained range (distance 900 cm outside the trained 50-500 cm)"
@@ -178,19 +215,29 @@ def test_out_of_range_and_user_described_microphones(trained, tmp_path):
     assert [w["config"] for w in info["out_of_range"]] == ["MyShotgun", "MyCardioid"]
 
     with pytest.raises(UserError) as err:
-        generate_lib.main(["--run", trained["run"], "--out", str(tmp_path / "x"),
-                           "--microphones", str(table), "--select", "MyCardioid,Nope"])
+        generate_lib.main(
+            [
+                "--run",
+                trained["run"],
+                "--out",
+                str(tmp_path / "x"),
+                "--microphones",
+                str(table),
+                "--select",
+                "MyCardioid,Nope",
+            ]
+        )
     assert str(err.value) == (
-        f"--select Nope: no such microphone configuration in {table}; it has MyShotgun, "
-        "MyCardioid"
+        f"--select Nope: no such microphone configuration in {table}; it has MyShotgun, MyCardioid"
     )
     with open(table, "a", encoding="utf-8") as f:
         f.write("Mystery,Mystery,,,cardioid,,large,1,side\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the bad row fails before any range warning
         with pytest.raises(UserError) as err:
-            generate_lib.generate_set(trained["run"], str(tmp_path / "y"),
-                                      microphones=str(table), select=["Mystery"])
+            generate_lib.generate_set(
+                trained["run"], str(tmp_path / "y"), microphones=str(table), select=["Mystery"]
+            )
     assert str(err.value).startswith("Mystery: transducer is unknown (empty)")
     assert not os.path.exists(tmp_path / "y")
 
@@ -217,13 +264,18 @@ def test_bad_inputs(trained, tmp_path):
     other.build((None, 12))
     weights = str(tmp_path / "other.weights.h5")
     other.save_weights(weights)
-    with pytest.raises(UserError, match=r"other\.weights\.h5 does not fit the generator of .*"
-                                        r"it is a checkpoint of another size"):
-        generate_lib.main(["--run", trained["run"], "--out", str(tmp_path / "z"),
-                           "--checkpoint", weights])
+    with pytest.raises(
+        UserError,
+        match=r"other\.weights\.h5 does not fit the generator of .*"
+        r"it is a checkpoint of another size",
+    ):
+        generate_lib.main(
+            ["--run", trained["run"], "--out", str(tmp_path / "z"), "--checkpoint", weights]
+        )
     # The run's own checkpoint loads.
     generator = generate_lib.load_generator(
-        trained["run"], os.path.join(trained["run"], "checkpoints", "generator_last.weights.h5"))
+        trained["run"], os.path.join(trained["run"], "checkpoints", "generator_last.weights.h5")
+    )
     assert generator.initial_channels == 8
     with pytest.raises(UserError, match="--grid angles=0:400: angle 360 is outside"):
         generate_lib.parse_grid(["angles=0:400"], [0], [50])
@@ -234,8 +286,7 @@ def test_report(trained, tmp_path):
     paths = report_lib.write_report([trained["run"]], out)
     result = json.loads(Path(paths["json"]).read_text())["runs"][0]
     lists = read_holdout_list(os.path.join(trained["run"], "holdout"), "angles")
-    assert {s: result["splits"][s]["count"] for s in lists} == {s: len(v) for s, v in
-                                                                lists.items()}
+    assert {s: result["splits"][s]["count"] for s in lists} == {s: len(v) for s, v in lists.items()}
     test = result["splits"]["test"]
     assert test["mse"] < test["silence_mse"]
     assert test["lsd_db"] > 0 and test["polar_db"] >= 0

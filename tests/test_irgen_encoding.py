@@ -38,8 +38,15 @@ def test_layout_and_values():
     np.testing.assert_allclose(v, expected, atol=1e-7)
     assert v.dtype == np.float32
     # 5 m at 180 degrees: x = -1, y = 0; a ribbon has no diaphragm-size bit.
-    v = ConditionEncoder().encode(_meta(pattern="bidirectional", transducer="ribbon",
-                                        diaphragm_size="ribbon", distance_cm=500, angle_deg=180))
+    v = ConditionEncoder().encode(
+        _meta(
+            pattern="bidirectional",
+            transducer="ribbon",
+            diaphragm_size="ribbon",
+            distance_cm=500,
+            angle_deg=180,
+        )
+    )
     np.testing.assert_allclose(v[:10], [0, 0, 0, 1, 0, 0, 0, 1, 0, 0])
     np.testing.assert_allclose(v[10:], [-1.0, 0.0], atol=1e-7)
     # The coordinate scale is a parameter.
@@ -63,11 +70,15 @@ def test_round_trip_over_the_shipped_microphone_table():
         assert decoded["distance_cm"] == meta["distance_cm"]
         assert decoded["angle_deg"] == meta["angle_deg"]
         assert decoded["transducer"] == meta["transducer"]
-        expected_pattern = "supercardioid" if meta["pattern"] == "hypercardioid" else meta[
-            "pattern"]
+        expected_pattern = (
+            "supercardioid" if meta["pattern"] == "hypercardioid" else meta["pattern"]
+        )
         assert decoded["pattern"] == expected_pattern
-        expected_size = meta["diaphragm_size"] if meta["diaphragm_size"] in ("large", "small") \
+        expected_size = (
+            meta["diaphragm_size"]
+            if meta["diaphragm_size"] in ("large", "small")
             else ("ribbon" if meta["transducer"] == "ribbon" else "")
+        )
         assert decoded["diaphragm_size"] == expected_size
         np.testing.assert_array_equal(encoder.encode({**decoded, "microphone": "x"}), v)
 
@@ -75,34 +86,50 @@ def test_round_trip_over_the_shipped_microphone_table():
 def test_unknown_size_is_zero_and_collisions_are_visible():
     encoder = ConditionEncoder()
     # Sennheiser MD 441 has no diaphragm size in the table: both size bits are 0.
-    v = encoder.encode(_meta(microphone="SennheiserMD441", pattern="supercardioid",
-                             transducer="dynamic", diaphragm_size=""))
+    v = encoder.encode(
+        _meta(
+            microphone="SennheiserMD441",
+            pattern="supercardioid",
+            transducer="dynamic",
+            diaphragm_size="",
+        )
+    )
     np.testing.assert_array_equal(v[8:10], [0, 0])
-    assert encoder.category_key({"pattern": "hypercardioid", "transducer": "condenser",
-                                 "diaphragm_size": "ribbon"}) == (
-        "super_hypercardioid", "condenser", "")
+    assert encoder.category_key(
+        {"pattern": "hypercardioid", "transducer": "condenser", "diaphragm_size": "ribbon"}
+    ) == ("super_hypercardioid", "condenser", "")
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"pattern": "tube"},
-         "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): pattern 'tube' is not one of "
-         "omni, cardioid, supercardioid, hypercardioid, bidirectional, shotgun"),
-        ({"transducer": "carbon"},
-         "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): transducer 'carbon' is not one of "
-         "condenser, dynamic, ribbon"),
-        ({"diaphragm_size": "medium"},
-         "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): diaphragm_size 'medium' is not one "
-         "of large, small, ribbon (or empty for unknown)"),
-        ({"transducer": ""},
-         "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): transducer is unknown (empty); the "
-         "generator needs it (is this a DIR set without microphone metadata, or a microphone "
-         "table row without it?)"),
-        ({"angle_deg": -1},
-         "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): angle_deg is -1; expected a "
-         "non-negative whole number (the DIR record has no measurement geometry; build the set "
-         "with `multi-dirs`)"),
+        (
+            {"pattern": "tube"},
+            "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): pattern 'tube' is not one of "
+            "omni, cardioid, supercardioid, hypercardioid, bidirectional, shotgun",
+        ),
+        (
+            {"transducer": "carbon"},
+            "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): transducer 'carbon' is not one of "
+            "condenser, dynamic, ribbon",
+        ),
+        (
+            {"diaphragm_size": "medium"},
+            "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): diaphragm_size 'medium' is not one "
+            "of large, small, ribbon (or empty for unknown)",
+        ),
+        (
+            {"transducer": ""},
+            "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): transducer is unknown (empty); the "
+            "generator needs it (is this a DIR set without microphone metadata, or a microphone "
+            "table row without it?)",
+        ),
+        (
+            {"angle_deg": -1},
+            "RodeNT2A (record RodeNT2ACardioid_50cm_90Deg.wav): angle_deg is -1; expected a "
+            "non-negative whole number (the DIR record has no measurement geometry; build the set "
+            "with `multi-dirs`)",
+        ),
     ],
 )
 def test_bad_metadata_names_microphone_and_field(overrides, message):

@@ -13,19 +13,31 @@ ANGLES = tuple(range(0, 360, 45))
 
 def _records():
     """4 microphones (one with 2 patterns), distances 50/125/500 cm, 8 angles: 120 records."""
-    configs = [("MicA", "omni"), ("MicA", "cardioid"), ("MicB", "cardioid"),
-               ("MicC", "bidirectional"), ("MicD", "shotgun")]
+    configs = [
+        ("MicA", "omni"),
+        ("MicA", "cardioid"),
+        ("MicB", "cardioid"),
+        ("MicC", "bidirectional"),
+        ("MicD", "shotgun"),
+    ]
     records = []
     for mic, pattern in configs:
         for distance in (50, 125, 500):
             if mic == "MicD" and distance == 50:
                 continue  # like RodeNTG8, one configuration lacks a distance
             for angle in ANGLES:
-                records.append({
-                    "name": f"{mic}{pattern}_{distance}cm/{mic}{pattern}_{distance}cm_{angle}Deg",
-                    "microphone": mic, "pattern": pattern, "variant": "",
-                    "distance_cm": distance, "angle_deg": angle,
-                })
+                records.append(
+                    {
+                        "name": (
+                            f"{mic}{pattern}_{distance}cm/{mic}{pattern}_{distance}cm_{angle}Deg"
+                        ),
+                        "microphone": mic,
+                        "pattern": pattern,
+                        "variant": "",
+                        "distance_cm": distance,
+                        "angle_deg": angle,
+                    }
+                )
     return records
 
 
@@ -59,15 +71,20 @@ def test_distance_and_microphone_protocols():
     test = [records[i] for i in holdout.split_records(records, "distance")["test"]]
     assert {r["distance_cm"] for r in test} == {125} and len(test) == 5 * 8
     for seed in range(4):
-        splits = holdout.split_records(records, "microphones", seed=seed,
-                                       microphone_fraction=0.25)
+        splits = holdout.split_records(records, "microphones", seed=seed, microphone_fraction=0.25)
         held = {records[i]["microphone"] for i in splits["test"]}
-        kept = {records[i]["microphone"] for i in np.concatenate([splits["train"],
-                                                                  splits["validation"]])}
+        kept = {
+            records[i]["microphone"]
+            for i in np.concatenate([splits["train"], splits["validation"]])
+        }
         assert len(held) == 1 and not held & kept  # every pattern of a microphone on one side
-    chosen = {seed: {records[i]["microphone"]
-                     for i in holdout.split_records(records, "microphones", seed=seed)["test"]}
-              for seed in range(8)}
+    chosen = {
+        seed: {
+            records[i]["microphone"]
+            for i in holdout.split_records(records, "microphones", seed=seed)["test"]
+        }
+        for seed in range(8)
+    }
     assert len({tuple(sorted(v)) for v in chosen.values()}) > 1  # the seed matters
 
 

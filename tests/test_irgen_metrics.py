@@ -19,8 +19,7 @@ def test_mse_and_log_spectral_distance():
     np.testing.assert_allclose(metrics.mse_per_ir(h, 0 * h), np.mean(h**2, axis=1))
     np.testing.assert_allclose(metrics.log_spectral_distance(h, h), 0.0, atol=1e-9)
     # A gain of 2 is 20 log10(2) dB at every bin (the floor is negligible here).
-    np.testing.assert_allclose(metrics.log_spectral_distance(h, 2 * h), 20 * np.log10(2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(metrics.log_spectral_distance(h, 2 * h), 20 * np.log10(2), rtol=1e-5)
     # Only bins in [50 Hz, 16 kHz] count: a change at DC is invisible.
     shifted = h + 1e-3 * (np.fft.irfft(np.eye(L // 2 + 1)[0], L))[None]
     np.testing.assert_allclose(metrics.log_spectral_distance(h, shifted), 0.0, atol=1e-9)
@@ -38,8 +37,8 @@ def test_octave_band_levels_of_a_tone():
 def test_polar_pattern_error():
     h = _irs(3, seed=1)
     records = [
-        {"microphone": "M", "pattern": "cardioid", "variant": "", "distance_cm": 50,
-         "angle_deg": a} for a in (0, 90, 180)
+        {"microphone": "M", "pattern": "cardioid", "variant": "", "distance_cm": 50, "angle_deg": a}
+        for a in (0, 90, 180)
     ]
     key = ("M", "cardioid", "", 50)
     # Perfect generation: no error; 0 degrees itself is undefined (NaN).

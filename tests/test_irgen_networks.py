@@ -34,7 +34,8 @@ def _batch(seed=0):
     condition = rng.uniform(-1, 1, (B, 12)).astype("float32")
     t = np.arange(L) / 32000.0
     real = np.exp(-t * rng.uniform(200, 800, (B, 1))) * np.sin(
-        2 * np.pi * rng.uniform(500, 4000, (B, 1)) * t)
+        2 * np.pi * rng.uniform(500, 4000, (B, 1)) * t
+    )
     return condition, real.astype("float32")
 
 
@@ -53,7 +54,10 @@ def test_generator_shape_and_tanh_bound():
     assert np.all(np.abs(big) <= 1.0) and np.abs(big).max() > 0.5
     assert generator.compute_output_shape((None, 12)) == (None, L)
     assert [layer.name for layer in generator.layers][:3] == [
-        "condition_dense", "condition_prelu", "fc_dense"]
+        "condition_dense",
+        "condition_prelu",
+        "fc_dense",
+    ]
     with pytest.raises(ValueError, match="gives 512 samples, not output_length 1024"):
         DirGenerator(initial_length=8, channels=[8, 4], strides=[8, 8])
 
@@ -74,8 +78,9 @@ def test_discriminator_probabilities():
 def test_loss_terms_match_numpy():
     rng = np.random.default_rng(1)
     real_p, fake_p, wrong_p = (rng.uniform(0.05, 0.95, B).astype("float32") for _ in range(3))
-    expected_d = 5.0 * (_numpy_bce(real_p, 1) + 0.5 * (_numpy_bce(fake_p, 0)
-                                                      + _numpy_bce(wrong_p, 0)))
+    expected_d = 5.0 * (
+        _numpy_bce(real_p, 1) + 0.5 * (_numpy_bce(fake_p, 0) + _numpy_bce(wrong_p, 0))
+    )
     got_d = float(losses.discriminator_loss(real_p, fake_p, wrong_p))
     np.testing.assert_allclose(got_d, expected_d, rtol=1e-5)
 
@@ -86,8 +91,15 @@ def test_loss_terms_match_numpy():
     spectral = np.mean((spectrum(real) - spectrum(fake)) ** 2)
     np.testing.assert_allclose(float(losses.mse(real, fake)), mse, rtol=1e-5)
     np.testing.assert_allclose(float(losses.log_spectral_loss(real, fake)), spectral, rtol=1e-4)
-    total, parts = losses.generator_loss(fake_p, real, fake, adversarial_weight=1.0,
-                                         mse_weight=5.0 * L, spectral_weight=2.0, loss_scale=5.0)
+    total, parts = losses.generator_loss(
+        fake_p,
+        real,
+        fake,
+        adversarial_weight=1.0,
+        mse_weight=5.0 * L,
+        spectral_weight=2.0,
+        loss_scale=5.0,
+    )
     expected_g = 5.0 * (_numpy_bce(fake_p, 1) + 5.0 * L * mse + 2.0 * spectral)
     np.testing.assert_allclose(float(total), expected_g, rtol=1e-4)
     np.testing.assert_allclose(float(parts["adversarial"]), _numpy_bce(fake_p, 1), rtol=1e-5)
@@ -96,8 +108,10 @@ def test_loss_terms_match_numpy():
 
 def _gan(**kwargs):
     gan = DirGAN(_tiny_generator(), _tiny_discriminator(), spectral_weight=1.0, **kwargs)
-    gan.compile(keras.optimizers.RMSprop(1e-3, rho=0.99, epsilon=1e-8),
-                keras.optimizers.RMSprop(1e-3, rho=0.99, epsilon=1e-8))
+    gan.compile(
+        keras.optimizers.RMSprop(1e-3, rho=0.99, epsilon=1e-8),
+        keras.optimizers.RMSprop(1e-3, rho=0.99, epsilon=1e-8),
+    )
     return gan
 
 
@@ -110,21 +124,35 @@ def test_train_step_makes_one_discriminator_and_three_generator_steps():
     logs = gan.train_step((condition, real))  # eager: no tracing
     assert int(gan.discriminator_optimizer.iterations) == 1
     assert int(gan.generator_optimizer.iterations) == 3
-    assert set(logs) == {"d_loss", "g_loss", "adversarial", "mse", "spectral", "d_real",
-                         "d_fake", "d_wrong"}
+    assert set(logs) == {
+        "d_loss",
+        "g_loss",
+        "adversarial",
+        "mse",
+        "spectral",
+        "d_real",
+        "d_fake",
+        "d_wrong",
+    }
     assert all(np.isfinite(float(v)) for v in logs.values())
-    assert any(not np.array_equal(a, np.array(b))
-               for a, b in zip(g_before, gan.generator.trainable_variables))
-    assert any(not np.array_equal(a, np.array(b))
-               for a, b in zip(d_before, gan.discriminator.trainable_variables))
+    assert any(
+        not np.array_equal(a, np.array(b))
+        for a, b in zip(g_before, gan.generator.trainable_variables)
+    )
+    assert any(
+        not np.array_equal(a, np.array(b))
+        for a, b in zip(d_before, gan.discriminator.trainable_variables)
+    )
     # Validation reports the generator's MSE and LSD, as metrics.py computes them.
     gan.trackers["mse"].reset_state()
     result = gan.test_step((condition, real))
     fake = np.asarray(gan.generator(condition, training=False))
-    np.testing.assert_allclose(float(result["mse"]), metrics.mse_per_ir(real, fake).mean(),
-                               rtol=1e-4)
-    np.testing.assert_allclose(float(result["lsd_db"]),
-                               metrics.log_spectral_distance(real, fake).mean(), rtol=1e-3)
+    np.testing.assert_allclose(
+        float(result["mse"]), metrics.mse_per_ir(real, fake).mean(), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        float(result["lsd_db"]), metrics.log_spectral_distance(real, fake).mean(), rtol=1e-3
+    )
 
 
 def test_save_and_load_identical(tmp_path):
@@ -132,8 +160,10 @@ def test_save_and_load_identical(tmp_path):
     generator, discriminator = _tiny_generator(), _tiny_discriminator()
     generator(condition)
     discriminator((real, condition))
-    for model, inputs, name in ((generator, condition, "g"),
-                                (discriminator, (real, condition), "d")):
+    for model, inputs, name in (
+        (generator, condition, "g"),
+        (discriminator, (real, condition), "d"),
+    ):
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
         loaded = keras.saving.load_model(path)

@@ -45,8 +45,14 @@ def fake_results(spec, seeds=3):
             continue
         quality, acc = spec[stem]
         runs = [fake_run(rng, s, quality + 0.2 * s, acc + 0.01 * s) for s in range(seeds)]
-        rows.append({"name": name, "stem": stem, "runs": runs,
-                     "loss": {"icl_weight": 0.5, "icl_alpha": 0.2} if "icl" in stem else {}})
+        rows.append(
+            {
+                "name": name,
+                "stem": stem,
+                "runs": runs,
+                "loss": {"icl_weight": 0.5, "icl_alpha": 0.2} if "icl" in stem else {},
+            }
+        )
     settings = {"seeds": seeds, "size": "small", "corpus_seed": 0, "pretrain_corpus_seed": 1,
                 "overrides": [], "max_examples": None, "probe_seeds": 5}  # fmt: skip
     return {"rows": rows, "timings": {"data": 60.0, "train/passt": 600.0},
@@ -122,7 +128,11 @@ def test_choose_weight_follows_the_paper_criterion():
                       "tolerance": 0.02}  # fmt: skip
     collapsed = [rec(0, 0.50), rec(0.1, 0.40), rec(0.5, 0.2)]
     assert calibration.choose_weight(collapsed) == {
-        "weight": 0.1, "criterion_met": False, "baseline_accuracy": 0.50, "tolerance": 0.02}
+        "weight": 0.1,
+        "criterion_met": False,
+        "baseline_accuracy": 0.50,
+        "tolerance": 0.02,
+    }
     with pytest.raises(ValueError, match="needs a λ_ICL = 0 record"):
         calibration.choose_weight([rec(0.1, 0.5)])
 
@@ -176,8 +186,10 @@ def test_report_structure_flags_and_keeps_the_reading(tmp_path):
     assert "ICL diagnostics of the last epoch" not in text  # no run logged any
 
     # Diagnostics in a run's last history row are listed per run.
-    by_stem(results)["icl"]["runs"][1]["history"] = {"icl_cos_cls_dist": -0.975,
-                                                     "icl_clip_share": 0.031}
+    by_stem(results)["icl"]["runs"][1]["history"] = {
+        "icl_cos_cls_dist": -0.975,
+        "icl_clip_share": 0.031,
+    }
     text = report.render_markdown(results)
     assert "| Method | Seed | cos(cls, dist) | clip share |" in text
     assert "| + ICL | 1 | -0.975 | 0.031 |" in text
@@ -189,8 +201,10 @@ def test_report_structure_flags_and_keeps_the_reading(tmp_path):
 
     # The old protocol's page (no generator mark): its discussion is not carried over.
     old = tmp_path / "old.md"
-    old.write_text(f"# old\n{report.READING_START}\nICL gave the largest log-loss gain of any "
-                   f"single method\n{report.READING_END}\n")
+    old.write_text(
+        f"# old\n{report.READING_START}\nICL gave the largest log-loss gain of any "
+        f"single method\n{report.READING_END}\n"
+    )
     report.write_markdown(str(old), fake_results(SPEC))
     assert "largest log-loss gain" not in old.read_text()
     assert report.DEFAULT_READING in old.read_text()
@@ -226,7 +240,11 @@ def test_configs_follow_the_paper_recipe():
         assert config["model"]["preset"] == "passt_tiny"
         opt = config["optimizer"]
         assert (opt["learning_rate"], opt["beta_1"], opt["beta_2"], opt["epsilon"]) == (
-            4.2e-4, 0.957, 0.9514, 0.038), stem
+            4.2e-4,
+            0.957,
+            0.9514,
+            0.038,
+        ), stem
         assert config["training"]["final_weights"] == "last"
     assert configs["passt"]["dirs"] is None
     assert configs["vintage_dirs"]["dirs"]["sets"] == ["/w/micirp"]
@@ -251,7 +269,10 @@ def test_configs_follow_the_paper_recipe():
 def test_icl_overrides():
     assert driver.icl_overrides(0.5, 0.2, None) == ["loss.icl_weight=0.5", "loss.icl_alpha=0.2"]
     assert driver.icl_overrides(10.0, 0.0, "tokens") == [
-        "loss.icl_weight=10", "loss.icl_alpha=0", "loss.icl_target=tokens"]
+        "loss.icl_weight=10",
+        "loss.icl_alpha=0",
+        "loss.icl_target=tokens",
+    ]
 
 
 def _numbers(line):
@@ -306,28 +327,36 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
     # The report: its numbers are the runs' numbers.
     text = out.read_text()
     tests = claims.check_all(results)
-    assert {t["claim"] for t in tests} == {c.text for c in claims.CLAIMS
-                                           if set(c.rows()) <= {"passt", "icl"}
-                                           or c.b == "best_without_icl" and c.a == "icl"}
+    assert {t["claim"] for t in tests} == {
+        c.text
+        for c in claims.CLAIMS
+        if set(c.rows()) <= {"passt", "icl"} or c.b == "best_without_icl" and c.a == "icl"
+    }
     assert re.findall(r"\| \*\*(holds|contradicted|inconclusive)\*\* \|", text) == [
-        t["verdict"] for t in tests]
+        t["verdict"] for t in tests
+    ]
     for t in tests:
         line = next(x for x in text.splitlines() if x.startswith(f"| {t['claim']}"))
         scale = 100 if t["quantity"] in claims.PERCENT else 1
         digits = 2 if scale == 100 else 3
         assert f"{t['mean'] * scale:+.{digits}f}" in line
-    per_run = text[text.index("## Per run"):text.index("## Reading")]
+    per_run = text[text.index("## Per run") : text.index("## Reading")]
     for stem in ("passt", "icl"):
         for run in rows[stem]["runs"]:
-            line = next(x for x in per_run.splitlines()
-                        if x.startswith(f"| {rows[stem]['name']} | {run['seed']} |"))
-            expected = [f"{100 * run['probe']['balanced_accuracy']:.2f}",
-                        f"{run['report']['metrics']['overall']['log_loss']:.3f}",
-                        f"{run['report']['metrics']['groups']['unseen']['log_loss']:.3f}",
-                        f"{100 * run['report']['metrics']['overall']['accuracy']:.2f}"]
+            line = next(
+                x
+                for x in per_run.splitlines()
+                if x.startswith(f"| {rows[stem]['name']} | {run['seed']} |")
+            )
+            expected = [
+                f"{100 * run['probe']['balanced_accuracy']:.2f}",
+                f"{run['report']['metrics']['overall']['log_loss']:.3f}",
+                f"{run['report']['metrics']['groups']['unseen']['log_loss']:.3f}",
+                f"{100 * run['report']['metrics']['overall']['accuracy']:.2f}",
+            ]
             for value in expected:
                 assert value in _numbers(line), (value, line)
-    cal_part = text[text.index("## Table 1 analogue"):text.index("Paper (TAU22, PaSST-S):")]
+    cal_part = text[text.index("## Table 1 analogue") : text.index("Paper (TAU22, PaSST-S):")]
     for record in cal["records"]:
         assert f"{record['val_loss']:.3f}" in cal_part
     timings = json.loads((work / "timings.json").read_text())
@@ -335,14 +364,18 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
 
     # Started again: nothing is retrained or re-evaluated, and the hand-written reading stays.
     first = rows["passt"]["runs"][0]["run_dir"]
-    stamps = [os.path.getmtime(os.path.join(first, p)) for p in
-              ("model.keras", "eval/evaluate/report.json", "eval/evaluate/probe.json")]
+    stamps = [
+        os.path.getmtime(os.path.join(first, p))
+        for p in ("model.keras", "eval/evaluate/report.json", "eval/evaluate/probe.json")
+    ]
     pre_stamp = os.path.getmtime(pre["weights"])
     out.write_text(text.replace(report.DEFAULT_READING, "kept"))
     capsys.readouterr()
     assert driver.main(args) == 0
-    assert [os.path.getmtime(os.path.join(first, p)) for p in
-            ("model.keras", "eval/evaluate/report.json", "eval/evaluate/probe.json")] == stamps
+    assert [
+        os.path.getmtime(os.path.join(first, p))
+        for p in ("model.keras", "eval/evaluate/report.json", "eval/evaluate/probe.json")
+    ] == stamps
     assert os.path.getmtime(pre["weights"]) == pre_stamp
     assert "kept" in out.read_text()
     assert "tfrecords_builder synthetic" not in capsys.readouterr().out

@@ -54,7 +54,7 @@ def pair():
 def test_bf16_forward_is_finite_and_tracks_float32(pair, length):
     float32, mixed = pair
     # batch 4: the batch of the reported inf (4 x 0.25 s: one patch column)
-    waveform = (0.3 * np.random.default_rng(0).standard_normal((4, SECONDS[length])))
+    waveform = 0.3 * np.random.default_rng(0).standard_normal((4, SECONDS[length]))
     waveform = waveform.astype("float32")
     expected, got = float32(waveform), mixed(waveform)
     for key in ("logits", "embedding"):
@@ -102,8 +102,12 @@ def test_bf16_forward_agrees_with_onednn_on_and_off(pair, tmp_path):
     for flag in ("0", "1"):
         out = str(tmp_path / f"onednn{flag}.npy")
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag, "PYTHONPATH": ROOT}
-        subprocess.run([sys.executable, "-c", _ONEDNN_SCRIPT, out, weights], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", _ONEDNN_SCRIPT, out, weights],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         outputs[flag] = np.load(out)
         assert np.isfinite(outputs[flag]).all(), f"TF_ENABLE_ONEDNN_OPTS={flag}"
     assert relative_error(outputs["1"], outputs["0"]) < BF16_TOLERANCE
@@ -159,8 +163,9 @@ def bf16_run(tmp_path_factory):
     with open(config_path, "w") as f:
         yaml.safe_dump(config, f)
     run_dir = str(root / "run")
-    train_main(["--config", config_path, "--set", "model.dtype=mixed_bfloat16",
-                "--run-dir", run_dir])
+    train_main(
+        ["--config", config_path, "--set", "model.dtype=mixed_bfloat16", "--run-dir", run_dir]
+    )
     return run_dir, data
 
 
@@ -205,8 +210,12 @@ def test_cli_bf16_run_is_used_as_trained_everywhere(bf16_run, loaded_models, tmp
     soundfile.write(clip, 0.1 * np.random.default_rng(0).standard_normal(32000), 32000)
     assert evaluate_main(["--run", run_dir, "--no-wandb", "--no-plots"]) == 0
     assert predict_main(["--model", run_dir, clip, "--json"]) == 0
-    assert export_main(["--model", run_dir, "--format", "savedmodel",
-                        "--out", str(tmp_path / "saved")]) == 0
+    assert (
+        export_main(
+            ["--model", run_dir, "--format", "savedmodel", "--out", str(tmp_path / "saved")]
+        )
+        == 0
+    )
     model = hear.load_model(run_dir)
     assert len(loaded_models) == 4  # evaluate, predict, export, hear
     assert all(_is_mixed(m) for m in loaded_models)

@@ -52,14 +52,16 @@ def test_training_all_patchouts_and_seeded_draws(backbone):
     # A backbone with the same seed and weights repeats the same random draws.
     twin = PaSSTBackbone.from_config(backbone.get_config())
     twin.set_weights(backbone.get_weights())
-    np.testing.assert_allclose(twin(mel, training=True)["embedding"], first["embedding"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        twin(mel, training=True)["embedding"], first["embedding"], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_longer_input_is_cropped_with_a_warning():
     backbone = PaSSTBackbone.from_preset("passt_tiny")
-    with pytest.warns(UserWarning, match="input has 109 time patches but the time embedding "
-                      "covers 99; cropping"):
+    with pytest.warns(
+        UserWarning, match="input has 109 time patches but the time embedding covers 99; cropping"
+    ):
         out = backbone(_mel(1100, batch=1))
     assert tuple(out["tokens"].shape) == (1, 2 + 12 * 99, 64)
     cropped = backbone(_mel(1100, batch=1)[:, :, :1000])  # exactly 99 time patches
@@ -68,13 +70,21 @@ def test_longer_input_is_cropped_with_a_warning():
 
 @pytest.mark.parametrize(
     "overrides, grid, time_positions",
-    [({"stride": 12}, (10, 83), 83), ({"stride": 14}, (9, 71), 71), ({"stride": 16}, (8, 62), 62),
-     ({"max_frames": 2000}, (12, 99), 200), ({"max_frames": 3000}, (12, 99), 300)],
+    [
+        ({"stride": 12}, (10, 83), 83),
+        ({"stride": 14}, (9, 71), 71),
+        ({"stride": 16}, (8, 62), 62),
+        ({"max_frames": 2000}, (12, 99), 200),
+        ({"max_frames": 3000}, (12, 99), 300),
+    ],
 )
 def test_strides_and_time_encodings(overrides, grid, time_positions):
     backbone = PaSSTBackbone.from_preset("passt_tiny", **overrides)
     assert backbone.get_layer("position_embedding").time_embedding.shape == (
-        1, 1, time_positions, 64
+        1,
+        1,
+        time_positions,
+        64,
     )
     assert tuple(backbone(_mel(1000, batch=1))["tokens"].shape) == (1, 2 + grid[0] * grid[1], 64)
 
@@ -93,10 +103,14 @@ def test_official_presets_geometry():
     for name, (depth, stride, max_frames) in expected.items():
         kwargs = passt_presets[name]["backbone"]
         assert (kwargs["num_layers"], kwargs["stride"], kwargs["max_frames"]) == (
-            depth, stride, max_frames
+            depth,
+            stride,
+            max_frames,
         ), name
         assert (kwargs["hidden_dim"], kwargs["num_heads"], kwargs["intermediate_dim"]) == (
-            768, 12, 3072
+            768,
+            12,
+            3072,
         )
         assert passt_presets[name]["num_classes"] == 527
     assert passt_presets["passt_s_swa_f128_stfthop100_p16_s10_ap473"]["frontend"] == {
@@ -119,14 +133,20 @@ def test_config_round_trip_and_keras_saving(backbone, tmp_path):
 
 
 def test_errors():
-    with pytest.raises(UserError, match=r"num_mels=100 with patch_size=16, stride=10 gives 9 patch "
-                       r"rows but 10 frequency positions"):
+    with pytest.raises(
+        UserError,
+        match=r"num_mels=100 with patch_size=16, stride=10 gives 9 patch "
+        r"rows but 10 frequency positions",
+    ):
         PaSSTBackbone.from_preset("passt_tiny", num_mels=100)
     with pytest.raises(UserError, match="unknown PaSST preset 'passt_s'; expected one of: "):
         PaSSTBackbone.from_preset("passt_s")
     backbone = PaSSTBackbone.from_preset("passt_tiny")
-    with pytest.raises(ValueError, match=r"expected shape=\(None, 128, None\), found "
-                       r"shape=\(2, 64, 100\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected shape=\(None, 128, None\), found "
+        r"shape=\(2, 64, 100\)",
+    ):
         backbone(np.zeros((2, 64, 100), "float32"))
     with pytest.raises(UserError, match="has 10 frames; expected at least 16"):
         backbone(np.zeros((2, 128, 10), "float32"))

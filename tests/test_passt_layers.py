@@ -34,10 +34,17 @@ def _index_grid(batch, freq, time, dim=4):
 
 # === PatchEmbedding ===
 
+
 @pytest.mark.parametrize(
     "stride, frames, grid",
-    [(10, 100, (12, 9)), (10, 1000, (12, 99)), (12, 1000, (10, 83)), (14, 1000, (9, 71)),
-     (16, 1000, (8, 62)), ((10, 16), 100, (12, 6))],
+    [
+        (10, 100, (12, 9)),
+        (10, 1000, (12, 99)),
+        (12, 1000, (10, 83)),
+        (14, 1000, (9, 71)),
+        (16, 1000, (8, 62)),
+        ((10, 16), 100, (12, 6)),
+    ],
 )
 def test_patch_embedding_grid(stride, frames, grid):
     layer = PatchEmbedding(8, stride=stride)
@@ -52,14 +59,17 @@ def test_patch_embedding_is_the_strided_patch_projection():
     kernel = np.asarray(layer.proj.kernel)[:, :, 0, :]  # [16, 16, D]
     bias = np.asarray(layer.proj.bias)
     for f, t in ((0, 0), (3, 8), (11, 4)):  # frames 0..95 are covered, 96..99 unused
-        patch = mel[:, 10 * f: 10 * f + 16, 10 * t: 10 * t + 16]
+        patch = mel[:, 10 * f : 10 * f + 16, 10 * t : 10 * t + 16]
         expected = np.einsum("bij,ijd->bd", patch, kernel) + bias
         np.testing.assert_allclose(out[:, f, t], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_patch_embedding_errors():
-    with pytest.raises(UserError, match=r"expected a mel spectrogram of shape \[batch, n_mels, "
-                       r"frames\], got shape \(2, 128, 100, 1\)"):
+    with pytest.raises(
+        UserError,
+        match=r"expected a mel spectrogram of shape \[batch, n_mels, "
+        r"frames\], got shape \(2, 128, 100, 1\)",
+    ):
         PatchEmbedding(4)(np.zeros((2, 128, 100, 1), "float32"))
     with pytest.raises(UserError, match=r"has 12 frames; expected at least 16"):
         PatchEmbedding(4)(np.zeros((2, 128, 12), "float32"))
@@ -68,6 +78,7 @@ def test_patch_embedding_errors():
 
 
 # === PatchPositionEmbedding ===
+
 
 def _position_layer(time_positions=99, **kwargs):
     layer = PatchPositionEmbedding(12, time_positions, **kwargs)
@@ -86,8 +97,9 @@ def test_position_embedding_inference_starts_at_zero():
     layer = _position_layer()
     out = np.asarray(layer(np.zeros((3, 12, 9, 4), "float32")))
     np.testing.assert_array_equal(out[..., 0], np.broadcast_to(np.arange(9), (3, 12, 9)))
-    np.testing.assert_array_equal(out[..., 1], np.broadcast_to(1000 * np.arange(12)[:, None],
-                                                               (3, 12, 9)))
+    np.testing.assert_array_equal(
+        out[..., 1], np.broadcast_to(1000 * np.arange(12)[:, None], (3, 12, 9))
+    )
 
 
 def test_position_embedding_training_offsets_one_per_batch_in_range():
@@ -112,8 +124,11 @@ def test_position_embedding_training_offsets_one_per_batch_in_range():
 
 def test_position_embedding_crops_longer_inputs_with_a_warning():
     layer = _position_layer(time_positions=20)
-    with pytest.warns(UserWarning, match="input has 25 time patches but the time embedding covers "
-                      "20; cropping the input to the first 20"):
+    with pytest.warns(
+        UserWarning,
+        match="input has 25 time patches but the time embedding covers "
+        "20; cropping the input to the first 20",
+    ):
         out = layer(_index_grid(1, 12, 25))
     assert tuple(out.shape) == (1, 12, 20, 4)
     np.testing.assert_array_equal(np.asarray(out)[0, 0, :, 2], np.arange(20))
@@ -121,12 +136,14 @@ def test_position_embedding_crops_longer_inputs_with_a_warning():
 
 def test_position_embedding_frequency_mismatch():
     layer = PatchPositionEmbedding(12, 99)
-    with pytest.raises(UserError, match="the patch grid has 10 frequency rows but the frequency "
-                       "embedding has 12"):
+    with pytest.raises(
+        UserError, match="the patch grid has 10 frequency rows but the frequency embedding has 12"
+    ):
         layer(np.zeros((1, 10, 9, 4), "float32"))
 
 
 # === Patchout ===
+
 
 def test_structured_patchout_shapes_order_and_batch_sharing():
     layer = StructuredPatchout(frequency=6, time=3, seed=1)
@@ -153,8 +170,10 @@ def test_structured_patchout_too_large():
 def test_unstructured_patchout_shapes_order_and_batch_sharing():
     layer = UnstructuredPatchout(5, seed=2)
     sequence = np.repeat(np.arange(20, dtype="float32")[None, :, None], 3, axis=0)
-    sequence = np.concatenate([sequence, np.arange(3, dtype="float32")[:, None, None]
-                               + np.zeros((3, 20, 1), "float32")], axis=-1)
+    sequence = np.concatenate(
+        [sequence, np.arange(3, dtype="float32")[:, None, None] + np.zeros((3, 20, 1), "float32")],
+        axis=-1,
+    )
     np.testing.assert_array_equal(layer(sequence), sequence)
     out = np.asarray(layer(sequence, training=True))
     assert out.shape == (3, 15, 2)
@@ -165,13 +184,15 @@ def test_unstructured_patchout_shapes_order_and_batch_sharing():
 
 # === Tokens, attention, block ===
 
+
 def test_class_tokens_prepend_cls_and_dist_with_positions():
     layer = ClassTokens()
     x = _rand(2, 7, 4)
     out = np.asarray(layer(x))
     assert out.shape == (2, 9, 4)
-    cls, dist, pos = (np.asarray(v) for v in
-                      (layer.cls_token, layer.dist_token, layer.token_position_embedding))
+    cls, dist, pos = (
+        np.asarray(v) for v in (layer.cls_token, layer.dist_token, layer.token_position_embedding)
+    )
     np.testing.assert_allclose(out[:, 0], np.broadcast_to(cls[0, 0] + pos[0, 0], (2, 4)))
     np.testing.assert_allclose(out[:, 1], np.broadcast_to(dist[0, 0] + pos[0, 1], (2, 4)))
     np.testing.assert_array_equal(out[:, 2:], x)
@@ -184,7 +205,7 @@ def test_attention_matches_numpy_with_fused_qkv_layout():
     qkv = x @ np.asarray(layer.qkv.kernel) + np.asarray(layer.qkv.bias)  # [B, N, 24]
     heads = []
     for h in range(2):
-        q, k, v = (qkv[..., part * 8 + h * 4: part * 8 + (h + 1) * 4] for part in range(3))
+        q, k, v = (qkv[..., part * 8 + h * 4 : part * 8 + (h + 1) * 4] for part in range(3))
         scores = q @ k.transpose(0, 2, 1) / 2.0  # head_dim ** 0.5
         weights = np.exp(scores - scores.max(-1, keepdims=True))
         weights /= weights.sum(-1, keepdims=True)

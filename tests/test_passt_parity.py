@@ -84,8 +84,15 @@ def tiny_pair(tmp_path_factory):
     """(torch PaSST, converted Keras SceneClassifier) at the passt_tiny geometry, 527 classes."""
     passt = torch_oracle.load_passt_module()
     net = randomise(
-        passt.PaSST(img_size=(128, 998), stride=10, embed_dim=64, depth=2, num_heads=4,
-                    distilled=True, num_classes=527)
+        passt.PaSST(
+            img_size=(128, 998),
+            stride=10,
+            embed_dim=64,
+            depth=2,
+            num_heads=4,
+            distilled=True,
+            num_classes=527,
+        )
     )
     weights = convert(net, tmp_path_factory.mktemp("tiny"), "--arch", "passt_tiny")
     model = SceneClassifier.from_preset("passt_tiny", num_classes=527)
@@ -96,8 +103,9 @@ def tiny_pair(tmp_path_factory):
 def test_transformer_block_matches_torch_block():
     passt = torch_oracle.load_passt_module()
     torch.manual_seed(3)
-    block = passt.Block(dim=64, num_heads=4, mlp_ratio=4.0, qkv_bias=True,
-                        norm_layer=torch.nn.LayerNorm).eval()
+    block = passt.Block(
+        dim=64, num_heads=4, mlp_ratio=4.0, qkv_bias=True, norm_layer=torch.nn.LayerNorm
+    ).eval()
     block.norm1.eps = block.norm2.eps = 1e-6
     with torch.no_grad():
         for param in block.parameters():
@@ -108,8 +116,12 @@ def test_transformer_block_matches_torch_block():
     for name in ("norm1", "norm2"):
         getattr(layer, name).gamma.assign(state[f"{name}.weight"])
         getattr(layer, name).beta.assign(state[f"{name}.bias"])
-    for keras_dense, key in ((layer.attention.qkv, "attn.qkv"), (layer.attention.proj, "attn.proj"),
-                             (layer.mlp_fc1, "mlp.fc1"), (layer.mlp_fc2, "mlp.fc2")):
+    for keras_dense, key in (
+        (layer.attention.qkv, "attn.qkv"),
+        (layer.attention.proj, "attn.proj"),
+        (layer.mlp_fc1, "mlp.fc1"),
+        (layer.mlp_fc2, "mlp.fc2"),
+    ):
         keras_dense.kernel.assign(state[f"{key}.weight"].T)
         keras_dense.bias.assign(state[f"{key}.bias"])
     x = np.random.RandomState(0).randn(2, 20, 64).astype("float32")
@@ -131,8 +143,17 @@ def test_waveform_to_logits_end_to_end(tiny_pair):
     net, model = tiny_pair
     # The TAU22 recipe's frontend (fmax_aug_range=1000 → eval fmax 15500 Hz), eval mode.
     mel_layer = torch_oracle.load_augment_mel_stft()(
-        n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=20,
-        fmin=0.0, fmax=None, fmin_aug_range=1, fmax_aug_range=1000,
+        n_mels=128,
+        sr=32000,
+        win_length=800,
+        hopsize=320,
+        n_fft=1024,
+        freqm=48,
+        timem=20,
+        fmin=0.0,
+        fmax=None,
+        fmin_aug_range=1,
+        fmax_aug_range=1000,
     ).eval()
     rng = np.random.RandomState(2)
     waveform = (0.3 * rng.randn(2, 32000)).astype("float32")
@@ -144,9 +165,7 @@ def test_waveform_to_logits_end_to_end(tiny_pair):
         torch.set_default_dtype(torch.float64)
         try:
             mel64 = copy.deepcopy(mel_layer).double()(torch.from_numpy(waveform.astype(np.float64)))
-            exact_logits, exact_embedding = (
-                t.numpy() for t in float64_copy(net)(mel64[:, None])
-            )
+            exact_logits, exact_embedding = (t.numpy() for t in float64_copy(net)(mel64[:, None]))
         finally:
             torch.set_default_dtype(previous)
     out = model(waveform)

@@ -255,26 +255,33 @@ def _cut_last_dir_record(folder):
 
 # Damaged DIR shards met when training starts: one UserError naming the shard (or the folder
 # and both counts), from the same checks as the audio shards (pipeline.shard_problem).
-REBUILD = (r"; expected a complete TFRecord shard; rebuild the folder with python -m "
-           r"tfrecords_builder")
+REBUILD = (
+    r"; expected a complete TFRecord shard; rebuild the folder with python -m "
+    r"tfrecords_builder"
+)
 DIR_DAMAGE = {
     "truncated shard": (
         lambda d: _truncate(d / DIR_SHARD, os.path.getsize(d / DIR_SHARD) - 10),
         r"{shard}: truncated: the record at byte \d+ ends at byte \d+, the file has \d+ bytes"
-        + REBUILD),
+        + REBUILD,
+    ),
     "shard cut inside a record header": (
         lambda d: _truncate(d / DIR_SHARD, 6),
-        r"{shard}: truncated: the file ends inside the record header at byte 0" + REBUILD),
+        r"{shard}: truncated: the file ends inside the record header at byte 0" + REBUILD,
+    ),
     "overwritten record header": (
         lambda d: _overwrite(d / DIR_SHARD, 0, b"\xff" * 8),
-        r"{shard}: corrupted record header at byte 0" + REBUILD),
+        r"{shard}: corrupted record header at byte 0" + REBUILD,
+    ),
     "bit-flipped IR": (
         lambda d: _overwrite(d / DIR_SHARD, 12 + 100, lambda b: bytes([b[0] ^ 0x10])),
-        r"{shard}: corrupted record at byte 0 \(data checksum mismatch\)" + REBUILD),
+        r"{shard}: corrupted record at byte 0 \(data checksum mismatch\)" + REBUILD,
+    ),
     "shard cut at a record boundary": (
         _cut_last_dir_record,
         r"{folder}: the dirs\.tfrecord-\* shards hold 3 records but info\.json records 4; a "
-        r"shard is truncated or replaced; rebuild the folder with python -m tfrecords_builder"),
+        r"shard is truncated or replaced; rebuild the folder with python -m tfrecords_builder",
+    ),
 }
 
 
@@ -285,8 +292,9 @@ def test_damaged_dir_shard_one_clear_error(case, tmp_path):
     assert len(load_dirs(str(folder))) == 4
     damage, message = DIR_DAMAGE[case]
     damage(folder)
-    expected = message.format(shard=re.escape(str(folder / DIR_SHARD)),
-                              folder=re.escape(str(folder)))
+    expected = message.format(
+        shard=re.escape(str(folder / DIR_SHARD)), folder=re.escape(str(folder))
+    )
     with pytest.raises(UserError) as info:
         load_dirs(str(folder))
     assert re.fullmatch(f"dirs\\.sets: {expected}", str(info.value)), str(info.value)

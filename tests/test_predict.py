@@ -33,8 +33,10 @@ def setup(tmp_path_factory):
     t16 = np.arange(3 * 16000) / 16000
     files = {
         # name: (data [frames(, channels)], rate)
-        "a16k.wav": (0.3 * np.sin(2 * np.pi * 500 * t16) + 0.05 * rng.standard_normal(t16.size),
-                     16000),
+        "a16k.wav": (
+            0.3 * np.sin(2 * np.pi * 500 * t16) + 0.05 * rng.standard_normal(t16.size),
+            16000,
+        ),
         "b44k.wav": (0.1 * rng.standard_normal(int(2.5 * 44100)), 44100),
         "c48k_stereo.flac": (
             np.stack([0.2 * rng.standard_normal(96100), 0.05 * rng.standard_normal(96100)], 1),
@@ -90,8 +92,12 @@ def test_json_any_rate_channels_length_equals_manual_window_average(setup, capsy
     }
     for name, (windows, rate, channels, padded) in expected.items():
         record = records[name]
-        assert (record["windows"], record["source_rate"], record["channels"], record["padded"]) \
-            == (windows, rate, channels, padded), name
+        assert (record["windows"], record["source_rate"], record["channels"], record["padded"]) == (
+            windows,
+            rate,
+            channels,
+            padded,
+        ), name
         assert record["downmixed"] == (channels == 2)
         probs = np.array([record["probabilities"][c] for c in SCENES])
         reference, count = manual_probabilities(setup["model"], paths[name])
@@ -100,10 +106,11 @@ def test_json_any_rate_channels_length_equals_manual_window_average(setup, capsy
         assert record["scene"] == SCENES[int(np.argmax(reference))]
         assert record["probability"] == pytest.approx(probs.max())
     assert out["window_seconds"] == 1.0 and out["hop_seconds"] == 1.0
-    assert f"note: {paths['c48k_stereo.flac']}: 2 channels averaged to mono; resampled " \
+    assert (
+        f"note: {paths['c48k_stereo.flac']}: 2 channels averaged to mono; resampled "
         "48000 -> 32000 Hz" in err
-    assert f"note: {paths['d_short.wav']}: resampled 44100 -> 32000 Hz; 0.500 s zero-padded" \
-        in err
+    )
+    assert f"note: {paths['d_short.wav']}: resampled 44100 -> 32000 Hz; 0.500 s zero-padded" in err
 
 
 def test_window_hop_and_batching_across_files(setup, capsys):
@@ -135,8 +142,7 @@ def test_window_rules():
 
 def test_table_output(setup, capsys):
     paths = [setup["paths"]["a16k.wav"], setup["paths"]["d_short.wav"]]
-    code = run_cli(predict.main, ["--model", os.path.join(setup["run_dir"], "model.keras"),
-                                  *paths])
+    code = run_cli(predict.main, ["--model", os.path.join(setup["run_dir"], "model.keras"), *paths])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert lines[0].split() == ["file", "scene", "prob", *SCENES]

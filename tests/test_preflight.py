@@ -71,12 +71,21 @@ def test_audioset_weights_not_yet_cached_are_a_note(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "files, data_keys, message",
     [
-        (["train-10s.tfrecord-00000-of-00001"], {},
-         r"data.path /\S+/tau22: no shards evaluate-1s.tfrecord-\*"),
-        (["train-1s.tfrecord-00000-of-00001", "evaluate-1s.tfrecord-00000-of-00001"], {},
-         r"data.path /\S+/tau22: no shards train-10s.tfrecord-\*"),
-        (["train-1s.tfrecord-00000-of-00001"], {"train_view": "1s", "eval_split": "test"},
-         r"data.path /\S+/tau22: no shards test-1s.tfrecord-\*"),
+        (
+            ["train-10s.tfrecord-00000-of-00001"],
+            {},
+            r"data.path /\S+/tau22: no shards evaluate-1s.tfrecord-\*",
+        ),
+        (
+            ["train-1s.tfrecord-00000-of-00001", "evaluate-1s.tfrecord-00000-of-00001"],
+            {},
+            r"data.path /\S+/tau22: no shards train-10s.tfrecord-\*",
+        ),
+        (
+            ["train-1s.tfrecord-00000-of-00001"],
+            {"train_view": "1s", "eval_split": "test"},
+            r"data.path /\S+/tau22: no shards test-1s.tfrecord-\*",
+        ),
     ],
 )
 def test_incomplete_tfrecord_folder(tmp_path, files, data_keys, message):
@@ -91,22 +100,31 @@ def test_incomplete_tfrecord_folder(tmp_path, files, data_keys, message):
 
 
 def test_audioset_on_a_preset_without_weights_is_listed(tmp_path):
-    config = {"data": {"path": str(tmp_path / "tau22")},
-              "model": {"preset": "passt_tiny", "weights": "audioset"}}
-    with pytest.raises(UserError, match=r"2 missing inputs[\s\S]*model.weights audioset: "
-                                         r"preset 'passt_tiny' has no released weights"):
+    config = {
+        "data": {"path": str(tmp_path / "tau22")},
+        "model": {"preset": "passt_tiny", "weights": "audioset"},
+    }
+    with pytest.raises(
+        UserError,
+        match=r"2 missing inputs[\s\S]*model.weights audioset: "
+        r"preset 'passt_tiny' has no released weights",
+    ):
         check_inputs(config)
 
 
 def _tiny_config_file(path, data):
-    path.write_text(yaml.safe_dump({
-        "seed": 0,
-        "data": {"path": str(data), "batch_size": 8},
-        "model": {"preset": "passt_tiny", "frontend": {"freqm": 8, "timem": 4}},
-        "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
-        "training": {"epochs": 1, "steps_per_epoch": 2, "verbose": 0},
-        "wandb": {"mode": "disabled"},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 0,
+                "data": {"path": str(data), "batch_size": 8},
+                "model": {"preset": "passt_tiny", "frontend": {"freqm": 8, "timem": 4}},
+                "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+                "training": {"epochs": 1, "steps_per_epoch": 2, "verbose": 0},
+                "wandb": {"mode": "disabled"},
+            }
+        )
+    )
     return str(path)
 
 

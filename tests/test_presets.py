@@ -79,8 +79,9 @@ def test_official_preset_loads_its_weights_by_default(released_tiny, saved_weigh
     )
     assert released_tiny == [("passt_tiny", NUM_CLASSES)]  # the opt-out fetches nothing
     assert not _same_weights(random, saved_weights[0])
-    explicit = SceneClassifier.from_preset("passt_tiny", num_classes=NUM_CLASSES,
-                                           weights=saved_weights[1])
+    explicit = SceneClassifier.from_preset(
+        "passt_tiny", num_classes=NUM_CLASSES, weights=saved_weights[1]
+    )
     assert _same_weights(explicit, saved_weights[0]) and len(released_tiny) == 1
 
 
@@ -101,8 +102,11 @@ WEIGHT_ERRORS = {
         r"'nowhere\.weights\.h5' \(no such file; scripts/convert_passt_checkpoint\.py "
         r"writes one\)$",
     ),
-    "not a path": ({"weights": 3}, r"^weights must be None, 'audioset' or a \.weights\.h5 path, "
-                                   r"got 3$"),
+    "not a path": (
+        {"weights": 3},
+        r"^weights must be None, 'audioset' or a \.weights\.h5 path, "
+        r"got 3$",
+    ),
     "small size with audioset": (
         {"weights": "audioset"},
         r"^preset 'passt_tiny' has no released weights \(it is a size for tests and demos\); "
@@ -170,8 +174,11 @@ def test_save_to_preset_replaces_a_preset_but_nothing_else(saved_weights, tmp_pa
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "todo.txt").write_text("precious")
-    with pytest.raises(UserError, match=r"preset directory .*notes: exists and is not a preset "
-                       r"directory \(no metadata\.json\); refusing to replace it"):
+    with pytest.raises(
+        UserError,
+        match=r"preset directory .*notes: exists and is not a preset "
+        r"directory \(no metadata\.json\); refusing to replace it",
+    ):
         other.save_to_preset(foreign)
     assert os.listdir(foreign) == ["todo.txt"]
     assert sorted(os.listdir(tmp_path)) == ["notes", "p"]
@@ -190,13 +197,20 @@ PRESET_DIR_ERRORS = {
         lambda d: _edit_json(d / "metadata.json", class_name="PaSSTBackbone"),
         r"holds a PaSSTBackbone; expected a SceneClassifier",
     ),
-    "no config": (lambda d: (d / "config.json").unlink(), r"no config\.json; expected a folder "
-                                                         r"written by SceneClassifier"),
-    "broken config": (
-        lambda d: (d / "config.json").write_text("{"), r"config\.json: cannot be read",
+    "no config": (
+        lambda d: (d / "config.json").unlink(),
+        r"no config\.json; expected a folder "
+        r"written by SceneClassifier",
     ),
-    "overrides": (lambda d: None, r"a saved preset fixes its architecture and weights; got "
-                                  r"\{'num_classes': 4\}"),
+    "broken config": (
+        lambda d: (d / "config.json").write_text("{"),
+        r"config\.json: cannot be read",
+    ),
+    "overrides": (
+        lambda d: None,
+        r"a saved preset fixes its architecture and weights; got "
+        r"\{'num_classes': 4\}",
+    ),
 }
 
 
@@ -217,15 +231,17 @@ def test_bad_preset_directory_one_clear_error(case, saved_weights, tmp_path):
 
 
 def _config(weights, preset="passt_tiny"):
-    return resolve_config({
-        "seed": 0,
-        "data": {"path": "unused", "batch_size": 2},
-        "model": {"preset": preset, "weights": weights},
-        "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
-        "schedule": {"name": "plateau", "patience": 2, "factor": 0.5},
-        "training": {"epochs": 1, "verbose": 0},
-        "wandb": {"mode": "disabled"},
-    })
+    return resolve_config(
+        {
+            "seed": 0,
+            "data": {"path": "unused", "batch_size": 2},
+            "model": {"preset": preset, "weights": weights},
+            "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+            "schedule": {"name": "plateau", "patience": 2, "factor": 0.5},
+            "training": {"epochs": 1, "verbose": 0},
+            "wandb": {"mode": "disabled"},
+        }
+    )
 
 
 def test_runner_follows_model_weights_not_the_preset_default(released_tiny, tmp_path):
@@ -238,8 +254,11 @@ def test_runner_follows_model_weights_not_the_preset_default(released_tiny, tmp_
     path = str(tmp_path / "ten.weights.h5")
     reference.save_weights(path)
     assert _same_weights(build_model(_config(path)), reference)
-    with pytest.raises(UserError, match=r"^model\.weights must be None, 'audioset' or an "
-                       r"existing \.weights\.h5 file, got '.*missing\.weights\.h5' \(no such"):
+    with pytest.raises(
+        UserError,
+        match=r"^model\.weights must be None, 'audioset' or an "
+        r"existing \.weights\.h5 file, got '.*missing\.weights\.h5' \(no such",
+    ):
         build_model(_config(str(tmp_path / "missing.weights.h5")))
 
 

@@ -132,15 +132,23 @@ def recordings(separation, per_device, clips=10, dim=16, seed=0):
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     devices = np.repeat(np.arange(len(per_device)), [n * clips for n in per_device])
     noise = np.random.default_rng(seed).normal(size=(devices.size, dim))
-    groups = np.array([f"d{d}-r{i // clips}" for d, i in
-                       zip(devices, np.concatenate([np.arange(n * clips) for n in per_device]))])
+    groups = np.array(
+        [
+            f"d{d}-r{i // clips}"
+            for d, i in zip(devices, np.concatenate([np.arange(n * clips) for n in per_device]))
+        ]
+    )
     return (noise + separation * centres[devices]).astype(np.float32), devices, groups
 
 
 def test_holdout_split_keeps_recordings_whole():
     labels = np.repeat([0, 1, 2], [100, 30, 20])
-    groups = np.array([f"{lab}-{i // 10}" for lab, i in
-                       zip(labels, np.concatenate([np.arange(n) for n in (100, 30, 20)]))])
+    groups = np.array(
+        [
+            f"{lab}-{i // 10}"
+            for lab, i in zip(labels, np.concatenate([np.arange(n) for n in (100, 30, 20)]))
+        ]
+    )
     for seed in range(4):
         fit, stop = probe.holdout_split(labels, groups, seed=seed)
         assert fit.size + stop.size == labels.size and not np.intersect1d(fit, stop).size
@@ -156,8 +164,11 @@ def test_holdout_split_keeps_recordings_whole():
 @pytest.mark.parametrize(
     "labels, groups, message",
     [
-        ([0, 0, 1, 1], ["r1", "r1", "r2", "r3"],
-         r"device probe: a has 1 training 10-s recording\(s\); at least 2 .* --split-by clip"),
+        (
+            [0, 0, 1, 1],
+            ["r1", "r1", "r2", "r3"],
+            r"device probe: a has 1 training 10-s recording\(s\); at least 2 .* --split-by clip",
+        ),
         ([0, 0, 1], None, r"device probe: b has 1 training clip\(s\); at least 2 are needed"),
     ],
 )
@@ -170,8 +181,7 @@ def test_paper_probe_finds_linearly_encoded_devices():
     # Training set imbalanced as in TAU22 (device a 5×), test balanced.
     train, train_dev, train_groups = recordings(4.0, [50, 10, 10, 10, 10, 10], seed=0)
     test, test_dev, _ = recordings(4.0, [4] * 6, seed=1)
-    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5,
-                               patience=10)
+    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5, patience=10)
     assert result["protocol"] == "paper"
     assert result["devices"] == ["a", "b", "c", "s1", "s2", "s3"]
     assert result["balanced_accuracy"] > 0.9
@@ -186,8 +196,7 @@ def test_paper_probe_finds_linearly_encoded_devices():
 def test_paper_probe_stays_near_chance_without_device_information():
     train, train_dev, train_groups = recordings(0.0, [50, 10, 10, 10, 10, 10], seed=1)
     test, test_dev, _ = recordings(0.0, [10] * 6, seed=2)
-    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5,
-                               patience=10)
+    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=5, patience=10)
     assert abs(result["balanced_accuracy"] - 1 / 6) < 0.08
     # The balanced loss keeps the probe from answering "a" (70 % of training) for everything.
     for run in result["per_seed"]:
@@ -198,8 +207,16 @@ def test_paper_probe_stays_near_chance_without_device_information():
 def test_paper_probe_interval_by_hand():
     train, train_dev, train_groups = recordings(1.0, [20, 5, 5, 5, 5, 5], seed=3)
     test, test_dev, _ = recordings(1.0, [5] * 6, seed=4)
-    result = probe.paper_probe(train, train_dev, test, test_dev, train_groups,
-                               seeds=[3, 4, 5, 6, 7], patience=5, max_epochs=60)
+    result = probe.paper_probe(
+        train,
+        train_dev,
+        test,
+        test_dev,
+        train_groups,
+        seeds=[3, 4, 5, 6, 7],
+        patience=5,
+        max_epochs=60,
+    )
     values = [r["balanced_accuracy"] for r in result["per_seed"]]
     mean = sum(values) / 5
     sd = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5
@@ -208,8 +225,9 @@ def test_paper_probe_interval_by_hand():
     assert result["balanced_accuracy_sd"] == pytest.approx(sd)
     assert result["balanced_accuracy_ci"] == pytest.approx([mean - half, mean + half])
     assert sd > 0  # the seeds really differ
-    one = probe.paper_probe(train, train_dev, test, test_dev, train_groups, seeds=[3],
-                            patience=5, max_epochs=60)
+    one = probe.paper_probe(
+        train, train_dev, test, test_dev, train_groups, seeds=[3], patience=5, max_epochs=60
+    )
     assert one["balanced_accuracy"] == pytest.approx(values[0])
     assert one["balanced_accuracy_ci"] is None and one["balanced_accuracy_sd"] is None
 

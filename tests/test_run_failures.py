@@ -33,15 +33,17 @@ TEMP_NAME = re.compile(r"\.tmp-\d+")
 
 
 def tiny_config(data_path, epochs, **training):
-    return resolve_config({
-        "seed": 0,
-        "data": {"path": str(data_path), "batch_size": 8},
-        "model": {"preset": "passt_tiny", "frontend": {"freqm": 8, "timem": 4}},
-        "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
-        "schedule": {"name": "plateau", "patience": 2, "factor": 0.5},
-        "training": {"epochs": epochs, "steps_per_epoch": 2, "verbose": 0, **training},
-        "wandb": {"mode": "disabled"},
-    })
+    return resolve_config(
+        {
+            "seed": 0,
+            "data": {"path": str(data_path), "batch_size": 8},
+            "model": {"preset": "passt_tiny", "frontend": {"freqm": 8, "timem": 4}},
+            "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+            "schedule": {"name": "plateau", "patience": 2, "factor": 0.5},
+            "training": {"epochs": epochs, "steps_per_epoch": 2, "verbose": 0, **training},
+            "wandb": {"mode": "disabled"},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,13 @@ def _snapshot(run):
 
 
 def _temp_files(*roots):
-    return [os.path.join(f, n) for root in roots for f, _, names in os.walk(root)
-            for n in names if TEMP_NAME.search(n)]
+    return [
+        os.path.join(f, n)
+        for root in roots
+        for f, _, names in os.walk(root)
+        for n in names
+        if TEMP_NAME.search(n)
+    ]
 
 
 def _truncate(path, keep):
@@ -96,12 +103,20 @@ def _flip_byte(path, at):
 
 def _cut_last_record(data):
     """Writes an info.json with the true counts, then drops the train shard's last record."""
-    counts = {name: shard_problem(str(data / name))[0] for name in (
-        "train-10s.tfrecord-00000-of-00002", TRAIN_SHARD, EVAL_SHARD)}
-    views = {"train": {"10s": counts["train-10s.tfrecord-00000-of-00002"] + counts[TRAIN_SHARD]},
-             "evaluate": {"1s": counts[EVAL_SHARD]}}
-    info = {"builder": "tau22", "splits": {s: {"views": {v: {"num_examples": n}}}
-                                           for s, vs in views.items() for v, n in vs.items()}}
+    counts = {
+        name: shard_problem(str(data / name))[0]
+        for name in ("train-10s.tfrecord-00000-of-00002", TRAIN_SHARD, EVAL_SHARD)
+    }
+    views = {
+        "train": {"10s": counts["train-10s.tfrecord-00000-of-00002"] + counts[TRAIN_SHARD]},
+        "evaluate": {"1s": counts[EVAL_SHARD]},
+    }
+    info = {
+        "builder": "tau22",
+        "splits": {
+            s: {"views": {v: {"num_examples": n}}} for s, vs in views.items() for v, n in vs.items()
+        },
+    }
     (data / "info.json").write_text(json.dumps(info))
     offset, last = 0, 0
     with open(data / TRAIN_SHARD, "rb") as f:
@@ -164,52 +179,74 @@ BAD_INPUTS = {
     "garbage resume weights": (
         lambda d, r, m: (r / "checkpoints/resume-0001.weights.h5").write_bytes(b"garbage" * 99),
         r"resume-0001\.weights\.h5: cannot load the resume weights \(.*\); expected the resume "
-        r"files this run wrote; move .*run away to start the run again from scratch"),
+        r"files this run wrote; move .*run away to start the run again from scratch",
+    ),
     "truncated resume state": (
         lambda d, r, m: _truncate(r / "checkpoints/resume-0001.state.npz", 1000),
-        r"resume-0001\.state\.npz: cannot read the resume state \(.*\); expected the resume"),
+        r"resume-0001\.state\.npz: cannot read the resume state \(.*\); expected the resume",
+    ),
     "state.json without epoch": (
         lambda d, r, m: _state_without_epoch(r),
-        r"state\.json: 'epoch' is None; expected the number of finished epochs"),
+        r"state\.json: 'epoch' is None; expected the number of finished epochs",
+    ),
     "truncated train shard": (
         lambda d, r, m: _truncate(d / TRAIN_SHARD, os.path.getsize(d / TRAIN_SHARD) - 1000),
         r"train-10s\.tfrecord-00001-of-00002: truncated: the record at byte \d+ ends at byte "
-        r"\d+, the file has \d+ bytes; expected a complete TFRecord shard"),
+        r"\d+, the file has \d+ bytes; expected a complete TFRecord shard",
+    ),
     "truncated evaluate shard": (
         lambda d, r, m: _truncate(d / EVAL_SHARD, 6),
         r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the file ends inside the record "
-        r"header at byte 0"),
+        r"header at byte 0",
+    ),
     "train shard cut at a record boundary": (
         lambda d, r, m: _cut_last_record(d),
         r"split 'train' view '10s' holds 39 records but info\.json records 40 "
-        r"\(train-10s\.tfrecord-00000-of-00002: 20, train-10s\.tfrecord-00001-of-00002: 19\)"),
+        r"\(train-10s\.tfrecord-00000-of-00002: 20, train-10s\.tfrecord-00001-of-00002: 19\)",
+    ),
     "bit-flipped train shard": (
         lambda d, r, m: _flip_byte(d / TRAIN_SHARD, os.path.getsize(d / TRAIN_SHARD) // 2),
         r"train-10s\.tfrecord-00001-of-00002: corrupted record at byte \d+ \(data checksum "
-        r"mismatch\); expected a complete TFRecord shard"),
+        r"mismatch\); expected a complete TFRecord shard",
+    ),
     "bit-flipped evaluate shard": (
         lambda d, r, m: _flip_byte(d / EVAL_SHARD, 5000),
-        r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at byte \d+ \(data checksum"),
+        r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at byte \d+ \(data checksum",
+    ),
     "train split without labels (info.json)": (
-        lambda d, r, m: (d / "info.json").write_text(json.dumps({"builder": "tau22", "splits": {
-            "train": {"views": {"10s": {"num_examples": 40, "counts": {"a": {"unknown": 40}}}}}}})),
+        lambda d, r, m: (d / "info.json").write_text(
+            json.dumps(
+                {
+                    "builder": "tau22",
+                    "splits": {
+                        "train": {
+                            "views": {"10s": {"num_examples": 40, "counts": {"a": {"unknown": 40}}}}
+                        }
+                    },
+                }
+            )
+        ),
         r"data\.path .*data: 40 records of split 'train' view '10s' have no scene label "
-        r"\(info\.json counts them under scene 'unknown'\); expected a labelled training split"),
+        r"\(info\.json counts them under scene 'unknown'\); expected a labelled training split",
+    ),
     "garbage history.json": (
         lambda d, r, m: (r / "history.json").write_text('{"epoch": 1'),
         r"history\.json: not a valid history \(.*\); expected the per-epoch JSON list this run "
-        r"wrote"),
+        r"wrote",
+    ),
     "garbage best weights at the end (final_weights: best)": (
         lambda d, r, m: _garbage_best_weights_at_the_end(r),
         r"best\.weights\.h5: cannot load the best epoch's weights \(.*\); expected the weights "
         r"this run saved at its best epoch \(training\.final_weights: best\), so .*model\.keras "
         r"was not written\. Restore the file, or delete it to finish with the last epoch's "
         r"weights, and run the same command again$",
-        {"epochs": 1, "final_weights": "best"}),
+        {"epochs": 1, "final_weights": "best"},
+    ),
     "disk full at the checkpoint": (
         lambda d, r, m: _disk_full(m),
         r"training stopped: cannot write \S+ \(No space left on device\); .*run keeps the last "
-        r"good epoch \(1\)\. Free some space and run the same command again to resume"),
+        r"good epoch \(1\)\. Free some space and run the same command again to resume",
+    ),
 }
 
 
@@ -249,14 +286,17 @@ def _subprocess_train(config_path, run, limit_bytes=0):
     code = (
         "import resource, signal, sys; "
         f"sys.argv = ['train.py', '--config', {str(config_path)!r}, '--run-dir', {str(run)!r}]; "
-        + (f"signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit("
-           f"resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); " if limit_bytes else "")
+        + (
+            f"signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit("
+            f"resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); "
+            if limit_bytes
+            else ""
+        )
         + f"sys.path.insert(0, {os.path.join(ROOT, 'scripts')!r}); import runpy; "
         f"runpy.run_path({os.path.join(ROOT, 'scripts', 'train.py')!r}, run_name='__main__')"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=600)
 
 
 def test_failed_checkpoint_write_stops_cleanly_without_a_crash(base, tmp_path):
@@ -270,9 +310,12 @@ def test_failed_checkpoint_write_stops_cleanly_without_a_crash(base, tmp_path):
     err = result.stderr.decode()
     assert result.returncode == 2, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert re.fullmatch(r"error: training stopped: cannot write \S+\.(weights\.h5|npz|keras) "
-                        r"\(File too large\); .* keeps the last good epoch \(1\)\. Free some "
-                        r"space and run the same command again to resume", last), last
+    assert re.fullmatch(
+        r"error: training stopped: cannot write \S+\.(weights\.h5|npz|keras) "
+        r"\(File too large\); .* keeps the last good epoch \(1\)\. Free some "
+        r"space and run the same command again to resume",
+        last,
+    ), last
     assert "Traceback" not in err
     assert _snapshot(run) == before and _temp_files(run) == []
     result = _subprocess_train(config_path, run)
@@ -303,11 +346,16 @@ def test_sigterm_stops_training_like_ctrl_c_and_stale_temp_files_go(base, tmp_pa
     assert capsys.readouterr().err == "terminated\n"
     assert json.loads((run / "checkpoints/state.json").read_text())["epoch"] == 1
     # What a kill in the middle of writes leaves: temp names of a process that is gone.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    left = [f"checkpoints/.tmp-{dead}-resume-0002.weights.h5", f".tmp-{dead}-model.keras",
-            f"history.json.tmp-{dead}", f"checkpoints/resume-0002.state.npz.tmp-{dead}.npz",
-            f"eval/evaluate/.tmp-{dead}-k3j_x9a1"]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    left = [
+        f"checkpoints/.tmp-{dead}-resume-0002.weights.h5",
+        f".tmp-{dead}-model.keras",
+        f"history.json.tmp-{dead}",
+        f"checkpoints/resume-0002.state.npz.tmp-{dead}.npz",
+        f"eval/evaluate/.tmp-{dead}-k3j_x9a1",
+    ]
     kept = ["notes.tmp-draft", ".tmp-keep", f"history.json.tmp-{dead}.bak"]  # not our names
     for name in left + kept:
         os.makedirs(os.path.dirname(run / name), exist_ok=True)
@@ -319,7 +367,10 @@ def test_sigterm_stops_training_like_ctrl_c_and_stale_temp_files_go(base, tmp_pa
 
 def test_run_dir_under_a_file_is_one_clear_error(base, tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match=r"--run-dir .*file/run: cannot write .*file/run \(Not a "
-                       r"directory\); expected a writable folder with free space"):
+    with pytest.raises(
+        UserError,
+        match=r"--run-dir .*file/run: cannot write .*file/run \(Not a "
+        r"directory\); expected a writable folder with free space",
+    ):
         train(tiny_config(base[0], 1), str(tmp_path / "file" / "run"))
     assert sorted(os.listdir(tmp_path)) == ["file"]

@@ -54,9 +54,7 @@ def test_compute_loss_uses_logits_with_sparse_ce(model):
     y = np.array([0, 1, 2, 1])
     y_pred = model(x)
     loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-    expected = keras.losses.sparse_categorical_crossentropy(
-        y, y_pred["logits"], from_logits=True
-    )
+    expected = keras.losses.sparse_categorical_crossentropy(y, y_pred["logits"], from_logits=True)
     np.testing.assert_allclose(float(loss), float(np.mean(expected)), rtol=1e-6)
 
 
@@ -112,12 +110,18 @@ def test_loss_and_metrics_dicts_keyed_by_output_name():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"loss": {"scene": "mse"}},
-         r"loss keys \['scene'\] are not outputs; expected the output name 'logits'"),
-        ({"loss": {"logits": "sparse_categorical_crossentropy", "embedding": "mse"}},
-         r"loss for \['embedding'\]: only 'logits' takes a compiled loss"),
-        ({"metrics": {"class_tokens": ["mae"]}},
-         r"metrics for \['class_tokens'\]: only 'logits' takes a compiled metrics"),
+        (
+            {"loss": {"scene": "mse"}},
+            r"loss keys \['scene'\] are not outputs; expected the output name 'logits'",
+        ),
+        (
+            {"loss": {"logits": "sparse_categorical_crossentropy", "embedding": "mse"}},
+            r"loss for \['embedding'\]: only 'logits' takes a compiled loss",
+        ),
+        (
+            {"metrics": {"class_tokens": ["mae"]}},
+            r"metrics for \['class_tokens'\]: only 'logits' takes a compiled metrics",
+        ),
     ],
 )
 def test_bad_compile_dicts(kwargs, message):

@@ -30,12 +30,23 @@ def _data(n=8, seed=0):
     return x, y
 
 
-def _model(dtype=None, dir_augmentation=None, mixstyle_p=0.0, mixstyle_alpha=0.4,
-           mixup_alpha=0.0, augment_seed=0, **icl):
+def _model(
+    dtype=None,
+    dir_augmentation=None,
+    mixstyle_p=0.0,
+    mixstyle_alpha=0.4,
+    mixup_alpha=0.0,
+    augment_seed=0,
+    **icl,
+):
     """The tiny task with the config's vocabulary (loss: icl_*; augment; dirs)."""
     augmenter = Augmenter(dir_augmentation, mixstyle_p, mixstyle_alpha, mixup_alpha, augment_seed)
     return SceneClassifier.from_preset(
-        "passt_tiny", num_classes=NUM_CLASSES, seed=0, dtype=dtype, augmenter=augmenter,
+        "passt_tiny",
+        num_classes=NUM_CLASSES,
+        seed=0,
+        dtype=dtype,
+        augmenter=augmenter,
         **icl_task_kwargs(**icl),
     )
 
@@ -50,8 +61,7 @@ def _json(config):
 
 
 def _ce(y, logits):
-    return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, logits,
-                                                                      from_logits=True)))
+    return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,8 @@ def test_fit_with_icl_lowers_the_loss_and_tracks_terms(icl_model):
     assert inference_loss() < before
     # Equal batches and no ramp: the epoch means obey loss = ce + 0.5 icl too.
     assert history["loss"][0] == pytest.approx(
-        history["ce_loss"][0] + 0.5 * history["icl_loss"][0], rel=1e-5)
+        history["ce_loss"][0] + 0.5 * history["icl_loss"][0], rel=1e-5
+    )
     # One evaluation batch: the tracked terms are exactly this batch's CE and ICL.
     after = icl_model.evaluate(dataset, verbose=0, return_dict=True)
     y_pred = icl_model(x)
@@ -181,8 +192,10 @@ def test_dir_device_and_pipeline_placements_give_the_same_training():
     for key in ("loss", "ce_loss", "icl_loss"):
         assert h_device[key][0] == pytest.approx(h_pipeline[key][0], rel=1e-5), key
     np.testing.assert_allclose(
-        device_model.head_dense.kernel.numpy(), pipeline_model.head_dense.kernel.numpy(),
-        rtol=1e-4, atol=1e-6,
+        device_model.head_dense.kernel.numpy(),
+        pipeline_model.head_dense.kernel.numpy(),
+        rtol=1e-4,
+        atol=1e-6,
     )
     assert int(device_model.dir_augmentation.examples_seen.numpy()) == 8
     # Something was augmented: some device-a clips got new device ids (>= 9).
@@ -219,9 +232,17 @@ def test_mixed_bfloat16_fit_with_icl_and_dir():
 
 
 def test_config_round_trip_and_keras_file(tmp_path):
-    model = _model(icl_weight=0.5, icl_normalization="blocks", icl_num_devices=12,
-                   icl_rampup_steps=10, dir_augmentation=_dir_layer(), mixstyle_p=0.4,
-                   mixstyle_alpha=0.3, mixup_alpha=0.2, augment_seed=5)
+    model = _model(
+        icl_weight=0.5,
+        icl_normalization="blocks",
+        icl_num_devices=12,
+        icl_rampup_steps=10,
+        dir_augmentation=_dir_layer(),
+        mixstyle_p=0.4,
+        mixstyle_alpha=0.3,
+        mixup_alpha=0.2,
+        augment_seed=5,
+    )
     config = model.get_config()
     revived = SceneClassifier.from_config(config)
     assert revived.get_config() == config
@@ -237,8 +258,9 @@ def test_config_round_trip_and_keras_file(tmp_path):
     assert isinstance(loaded, SceneClassifier)
     # (the config now also carries the build shapes of the augmentation layers)
     assert _json(loaded.get_config()) == _json(model.get_config())
-    np.testing.assert_array_equal(loaded.dir_augmentation.irs.numpy(),
-                                  model.dir_augmentation.irs.numpy())
+    np.testing.assert_array_equal(
+        loaded.dir_augmentation.irs.numpy(), model.dir_augmentation.irs.numpy()
+    )
     assert int(loaded.dir_augmentation.examples_seen.numpy()) == 4
     assert int(loaded.freq_mix_style.batches_seen.numpy()) == 1
     np.testing.assert_array_equal(loaded(x)["logits"], model(x)["logits"])
@@ -249,8 +271,9 @@ def test_plain_weights_file_loads_into_an_augmented_model(tmp_path):
     plain = _model()
     path = str(tmp_path / "plain.weights.h5")
     plain.save_weights(path)
-    augmented = _model(dir_augmentation=_dir_layer(), mixstyle_p=0.4, mixup_alpha=0.3,
-                       icl_weight=0.5)
+    augmented = _model(
+        dir_augmentation=_dir_layer(), mixstyle_p=0.4, mixup_alpha=0.3, icl_weight=0.5
+    )
     irs = augmented.dir_augmentation.irs.numpy()
     augmented.load_weights(path)
     x, _ = _data(n=2)
@@ -264,26 +287,42 @@ def test_plain_weights_file_loads_into_an_augmented_model(tmp_path):
         (lambda: icl_task_kwargs(icl_weight=-1.0), r"icl_weight must be a number >= 0, got -1.0"),
         (lambda: icl_task_kwargs(icl_weight="0.5"), r"icl_weight must be a number >= 0"),
         (lambda: icl_task_kwargs(icl_beta=0.0), r"icl_beta must be > 0 .* got icl_beta=0.0"),
-        (lambda: icl_task_kwargs(icl_alpha="0.2"),
-         r"icl_alpha must be a finite number, got icl_alpha='0.2'"),
+        (
+            lambda: icl_task_kwargs(icl_alpha="0.2"),
+            r"icl_alpha must be a finite number, got icl_alpha='0.2'",
+        ),
         (lambda: icl_task_kwargs(icl_normalization="mean"), r"icl_normalization must be one of"),
-        (lambda: icl_task_kwargs(icl_target="cls"),
-         r"icl_target must be one of \('pooled', 'tokens', 'normalized'\), got 'cls'"),
-        (lambda: icl_task_kwargs(icl_rampup_steps=1.5),
-         r"icl_rampup_steps must be an int >= 0, got 1.5"),
+        (
+            lambda: icl_task_kwargs(icl_target="cls"),
+            r"icl_target must be one of \('pooled', 'tokens', 'normalized'\), got 'cls'",
+        ),
+        (
+            lambda: icl_task_kwargs(icl_rampup_steps=1.5),
+            r"icl_rampup_steps must be an int >= 0, got 1.5",
+        ),
         (lambda: Augmenter(mixup_alpha=-0.1), r"mixup_alpha must be a number >= 0, got -0.1"),
         (lambda: Augmenter(mixstyle_p=1.5), r"mixstyle_p must be a number >= 0 and <= 1, got 1.5"),
-        (lambda: Augmenter(dir_augmentation="yes"),
-         r"dir_augmentation must be a .*DirAugmentation"),
-        (lambda: SceneClassifier(_BACKBONE, auxiliary_loss="icl"),
-         r"auxiliary_loss must be a keras_asc.losses.InverseContrastiveLoss or None, got str"),
-        (lambda: SceneClassifier(_BACKBONE, auxiliary_loss_weight=-0.5),
-         r"auxiliary_loss_weight must be a number >= 0, got -0.5"),
-        (lambda: SceneClassifier(_BACKBONE, augmenter={"mixup_alpha": 0.3}),
-         r"augmenter must be a keras_asc.augment.Augmenter or None, got dict"),
-        (lambda: SceneClassifier.from_preset("passt_tiny", icl_weight=0.5, mixup_alpha=0.2),
-         r"from_preset: icl_weight, mixup_alpha are kwargs of config version 1; pass "
-         r"auxiliary_loss="),
+        (
+            lambda: Augmenter(dir_augmentation="yes"),
+            r"dir_augmentation must be a .*DirAugmentation",
+        ),
+        (
+            lambda: SceneClassifier(_BACKBONE, auxiliary_loss="icl"),
+            r"auxiliary_loss must be a keras_asc.losses.InverseContrastiveLoss or None, got str",
+        ),
+        (
+            lambda: SceneClassifier(_BACKBONE, auxiliary_loss_weight=-0.5),
+            r"auxiliary_loss_weight must be a number >= 0, got -0.5",
+        ),
+        (
+            lambda: SceneClassifier(_BACKBONE, augmenter={"mixup_alpha": 0.3}),
+            r"augmenter must be a keras_asc.augment.Augmenter or None, got dict",
+        ),
+        (
+            lambda: SceneClassifier.from_preset("passt_tiny", icl_weight=0.5, mixup_alpha=0.2),
+            r"from_preset: icl_weight, mixup_alpha are kwargs of config version 1; pass "
+            r"auxiliary_loss=",
+        ),
     ],
 )
 def test_bad_task_arguments(build, message):
@@ -318,20 +357,38 @@ def _to_version_1(config):
     config.update(
         icl_weight=config.pop("auxiliary_loss_weight"),
         icl_rampup_steps=config.pop("auxiliary_loss_rampup_steps"),
-        icl_alpha=loss["alpha"], icl_beta=loss["beta"], icl_normalization=loss["normalization"],
-        icl_num_devices=loss["num_devices"], dir_augmentation=augmenter["dir_augmentation"],
-        mixstyle_p=augmenter["mixstyle_p"], mixstyle_alpha=augmenter["mixstyle_alpha"],
-        mixup_alpha=augmenter["mixup_alpha"], augment_seed=augmenter["seed"],
+        icl_alpha=loss["alpha"],
+        icl_beta=loss["beta"],
+        icl_normalization=loss["normalization"],
+        icl_num_devices=loss["num_devices"],
+        dir_augmentation=augmenter["dir_augmentation"],
+        mixstyle_p=augmenter["mixstyle_p"],
+        mixstyle_alpha=augmenter["mixstyle_alpha"],
+        mixup_alpha=augmenter["mixup_alpha"],
+        augment_seed=augmenter["seed"],
     )
 
 
 def test_keras_file_of_config_version_1_loads(tmp_path):
     irs = np.random.default_rng(7).normal(size=(3, 40)).astype("float32") * 0.3
-    layer = DirAugmentation(irs, ir_labels=[0, 1, 1], probability=1.0, seed=3,
-                            device_labels="per_microphone", name="dir_augmentation")
-    model = _model(icl_weight=0.5, icl_normalization="blocks", icl_num_devices=12,
-                   icl_rampup_steps=10, dir_augmentation=layer, mixstyle_p=0.4, mixup_alpha=0.2,
-                   augment_seed=5)
+    layer = DirAugmentation(
+        irs,
+        ir_labels=[0, 1, 1],
+        probability=1.0,
+        seed=3,
+        device_labels="per_microphone",
+        name="dir_augmentation",
+    )
+    model = _model(
+        icl_weight=0.5,
+        icl_normalization="blocks",
+        icl_num_devices=12,
+        icl_rampup_steps=10,
+        dir_augmentation=layer,
+        mixstyle_p=0.4,
+        mixup_alpha=0.2,
+        augment_seed=5,
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x, y = _data(n=4)
     model.train_step((x, y))
@@ -342,8 +399,9 @@ def test_keras_file_of_config_version_1_loads(tmp_path):
         loaded = keras.saving.load_model(old)
     assert _json(loaded.get_config()) == _json(model.get_config())
     # The augmentation state keeps its weight paths: IR bank, labels and counters load.
-    np.testing.assert_array_equal(loaded.dir_augmentation.irs.numpy(),
-                                  model.dir_augmentation.irs.numpy())
+    np.testing.assert_array_equal(
+        loaded.dir_augmentation.irs.numpy(), model.dir_augmentation.irs.numpy()
+    )
     assert loaded.dir_augmentation.ir_labels.numpy().tolist() == [0, 1, 1]
     assert int(loaded.dir_augmentation.examples_seen.numpy()) == 4
     assert int(loaded.mixup.batches_seen.numpy()) == 1
@@ -355,16 +413,25 @@ def test_keras_file_of_an_unknown_config_version_fails_clearly(tmp_path):
     new, future = str(tmp_path / "v2.keras"), str(tmp_path / "v3.keras")
     model.save(new)
     _rewrite_keras_config(new, future, lambda config: config.update(version=3))
-    with pytest.raises(UserError, match=r"saved with config version 3; this keras_asc reads "
-                                        r"versions 1 and 2"):
+    with pytest.raises(
+        UserError,
+        match=r"saved with config version 3; this keras_asc reads "
+        r"versions 1 and 2",
+    ):
         keras.saving.load_model(future)
 
 
 def test_icl_diagnostics_are_logged_with_the_loss_terms(icl_model):
     x, y = _data(n=8)
     logs = icl_model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
-    keys = {"icl_embedding_norm", "icl_cos_cls_dist", "icl_clip_share", "icl_distance_ratio",
-            "icl_same_device_fraction", "icl_grad_share"}
+    keys = {
+        "icl_embedding_norm",
+        "icl_cos_cls_dist",
+        "icl_clip_share",
+        "icl_distance_ratio",
+        "icl_same_device_fraction",
+        "icl_grad_share",
+    }
     assert keys <= set(logs)
     tokens = icl_model(x)["class_tokens"].numpy()
     z = tokens.mean(axis=1)

@@ -44,8 +44,9 @@ AUDIO_LABELS = {
 def test_audio_record_equals_tf_example_message():
     audio = _audio(50)
     serialized = schema.encode_audio_example(audio, **AUDIO_LABELS)
-    expected = dict(AUDIO_LABELS, audio=audio, num_samples=50, sample_rate=32000,
-                    scene_id=8, device_id=4)
+    expected = dict(
+        AUDIO_LABELS, audio=audio, num_samples=50, sample_rate=32000, scene_id=8, device_id=4
+    )
     assert tf.train.Example.FromString(serialized) == _tf_example(expected, schema.AUDIO_FEATURES)
     # Same inputs, same bytes (the builders rely on it for byte-identical shards).
     assert schema.encode_audio_example(audio, **AUDIO_LABELS) == serialized
@@ -53,14 +54,31 @@ def test_audio_record_equals_tf_example_message():
 
 def test_dir_record_equals_tf_example_message_with_unicode_and_negative_ints():
     ir = _audio(17, seed=1)
-    kwargs = {"name": "sub/B&O_BM2 Ø.wav", "set": "micirp", "source_sample_rate": 48000,
-              "microphone": "Røde NT2-A", "distance_cm": 50, "angle_deg": -1}
+    kwargs = {
+        "name": "sub/B&O_BM2 Ø.wav",
+        "set": "micirp",
+        "source_sample_rate": 48000,
+        "microphone": "Røde NT2-A",
+        "distance_cm": 50,
+        "angle_deg": -1,
+    }
     serialized = schema.encode_dir_example(ir, **kwargs)
     expected = {
-        "ir": ir, "num_samples": 17, "sample_rate": 32000, "source_sample_rate": 48000,
-        "name": kwargs["name"], "set": "micirp", "peak": float(np.max(np.abs(ir))),
-        "microphone": "Røde NT2-A", "pattern": "", "variant": "", "distance_cm": 50,
-        "angle_deg": -1, "transducer": "", "diaphragm_size": "", "address": "",
+        "ir": ir,
+        "num_samples": 17,
+        "sample_rate": 32000,
+        "source_sample_rate": 48000,
+        "name": kwargs["name"],
+        "set": "micirp",
+        "peak": float(np.max(np.abs(ir))),
+        "microphone": "Røde NT2-A",
+        "pattern": "",
+        "variant": "",
+        "distance_cm": 50,
+        "angle_deg": -1,
+        "transducer": "",
+        "diaphragm_size": "",
+        "address": "",
         "diaphragm_count": -1,
     }
     assert tf.train.Example.FromString(serialized) == _tf_example(expected, schema.DIR_FEATURES)
@@ -89,8 +107,10 @@ def test_unlabelled_record_defaults():
 
 def test_batched_parse_is_ragged_or_dense_with_num_samples():
     a, b = _audio(5, 1), _audio(3, 2)
-    records = [schema.encode_audio_example(a, filename="x"),
-               schema.encode_audio_example(b, filename="y", scene="bus")]
+    records = [
+        schema.encode_audio_example(a, filename="x"),
+        schema.encode_audio_example(b, filename="y", scene="bus"),
+    ]
     parsed = schema.parse_audio_example(tf.constant(records))
     assert isinstance(parsed["audio"], tf.RaggedTensor)
     assert parsed["audio"].row_lengths().numpy().tolist() == [5, 3]
@@ -106,16 +126,20 @@ def test_batched_parse_is_ragged_or_dense_with_num_samples():
 
 def test_parse_inside_dataset_map_unbatched_and_batched():
     clips = [_audio(32000, s) for s in range(5)]
-    records = [schema.encode_audio_example(c, filename=f"f{i}", device=vocab.DEVICES[i])
-               for i, c in enumerate(clips)]
+    records = [
+        schema.encode_audio_example(c, filename=f"f{i}", device=vocab.DEVICES[i])
+        for i, c in enumerate(clips)
+    ]
     unbatched = tf.data.Dataset.from_tensor_slices(records).map(schema.parse_audio_example)
     assert unbatched.element_spec["audio"].shape.as_list() == [None]
     got = list(unbatched.as_numpy_iterator())
     for i, item in enumerate(got):
         np.testing.assert_array_equal(item["audio"], clips[i])
         assert item["device_id"] == i
-    batched = tf.data.Dataset.from_tensor_slices(records).batch(2).map(
-        lambda s: schema.parse_audio_example(s, num_samples=32000)
+    batched = (
+        tf.data.Dataset.from_tensor_slices(records)
+        .batch(2)
+        .map(lambda s: schema.parse_audio_example(s, num_samples=32000))
     )
     assert batched.element_spec["audio"].shape.as_list() == [None, 32000]
     batches = list(batched.as_numpy_iterator())
@@ -128,9 +152,17 @@ def test_parse_inside_dataset_map_unbatched_and_batched():
 
 def test_dir_parse_scalar_and_batch_in_map():
     irs = [_audio(n, n) for n in (10, 20)]
-    records = [schema.encode_dir_example(ir, name=f"m{i}.wav", set="multi",
-                                         source_sample_rate=48000, distance_cm=125, angle_deg=90)
-               for i, ir in enumerate(irs)]
+    records = [
+        schema.encode_dir_example(
+            ir,
+            name=f"m{i}.wav",
+            set="multi",
+            source_sample_rate=48000,
+            distance_cm=125,
+            angle_deg=90,
+        )
+        for i, ir in enumerate(irs)
+    ]
     one = schema.parse_dir_example(records[1])
     np.testing.assert_array_equal(one["ir"].numpy(), irs[1])
     assert one["peak"].numpy() == pytest.approx(np.max(np.abs(irs[1])))
@@ -146,12 +178,20 @@ def test_dir_parse_scalar_and_batch_in_map():
     [
         (lambda: schema.encode_audio_example(np.zeros((2, 3)), filename="x"), "1-D"),
         (lambda: schema.encode_audio_example(np.array([0.0, np.nan]), filename="x"), "NaN"),
-        (lambda: schema.encode_audio_example(np.zeros(3), filename="x", scene="beach"),
-         "unknown scene 'beach'"),
-        (lambda: schema.encode_audio_example(np.zeros(3), filename="x", device="s7"),
-         "unknown device 's7'"),
-        (lambda: schema.encode_dir_example(np.zeros(3), name="x", set="vintage",
-                                           source_sample_rate=1), "unknown DIR set 'vintage'"),
+        (
+            lambda: schema.encode_audio_example(np.zeros(3), filename="x", scene="beach"),
+            "unknown scene 'beach'",
+        ),
+        (
+            lambda: schema.encode_audio_example(np.zeros(3), filename="x", device="s7"),
+            "unknown device 's7'",
+        ),
+        (
+            lambda: schema.encode_dir_example(
+                np.zeros(3), name="x", set="vintage", source_sample_rate=1
+            ),
+            "unknown DIR set 'vintage'",
+        ),
         (lambda: schema.encode_example(schema.AUDIO_FEATURES, {"audio": [0.0]}), "missing"),
         (lambda: schema.parse_audio_example(tf.constant([["a"]])), "scalar or a vector"),
     ],

@@ -31,15 +31,23 @@ def _dir_augmentation():
 def _generator():
     from keras_asc.irgen.generator import DirGenerator
 
-    return DirGenerator(output_length=64, initial_length=4, initial_channels=8, channels=(8, 4),
-                        strides=(4, 4), kernel_size=5, seed=1)
+    return DirGenerator(
+        output_length=64,
+        initial_length=4,
+        initial_channels=8,
+        channels=(8, 4),
+        strides=(4, 4),
+        kernel_size=5,
+        seed=1,
+    )
 
 
 def _discriminator():
     from keras_asc.irgen.discriminator import DirDiscriminator
 
-    return DirDiscriminator(input_length=64, filters=(4, 8), strides=(4, 4), kernel_size=5,
-                            joint_filters=6, seed=2)
+    return DirDiscriminator(
+        input_length=64, filters=(4, 8), strides=(4, 4), kernel_size=5, joint_filters=6, seed=2
+    )
 
 
 def _gan():
@@ -56,30 +64,37 @@ def _condition():
 SERIALIZATION_TABLE = {
     "keras_asc>ClassTokens": lambda: (keras_asc.layers.ClassTokens(), _rand(2, 20, 8)),
     "keras_asc>PatchEmbedding": lambda: (
-        keras_asc.layers.PatchEmbedding(8, patch_size=(16, 8), stride=(10, 4)), _rand(2, 128, 40)
+        keras_asc.layers.PatchEmbedding(8, patch_size=(16, 8), stride=(10, 4)),
+        _rand(2, 128, 40),
     ),
     "keras_asc>PatchPositionEmbedding": lambda: (
         keras_asc.layers.PatchPositionEmbedding(12, 30, random_time_offset=False, seed=3),
         _rand(2, 12, 9, 8),
     ),
     "keras_asc>StructuredPatchout": lambda: (
-        keras_asc.layers.StructuredPatchout(frequency=2, time=1, seed=4), _rand(2, 12, 9, 8)
+        keras_asc.layers.StructuredPatchout(frequency=2, time=1, seed=4),
+        _rand(2, 12, 9, 8),
     ),
     "keras_asc>UnstructuredPatchout": lambda: (
-        keras_asc.layers.UnstructuredPatchout(3, seed=5), _rand(2, 20, 8)
+        keras_asc.layers.UnstructuredPatchout(3, seed=5),
+        _rand(2, 20, 8),
     ),
     "keras_asc>MultiHeadSelfAttention": lambda: (
-        keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False), _rand(2, 20, 8)
+        keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False),
+        _rand(2, 20, 8),
     ),
     "keras_asc>TransformerBlock": lambda: (
-        keras_asc.layers.TransformerBlock(2, 24, layer_norm_epsilon=1e-5), _rand(2, 20, 8)
+        keras_asc.layers.TransformerBlock(2, 24, layer_norm_epsilon=1e-5),
+        _rand(2, 20, 8),
     ),
     "keras_asc>KaldiMelSpectrogram": lambda: (
-        keras_asc.KaldiMelSpectrogram(freqm=8, timem=4), 0.1 * _rand(2, 8000)
+        keras_asc.KaldiMelSpectrogram(freqm=8, timem=4),
+        0.1 * _rand(2, 8000),
     ),
     "keras_asc>DirAugmentation": _dir_augmentation,
     "keras_asc>FreqMixStyle": lambda: (
-        keras_asc.FreqMixStyle(probability=1.0, alpha=0.5, seed=2), _rand(3, 4, 6)
+        keras_asc.FreqMixStyle(probability=1.0, alpha=0.5, seed=2),
+        _rand(3, 4, 6),
     ),
     "keras_asc>Mixup": lambda: (keras_asc.Mixup(alpha=0.3, seed=3), _rand(3, 24)),
     "keras_asc>Roll": lambda: (keras_asc.Roll(max_shift=4, seed=1), _rand(3, 24)),
@@ -90,7 +105,9 @@ SERIALIZATION_TABLE = {
     "keras_asc>SceneClassifier": lambda: (
         # The Task with its nested objects: auxiliary loss (+ class_tokens output), augmenter.
         keras_asc.SceneClassifier.from_preset(
-            "passt_tiny", seed=0, auxiliary_loss_weight=0.5,
+            "passt_tiny",
+            seed=0,
+            auxiliary_loss_weight=0.5,
             auxiliary_loss=keras_asc.InverseContrastiveLoss(target="tokens"),
             augmenter=keras_asc.Augmenter(mixstyle_p=0.4, mixup_alpha=0.2, seed=1),
         ),

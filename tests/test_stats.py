@@ -98,8 +98,12 @@ def test_judge_applies_holm_over_the_family():
     assert [j["verdict"] for j in judged] == ["holds", "holds", "contradicted"]
     judged = stats.judge([*tests, {"mean": -0.1, "margin": 0.0, "sign": -1, "p": 0.5}])
     assert [j["p_holm"] for j in judged] == pytest.approx([0.03, 0.06, 0.004, 0.5])
-    assert [j["verdict"] for j in judged] == ["holds", "inconclusive", "contradicted",
-                                               "inconclusive"]
+    assert [j["verdict"] for j in judged] == [
+        "holds",
+        "inconclusive",
+        "contradicted",
+        "inconclusive",
+    ]
 
 
 def test_best_seed_and_uniform_flag():

@@ -61,7 +61,9 @@ def test_top_level_layout(corpus):
     tau = os.path.join(out, TAU)
     assert sorted(os.listdir(tau)) == ["README.md", "audio", "evaluation_setup", "meta.csv"]
     assert sorted(os.listdir(os.path.join(tau, "evaluation_setup"))) == [
-        "fold1_evaluate.csv", "fold1_test.csv", "fold1_train.csv",
+        "fold1_evaluate.csv",
+        "fold1_test.csv",
+        "fold1_train.csv",
     ]
 
 
@@ -150,7 +152,10 @@ def test_audio_format_and_continuity(corpus):
     for name in names[:25]:
         info = sf.info(os.path.join(tau, "audio", name))
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (
-            44100, 1, 44100, "PCM_24"
+            44100,
+            1,
+            44100,
+            "PCM_24",
         )
     # Parts of one recording come from one continuous signal: the jump at the joint is no larger
     # than typical sample-to-sample steps inside the parts.
@@ -270,7 +275,8 @@ def test_determinism_and_regeneration(corpus, tmp_path):
     audio = os.path.join(TAU, "audio")
     assert sorted(os.listdir(os.path.join(out, audio))) != sorted(os.listdir(again / audio))
     assert not filecmp.cmp(
-        os.path.join(out, "micirp", "Doremi_.wav"), again / "micirp" / "Doremi_.wav",
+        os.path.join(out, "micirp", "Doremi_.wav"),
+        again / "micirp" / "Doremi_.wav",
         shallow=False,
     )
     # A user's file inside a generated folder makes it foreign.
@@ -352,8 +358,9 @@ def test_scenes_are_separable_by_band_energies():
             split = "train" if loc < 4 else "test"
             location = location_params(np.random.default_rng([7, scene_id, loc]), scene)
             for seg in range(2):
-                clip = render_scene(np.random.default_rng([8, scene_id, loc, seg]), location,
-                                    rate, rate)
+                clip = render_scene(
+                    np.random.default_rng([8, scene_id, loc, seg]), location, rate, rate
+                )
                 feats[split].append(_band_db(clip))
                 labels[split].append(scene_id)
     train, test = np.array(feats["train"]), np.array(feats["test"])

@@ -46,8 +46,7 @@ def counts_of(records):
 
 
 def _nonzero(table):
-    return {d: {s: n for s, n in row.items() if n} for d, row in table.items()
-            if any(row.values())}
+    return {d: {s: n for s, n in row.items() if n} for d, row in table.items() if any(row.values())}
 
 
 def _peak_hz(x, rate=vocab.SAMPLE_RATE):
@@ -115,12 +114,21 @@ def test_views_labels_and_part_order(tiny_tau, tmp_path):
     assert info["source"]["root"] == str(tiny_tau)  # found one folder down
     assert set(info["splits"]) == {"train", "evaluate", "split5"}
     assert info["source"]["files"]["evaluation_setup/fold1_train.csv"]["rows"] == 30
-    views = {(s, v): e["num_examples"] for s, i in info["splits"].items()
-             for v, e in i["views"].items()}
-    assert views == {("train", "1s"): 30, ("train", "10s"): 3, ("evaluate", "1s"): 20,
-                     ("evaluate", "10s"): 2, ("split5", "1s"): 10, ("split5", "10s"): 1}
-    keys = {f"{sc}-{ci}-{lo}-{se}-{de}": r
-            for r, (_, sc, ci, lo, se, de) in enumerate(DEFAULT_RECORDINGS)}
+    views = {
+        (s, v): e["num_examples"] for s, i in info["splits"].items() for v, e in i["views"].items()
+    }
+    assert views == {
+        ("train", "1s"): 30,
+        ("train", "10s"): 3,
+        ("evaluate", "1s"): 20,
+        ("evaluate", "10s"): 2,
+        ("split5", "1s"): 10,
+        ("split5", "10s"): 1,
+    }
+    keys = {
+        f"{sc}-{ci}-{lo}-{se}-{de}": r
+        for r, (_, sc, ci, lo, se, de) in enumerate(DEFAULT_RECORDINGS)
+    }
     for split in ("train", "evaluate", "split5"):
         clips = {r["filename"].decode(): r for r in read_view(out, info, split, "1s")}
         for rec in read_view(out, info, split, "10s"):
@@ -134,15 +142,14 @@ def test_views_labels_and_part_order(tiny_tau, tmp_path):
             assert (rec["city"].decode(), rec["location"].decode()) == (city, f"{city}-{loc}")
             assert rec["segment_id"] == segment
             for k in range(10):
-                window = rec["audio"][k * 32000:(k + 1) * 32000]
+                window = rec["audio"][k * 32000 : (k + 1) * 32000]
                 assert _peak_hz(window) == pytest.approx(tone_hz(r, k), abs=1.5)  # in order
                 clip = clips[tau_name(scene, city, loc, segment, k, device)]
                 assert clip["index"] == k and clip["segment_id"] == segment
                 assert clip["audio"].shape == (32000,)
                 assert _peak_hz(clip["audio"]) == pytest.approx(tone_hz(r, k), abs=1.5)
                 # Away from the joins the 10s view equals the separately resampled clip.
-                np.testing.assert_allclose(window[2000:-2000], clip["audio"][2000:-2000],
-                                           atol=2e-3)
+                np.testing.assert_allclose(window[2000:-2000], clip["audio"][2000:-2000], atol=2e-3)
 
 
 def test_waveforms_are_stored_as_resampled_not_clipped(tiny_tau, tmp_path):
@@ -152,23 +159,27 @@ def test_waveforms_are_stored_as_resampled_not_clipped(tiny_tau, tmp_path):
 
     _, scene, city, loc, segment, device = DEFAULT_RECORDINGS[0]
     paths = [tiny_tau / tau_name(scene, city, loc, segment, k, device) for k in range(10)]
-    square = np.where(np.sin(2 * np.pi * 3000.0 * np.arange(TAU_RATE) / TAU_RATE) >= 0, 1.0,
-                      -1.0)
+    square = np.where(np.sin(2 * np.pi * 3000.0 * np.arange(TAU_RATE) / TAU_RATE) >= 0, 1.0, -1.0)
     sf.write(paths[3], square * (1 - 2.0**-23), TAU_RATE, subtype="PCM_24")  # full scale
     out = tmp_path / "out"
     info = tau22.build(tiny_tau, out, workers=1, progress=False)
     clips = {r["filename"].decode(): r["audio"] for r in read_view(out, info, "train", "1s")}
     for k, path in enumerate(paths):
         expected, _ = audio_lib.read_audio(path, vocab.SAMPLE_RATE)
-        np.testing.assert_array_equal(clips[tau_name(scene, city, loc, segment, k, device)],
-                                      expected)
+        np.testing.assert_array_equal(
+            clips[tau_name(scene, city, loc, segment, k, device)], expected
+        )
     overshoot = clips[tau_name(scene, city, loc, segment, 3, device)]
     assert np.abs(overshoot).max() > 1.3  # Gibbs overshoot of the square wave (1.34), kept
     raws = [audio_lib.read_audio(path)[0] for path in paths]
-    (recording,) = [r for r in read_view(out, info, "train", "10s")
-                    if r["filename"].decode() == f"{scene}-{city}-{loc}-{segment}-{device}"]
+    (recording,) = [
+        r
+        for r in read_view(out, info, "train", "10s")
+        if r["filename"].decode() == f"{scene}-{city}-{loc}-{segment}-{device}"
+    ]
     np.testing.assert_array_equal(
-        recording["audio"], audio_lib.resample(np.concatenate(raws), TAU_RATE, vocab.SAMPLE_RATE))
+        recording["audio"], audio_lib.resample(np.concatenate(raws), TAU_RATE, vocab.SAMPLE_RATE)
+    )
 
 
 def test_deterministic_bytes_for_any_worker_count(tiny_tau, tmp_path):
@@ -184,17 +195,23 @@ def test_deterministic_bytes_for_any_worker_count(tiny_tau, tmp_path):
 
 def _shard_filenames(out, info, split, view):
     """``[[filename of each record] per shard]`` in stored order."""
-    return [[parse_audio_example(r)["filename"].numpy().decode()
-             for r in tf.data.TFRecordDataset(os.path.join(out, name))]
-            for name in info["splits"][split]["views"][view]["shards"]]
+    return [
+        [
+            parse_audio_example(r)["filename"].numpy().decode()
+            for r in tf.data.TFRecordDataset(os.path.join(out, name))
+        ]
+        for name in info["splits"][split]["views"][view]["shards"]
+    ]
 
 
 def test_shards_are_tf_framed_and_round_robin_in_planned_order(tiny_tau, tmp_path):
     out = tmp_path / "out"
     info = tau22.build(tiny_tau, out, workers=2, shards=3, progress=False)
     view = info["splits"]["train"]["views"]["1s"]
-    records = [[r.numpy() for r in tf.data.TFRecordDataset(os.path.join(out, name))]
-               for name in view["shards"]]
+    records = [
+        [r.numpy() for r in tf.data.TFRecordDataset(os.path.join(out, name))]
+        for name in view["shards"]
+    ]
     assert [len(r) for r in records] == [10, 10, 10]
     for name, shard_records in zip(view["shards"], records):
         reference = tmp_path / f"tf-{name}"
@@ -232,8 +249,10 @@ def test_skipped_records_shorten_their_shard_only(tiny_tau, tmp_path):
     bad = tau_name("bus", "paris", 21, 7, 2, "b")
     sf.write(os.path.join(tiny_tau, bad), np.zeros((TAU_RATE, 2)), TAU_RATE)  # stereo
     outs = [tmp_path / "w0", tmp_path / "w2"]
-    infos = [tau22.build(tiny_tau, out, workers=w, shards=2, on_error="skip", progress=False)
-             for out, w in zip(outs, (0, 2))]
+    infos = [
+        tau22.build(tiny_tau, out, workers=w, shards=2, on_error="skip", progress=False)
+        for out, w in zip(outs, (0, 2))
+    ]
     for name in sorted(os.listdir(outs[0])):  # byte-identical for any worker count
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     info = infos[1]
@@ -242,8 +261,7 @@ def test_skipped_records_shorten_their_shard_only(tiny_tau, tmp_path):
         before = _shard_filenames(tmp_path / "clean", clean, "train", view)
         after = _shard_filenames(outs[1], info, "train", view)
         assert after == [[n for n in shard if n != gone] for shard in before]
-        assert info["splits"]["train"]["views"][view]["num_examples"] == (29 if view == "1s"
-                                                                          else 2)
+        assert info["splits"]["train"]["views"][view]["num_examples"] == (29 if view == "1s" else 2)
 
 
 # === Bad input ===
@@ -266,90 +284,143 @@ def _audio_path(root):
 def _drop_row(root):
     os.remove(_audio_path(root))
     for name in ("meta.csv", "evaluation_setup/fold1_train.csv"):
-        _rewrite(os.path.join(root, name),
-                 lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line))
+        _rewrite(
+            os.path.join(root, name),
+            lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line),
+        )
 
 
 def _drop_column(path, column):
     def drop(text):
         rows = [line.split("\t") for line in text.splitlines()]
         at = rows[0].index(column)
-        return "".join("\t".join(r[:at] + r[at + 1:]) + "\n" for r in rows)
+        return "".join("\t".join(r[:at] + r[at + 1 :]) + "\n" for r in rows)
 
     _rewrite(path, drop)
 
 
 def _rename_device(root):
     shutil.rmtree(root)
-    write_tau22(root, [("train", "bus", "paris", 21, 7, "d"),
-                       ("evaluate", "park", "helsinki", 5, 90, "a")])
+    write_tau22(
+        root, [("train", "bus", "paris", 21, 7, "d"), ("evaluate", "park", "helsinki", 5, 90, "a")]
+    )
 
 
 BAD_INPUTS = {
-    "missing file": (lambda r: os.remove(_audio_path(r)),
-                     r"fold1_train\.csv line 5: listed file .*airport-lisbon-1000-40000-3-a\.wav "
-                     r"does not exist"),
-    "truncated wav": (lambda r: open(_audio_path(r), "r+b").truncate(20000),
-                      r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): "
-                      r"audio file .* is truncated"),
-    "non-audio file": (lambda r: open(_audio_path(r), "w").write("<html>not audio</html>"),
-                       r"line 5 \(audio/airport-.*-3-a\.wav\): audio file .* cannot be decoded"),
-    "stereo clip": (lambda r: sf.write(_audio_path(r), np.zeros((TAU_RATE, 2)), TAU_RATE),
-                    r"line 5 \(.*-3-a\.wav\): audio file .* has 2 channels; expected mono"),
-    "nan samples": (lambda r: sf.write(_audio_path(r), np.full(TAU_RATE, np.nan), TAU_RATE,
-                                       subtype="FLOAT"),
-                    r"line 5 \(.*-3-a\.wav\): audio file .* contains 44100 NaN/Inf samples"),
-    "wrong rate": (lambda r: sf.write(_audio_path(r), tone(500, rate=48000), 48000),
-                   r"line 5 \(.*-3-a\.wav\): audio file .* has sample rate 48000 Hz; expected "
-                   r"44100 Hz"),
-    "wrong length": (lambda r: sf.write(_audio_path(r), tone(500, 0.5), TAU_RATE),
-                     r"line 5 \(.*-3-a\.wav\): audio file .* has 22050 frames .* expected 44100"),
-    "wrong delimiter": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_train.csv"),
-                                           lambda t: t.replace("\t", ",")),
-                        r"evaluation_setup/fold1_train\.csv line 1: header 'filename,scene_label' "
-                        r"is not TAB-separated"),
-    "missing column": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
-                                          lambda t: t.replace("filename\t", "file\t", 1)),
-                       r"fold1_evaluate\.csv line 1: missing column 'filename'"),
-    "duplicate row": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_train.csv"),
-                                         lambda t: t + t.splitlines(True)[4]),
-                      r"fold1_train\.csv line 32: duplicate row for "
-                      r"audio/airport-lisbon-1000-40000-3-a\.wav \(first at line 5\)"),
-    "unknown scene": (lambda r: [_rewrite(os.path.join(r, n), lambda t: t.replace(
-        "bus", "beach")) for n in ("meta.csv", "evaluation_setup/fold1_train.csv")],
-        r"fold1_train\.csv line 12 \(audio/beach-paris-21-7-0-b\.wav\): unknown scene 'beach'"),
-    "unknown device": (_rename_device,
-                       r"fold1_train\.csv line 2 \(audio/bus-paris-21-7-0-d\.wav\): unknown "
-                       r"device 'd'"),
-    "scene disagrees with meta": (lambda r: _rewrite(
-        os.path.join(r, "evaluation_setup/fold1_train.csv"),
-        lambda t: t.replace("40000-3-a.wav\tairport", "40000-3-a.wav\tbus")),
+    "missing file": (
+        lambda r: os.remove(_audio_path(r)),
+        r"fold1_train\.csv line 5: listed file .*airport-lisbon-1000-40000-3-a\.wav "
+        r"does not exist",
+    ),
+    "truncated wav": (
+        lambda r: open(_audio_path(r), "r+b").truncate(20000),
+        r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): "
+        r"audio file .* is truncated",
+    ),
+    "non-audio file": (
+        lambda r: open(_audio_path(r), "w").write("<html>not audio</html>"),
+        r"line 5 \(audio/airport-.*-3-a\.wav\): audio file .* cannot be decoded",
+    ),
+    "stereo clip": (
+        lambda r: sf.write(_audio_path(r), np.zeros((TAU_RATE, 2)), TAU_RATE),
+        r"line 5 \(.*-3-a\.wav\): audio file .* has 2 channels; expected mono",
+    ),
+    "nan samples": (
+        lambda r: sf.write(_audio_path(r), np.full(TAU_RATE, np.nan), TAU_RATE, subtype="FLOAT"),
+        r"line 5 \(.*-3-a\.wav\): audio file .* contains 44100 NaN/Inf samples",
+    ),
+    "wrong rate": (
+        lambda r: sf.write(_audio_path(r), tone(500, rate=48000), 48000),
+        r"line 5 \(.*-3-a\.wav\): audio file .* has sample rate 48000 Hz; expected "
+        r"44100 Hz",
+    ),
+    "wrong length": (
+        lambda r: sf.write(_audio_path(r), tone(500, 0.5), TAU_RATE),
+        r"line 5 \(.*-3-a\.wav\): audio file .* has 22050 frames .* expected 44100",
+    ),
+    "wrong delimiter": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_train.csv"), lambda t: t.replace("\t", ",")
+        ),
+        r"evaluation_setup/fold1_train\.csv line 1: header 'filename,scene_label' "
+        r"is not TAB-separated",
+    ),
+    "missing column": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
+            lambda t: t.replace("filename\t", "file\t", 1),
+        ),
+        r"fold1_evaluate\.csv line 1: missing column 'filename'",
+    ),
+    "duplicate row": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_train.csv"), lambda t: t + t.splitlines(True)[4]
+        ),
+        r"fold1_train\.csv line 32: duplicate row for "
+        r"audio/airport-lisbon-1000-40000-3-a\.wav \(first at line 5\)",
+    ),
+    "unknown scene": (
+        lambda r: [
+            _rewrite(os.path.join(r, n), lambda t: t.replace("bus", "beach"))
+            for n in ("meta.csv", "evaluation_setup/fold1_train.csv")
+        ],
+        r"fold1_train\.csv line 12 \(audio/beach-paris-21-7-0-b\.wav\): unknown scene 'beach'",
+    ),
+    "unknown device": (
+        _rename_device,
+        r"fold1_train\.csv line 2 \(audio/bus-paris-21-7-0-d\.wav\): unknown "
+        r"device 'd'",
+    ),
+    "scene disagrees with meta": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_train.csv"),
+            lambda t: t.replace("40000-3-a.wav\tairport", "40000-3-a.wav\tbus"),
+        ),
         r"fold1_train\.csv line 5 .*scene_label 'bus' disagrees with meta\.csv line \d+ "
-        r"\('airport'\)"),
-    "empty split": (lambda r: _rewrite(os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
-                                       lambda t: t.splitlines(True)[0]),
-                    r"fold1_evaluate\.csv lists no files \(header only\)"),
-    "fewer than ten parts": (_drop_row,
-                             r"recording 'airport-lisbon-1000-40000-a' of split 'train' has 9 of "
-                             r"its 10 one-second parts \(missing index 3\)"),
-    "train overlaps evaluate": (lambda r: _rewrite(
-        os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
-        lambda t: t + f"{FIRST}\tairport\n"),
+        r"\('airport'\)",
+    ),
+    "empty split": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_evaluate.csv"), lambda t: t.splitlines(True)[0]
+        ),
+        r"fold1_evaluate\.csv lists no files \(header only\)",
+    ),
+    "fewer than ten parts": (
+        _drop_row,
+        r"recording 'airport-lisbon-1000-40000-a' of split 'train' has 9 of "
+        r"its 10 one-second parts \(missing index 3\)",
+    ),
+    "train overlaps evaluate": (
+        lambda r: _rewrite(
+            os.path.join(r, "evaluation_setup/fold1_evaluate.csv"),
+            lambda t: t + f"{FIRST}\tairport\n",
+        ),
         r"fold1_train\.csv line 5: audio/airport-lisbon-1000-40000-3-a\.wav is also in split "
-        r"'evaluate'"),
-    "not in meta": (lambda r: _rewrite(os.path.join(r, "meta.csv"), lambda t: "".join(
-        line for line in t.splitlines(True) if FIRST not in line)),
+        r"'evaluate'",
+    ),
+    "not in meta": (
+        lambda r: _rewrite(
+            os.path.join(r, "meta.csv"),
+            lambda t: "".join(line for line in t.splitlines(True) if FIRST not in line),
+        ),
         r"fold1_train\.csv line 5 \(audio/airport-lisbon-1000-40000-3-a\.wav\): file is not "
-        r"listed in meta\.csv"),
-    "meta.csv without scene_label": (lambda r: _drop_column(os.path.join(r, "meta.csv"),
-                                                            "scene_label"),
-                                     r"meta\.csv line 1: missing column 'scene_label'"),
-    "train split without any label": (lambda r: [
-        os.remove(os.path.join(r, "meta.csv")),
-        _drop_column(os.path.join(r, "evaluation_setup/fold1_train.csv"), "scene_label")],
-        r"fold1_train\.csv: no row has a scene label .*expected a labelled training split"),
-    "no dataset folder": (lambda r: shutil.rmtree(r),
-                          r"no meta\.csv or evaluation_setup/ in it or one folder down"),
+        r"listed in meta\.csv",
+    ),
+    "meta.csv without scene_label": (
+        lambda r: _drop_column(os.path.join(r, "meta.csv"), "scene_label"),
+        r"meta\.csv line 1: missing column 'scene_label'",
+    ),
+    "train split without any label": (
+        lambda r: [
+            os.remove(os.path.join(r, "meta.csv")),
+            _drop_column(os.path.join(r, "evaluation_setup/fold1_train.csv"), "scene_label"),
+        ],
+        r"fold1_train\.csv: no row has a scene label .*expected a labelled training split",
+    ),
+    "no dataset folder": (
+        lambda r: shutil.rmtree(r),
+        r"no meta\.csv or evaluation_setup/ in it or one folder down",
+    ),
 }
 
 
@@ -380,8 +451,10 @@ def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
     from keras_asc.errors import run_cli
 
     os.remove(_audio_path(str(tiny_tau)))
-    code = run_cli(builder_main, ["tau22", "--source", str(tiny_tau), "--out",
-                                  str(tmp_path / "o"), "--workers", "0"])
+    code = run_cli(
+        builder_main,
+        ["tau22", "--source", str(tiny_tau), "--out", str(tmp_path / "o"), "--workers", "0"],
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: evaluation_setup/fold1_train.csv line 5: listed file")
@@ -401,8 +474,11 @@ def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_pat
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(tfrecord_io, "_write_all", full)
-    with pytest.raises(UserError, match=r"^the build of .*out failed \(No space left on device\); "
-                       r".*out is unchanged and the temporary folder was removed"):
+    with pytest.raises(
+        UserError,
+        match=r"^the build of .*out failed \(No space left on device\); "
+        r".*out is unchanged and the temporary folder was removed",
+    ):
         tau22.build(tiny_tau, out, workers=0, progress=False)
     assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
@@ -410,12 +486,14 @@ def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_pat
 
 def _free_space(monkeypatch, free):
     usage = shutil.disk_usage(os.getcwd())
-    monkeypatch.setattr(shutil, "disk_usage",
-                        lambda path: usage._replace(free=free, used=usage.total - free))
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: usage._replace(free=free, used=usage.total - free)
+    )
 
 
-def test_free_space_is_checked_with_the_exact_bytes_before_writing(tiny_tau, tmp_path,
-                                                                   monkeypatch, capsys):
+def test_free_space_is_checked_with_the_exact_bytes_before_writing(
+    tiny_tau, tmp_path, monkeypatch, capsys
+):
     """The bytes the plan says it will write are the bytes of the shards it writes; one byte
     less free than that (plus the metadata margin) is one message with the numbers, exit 2,
     and nothing written."""
@@ -424,21 +502,29 @@ def test_free_space_is_checked_with_the_exact_bytes_before_writing(tiny_tau, tmp
 
     out = tmp_path / "out"
     info = tau22.build(tiny_tau, out, workers=0, progress=False)
-    shard_bytes = sum(os.path.getsize(out / name) for split in info["splits"].values()
-                      for view in split["views"].values() for name in view["shards"])
+    shard_bytes = sum(
+        os.path.getsize(out / name)
+        for split in info["splits"].values()
+        for view in split["views"].values()
+        for name in view["shards"]
+    )
     needed = shard_bytes + writer.METADATA_BYTES
     shutil.rmtree(out)
 
     _free_space(monkeypatch, needed - 1)
-    code = run_cli(builder_main, ["tau22", "--source", str(tiny_tau), "--out",
-                                  str(out / "deeper"), "--workers", "0"])
+    code = run_cli(
+        builder_main,
+        ["tau22", "--source", str(tiny_tau), "--out", str(out / "deeper"), "--workers", "0"],
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert re.fullmatch(
         rf"error: not enough free space for --out {re.escape(str(out))}/deeper: the tau22 build "
         rf"writes {needed / 1e9:.2f} GB \({needed} bytes\), but only {(needed - 1) / 1e9:.2f} GB "
         rf"\({needed - 1} bytes\) is free in {re.escape(str(tmp_path))}; expected free space "
-        r"for the whole build \(nothing was written\)\n", err), err
+        r"for the whole build \(nothing was written\)\n",
+        err,
+    ), err
     assert sorted(os.listdir(tmp_path)) == ["source"]
 
     _free_space(monkeypatch, needed)
@@ -458,12 +544,16 @@ def test_write_failure_in_a_worker_is_one_line_exit_2(tiny_tau, tmp_path):
         "from tfrecords_builder.__main__ import cli; cli()"
     )
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr[-3000:]
-    assert re.fullmatch(r"error: the build of .*out failed \(File too large\); .*out is "
-                        r"unchanged and the temporary folder was removed; expected free space "
-                        r"and a writable output location\n", result.stderr), result.stderr
+    assert re.fullmatch(
+        r"error: the build of .*out failed \(File too large\); .*out is "
+        r"unchanged and the temporary folder was removed; expected free space "
+        r"and a writable output location\n",
+        result.stderr,
+    ), result.stderr
     assert sorted(os.listdir(tmp_path)) == ["source"]
 
 
@@ -472,13 +562,17 @@ def test_write_failure_in_a_worker_is_one_line_exit_2(tiny_tau, tmp_path):
 
 def test_on_error_skip_reports_every_item(tiny_tau, tmp_path, capsys):
     root = str(tiny_tau)
-    sf.write(os.path.join(root, tau_name("bus", "paris", 21, 7, 2, "b")),
-             np.zeros((TAU_RATE, 2)), TAU_RATE)  # stereo: bus recording loses its 10s record
+    sf.write(
+        os.path.join(root, tau_name("bus", "paris", 21, 7, 2, "b")),
+        np.zeros((TAU_RATE, 2)),
+        TAU_RATE,
+    )  # stereo: bus recording loses its 10s record
     _drop_row(root)  # airport recording: 9 parts
     os.remove(os.path.join(root, tau_name("park", "helsinki", 5, 90, 0, "a")))  # listed, missing
     out = tmp_path / "out"
-    code = builder_main(["tau22", "--source", root, "--out", str(out), "--on-error", "skip",
-                         "--workers", "0"])
+    code = builder_main(
+        ["tau22", "--source", root, "--out", str(out), "--on-error", "skip", "--workers", "0"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "skipped 5 item(s)" in printed and "skipped.tsv" in printed
@@ -490,13 +584,15 @@ def test_on_error_skip_reports_every_item(tiny_tau, tmp_path, capsys):
     rows = (out / "skipped.tsv").read_text().splitlines()
     assert rows[0] == "split\titem\treason"
     items = sorted((r.split("\t")[0], r.split("\t")[1]) for r in rows[1:])
-    assert items == sorted([
-        ("train", "airport-lisbon-1000-40000-a"),
-        ("train", "audio/bus-paris-21-7-2-b.wav"),
-        ("train", "bus-paris-21-7-b"),
-        ("evaluate", "audio/park-helsinki-5-90-0-a.wav"),
-        ("evaluate", "park-helsinki-5-90-a"),
-    ])
+    assert items == sorted(
+        [
+            ("train", "airport-lisbon-1000-40000-a"),
+            ("train", "audio/bus-paris-21-7-2-b.wav"),
+            ("train", "bus-paris-21-7-b"),
+            ("evaluate", "audio/park-helsinki-5-90-0-a.wav"),
+            ("evaluate", "park-helsinki-5-90-a"),
+        ]
+    )
     reasons = "\n".join(rows)
     assert "has 2 channels; expected mono" in reasons and "missing index 3" in reasons
     assert "park-helsinki-5-90-0-a.wav does not exist" in reasons
@@ -523,9 +619,24 @@ def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrecords_builder", "tau22", "--source", str(root), "--out",
-         str(out), "--shards", "2", "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tfrecords_builder",
+            "tau22",
+            "--source",
+            str(root),
+            "--out",
+            str(out),
+            "--shards",
+            "2",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     partial = tmp_path / "out.incomplete"
     deadline = time.monotonic() + 120
@@ -544,7 +655,9 @@ def test_killed_build_leaves_nothing_finished_and_rerun_completes(tmp_path):
     info = tau22.build(root, out, shards=2, workers=0, progress=False)
     assert not partial.exists() and not (tmp_path / "out.lock").exists()
     assert info["splits"]["train"]["views"]["1s"]["shards"] == [
-        "train-1s.tfrecord-00000-of-00002", "train-1s.tfrecord-00001-of-00002"]
+        "train-1s.tfrecord-00000-of-00002",
+        "train-1s.tfrecord-00001-of-00002",
+    ]
     assert len(read_view(out, info, "train", "1s")) == 80
     assert sorted(os.listdir(tmp_path)) == ["out", "source"]
 
@@ -580,16 +693,32 @@ def test_killing_the_main_process_ends_its_workers(sig, tmp_path):
     """Only the build's main process gets the signal: its workers and the multiprocessing
     resource tracker must not outlive it; SIGTERM says so and cleans up like Ctrl-C."""
     root = tmp_path / "source"
-    write_tau22(str(root), [("train", vocab.SCENES[i % 10], "lisbon", i, i, "a")
-                            for i in range(12)] + [("evaluate", "park", "helsinki", 5, 90, "b")])
+    write_tau22(
+        str(root),
+        [("train", vocab.SCENES[i % 10], "lisbon", i, i, "a") for i in range(12)]
+        + [("evaluate", "park", "helsinki", 5, 90, "b")],
+    )
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tfrecords_builder", "tau22", "--source", str(root), "--out",
-             str(out), "--workers", "2"],
-            env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "tfrecords_builder",
+                "tau22",
+                "--source",
+                str(root),
+                "--out",
+                str(out),
+                "--workers",
+                "2",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -628,7 +757,11 @@ def test_worker_pool_keeps_order_and_never_imports_tensorflow():
 
     names = ["tensorflow", "keras", "keras_asc.vocab", "sys"]
     assert list(parallel.ordered_map(parallel.module_loaded, names, workers=2, window=2)) == [
-        False, False, False, True]
+        False,
+        False,
+        False,
+        True,
+    ]
     with pytest.raises(ValueError, match="invalid literal"):  # a worker's error reaches here
         list(parallel.ordered_map(int, ["1", "x", "3"], workers=1))
 
@@ -639,8 +772,11 @@ def test_worker_pool_starts_its_workers_before_any_work():
     with parallel.WorkerPool(2, warm=["keras_asc.audio"]) as pool:
         started = set(pool._pool._processes)  # started at creation, before any task
         assert len(started) == 2
-        loaded = list(pool.ordered_map(parallel.module_loaded,
-                                       ["keras_asc.audio", "tensorflow"] * 8, window=2))
+        loaded = list(
+            pool.ordered_map(
+                parallel.module_loaded, ["keras_asc.audio", "tensorflow"] * 8, window=2
+            )
+        )
         assert set(pool._pool._processes) == started  # the same processes did the work
     assert loaded == [True, False] * 8  # the warm import happened in each worker
     with parallel.WorkerPool(0) as pool:  # in this process

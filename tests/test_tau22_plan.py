@@ -60,8 +60,9 @@ def test_duplicate_meta_row_raises_or_is_skipped(tiny_tau):
         lines = f.read().splitlines(True)
     _append(meta_path, lines[3])  # data row of line 4, again at line 52
     name = lines[3].split("\t")[0]
-    message = (f"meta.csv line 52: duplicate row for {name} (first at line 4); expected each "
-               "file once")
+    message = (
+        f"meta.csv line 52: duplicate row for {name} (first at line 4); expected each file once"
+    )
     with pytest.raises(UserError, match=re.escape(message)):
         tau22._read_meta(root, ErrorPolicy("raise"))
     policy = ErrorPolicy("skip")
@@ -83,9 +84,15 @@ def test_plan_columns_and_units_of_a_split(tiny_tau):
     assert [c.filename for c in clips] == [r["filename"] for r in rows]
     assert [c.line for c in clips] == [r.line for r in rows]
     first = clips[0]  # audio/airport-lisbon-1000-40000-0-a.wav
-    assert (first.scene, first.device, first.city, first.location, first.segment_id,
-            first.index, first.key) == ("airport", "a", "lisbon", "lisbon-1000", 40000, 0,
-                                        "airport-lisbon-1000-40000-a")
+    assert (
+        first.scene,
+        first.device,
+        first.city,
+        first.location,
+        first.segment_id,
+        first.index,
+        first.key,
+    ) == ("airport", "a", "lisbon", "lisbon-1000", 40000, 0, "airport-lisbon-1000-40000-a")
     groups, problems = tau22._group("train", plan, "train.csv")
     assert len(groups) == 3 and problems == {}
     units = list(tau22._units(plan, groups, 0))
@@ -105,13 +112,18 @@ def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
     from conftest import write_tau22
 
     root = str(tmp_path / "tau")
-    write_tau22(root, [("train", "airport", "lisbon", 1000, 40000, "a"),
-                       ("train", "bus", "paris", 2, 7, "s1"),
-                       ("train", "tram", "vienna", 123456, 2**40, "b")], parts=range(2))
+    write_tau22(
+        root,
+        [
+            ("train", "airport", "lisbon", 1000, 40000, "a"),
+            ("train", "bus", "paris", 2, 7, "s1"),
+            ("train", "tram", "vienna", 123456, 2**40, "b"),
+        ],
+        parts=range(2),
+    )
     policy = ErrorPolicy("raise")
     meta, _ = tau22._read_meta(root, policy)
-    rows = csvutil.iter_tsv(os.path.join(root, "evaluation_setup", "fold1_train.csv"),
-                            ["filename"])
+    rows = csvutil.iter_tsv(os.path.join(root, "evaluation_setup", "fold1_train.csv"), ["filename"])
     plan = tau22._plan_split("train", rows, "train.csv", root, meta, policy)
     sizes = tau22._clip_record_sizes(plan)
     assert sizes.tolist() == [tau22._record_size(plan.clip(i)) for i in range(len(plan))]
@@ -119,16 +131,27 @@ def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
 
 
 def _clip(name, index, scene="bus", device="a", city="paris", location="paris-2", segment=7):
-    return tau22.Clip(line=2, filename=name, root="/", scene=scene, device=device, city=city,
-                      location=location, segment_id=segment, index=index, key="k")
+    return tau22.Clip(
+        line=2,
+        filename=name,
+        root="/",
+        scene=scene,
+        device=device,
+        city=city,
+        location=location,
+        segment_id=segment,
+        index=index,
+        key="k",
+    )
 
 
 def test_spliced_layouts_equal_computed_ones():
     from keras_asc.data import schema
 
     def computed(clip):
-        return schema.audio_example_layout(tau22.CLIP_SAMPLES, filename=clip.filename,
-                                           index=clip.index, **clip.labels())
+        return schema.audio_example_layout(
+            tau22.CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
+        )
 
     parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
     units = [
@@ -152,8 +175,11 @@ def test_spliced_layouts_compute_two_per_recording(monkeypatch):
 
     calls = []
     layout = schema.audio_example_layout
-    monkeypatch.setattr(schema, "audio_example_layout",
-                        lambda *a, **k: calls.append(k["filename"]) or layout(*a, **k))
+    monkeypatch.setattr(
+        schema,
+        "audio_example_layout",
+        lambda *a, **k: calls.append(k["filename"]) or layout(*a, **k),
+    )
     parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
     assert len(tau22._clip_layouts(parts)) == 10
     assert calls == [parts[0].filename] * 2  # the first part, and its probe with index 1

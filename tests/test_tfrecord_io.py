@@ -19,9 +19,15 @@ def _audio(n, seed=0):
 
 
 def _labels(i):
-    return {"filename": f"audio/bus-paris-21-{7 + 1000 * i}-{i % 10}-b.wav", "scene": "bus",
-            "device": "b", "city": "paris", "location": "paris-21", "segment_id": 7 + 1000 * i,
-            "index": i % 10}
+    return {
+        "filename": f"audio/bus-paris-21-{7 + 1000 * i}-{i % 10}-b.wav",
+        "scene": "bus",
+        "device": "b",
+        "city": "paris",
+        "location": "paris-21",
+        "segment_id": 7 + 1000 * i,
+        "index": i % 10,
+    }
 
 
 RECORDS = [
@@ -74,12 +80,22 @@ def test_pieces_give_the_same_frame_as_the_joined_record():
     assert b"".join(framed) == b"".join(tfrecord_io.frame(joined)[0])
 
 
-@pytest.mark.parametrize("labels", [
-    _labels(3),
-    {"filename": "audio/7.wav"},  # unlabelled: -1 ids are 10-byte varints
-    {"filename": "Äö/ünïcode-ø.wav", "scene": "park", "device": "s6", "city": "lyon",
-     "location": "lyon-1", "segment_id": 2**40, "index": 0},
-])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        _labels(3),
+        {"filename": "audio/7.wav"},  # unlabelled: -1 ids are 10-byte varints
+        {
+            "filename": "Äö/ünïcode-ø.wav",
+            "scene": "park",
+            "device": "s6",
+            "city": "lyon",
+            "location": "lyon-1",
+            "segment_id": 2**40,
+            "index": 0,
+        },
+    ],
+)
 @pytest.mark.parametrize("num_samples", [0, 1, 31, 32000, 320000])
 def test_size_and_layout_are_known_before_the_audio(labels, num_samples):
     audio = _audio(num_samples, num_samples)
@@ -95,10 +111,15 @@ def test_write_at_any_order_equals_sequential_tf_output(tmp_path):
     offsets = np.cumsum([0] + [len(r) + 16 for r in RECORDS])
     try:
         for i in reversed(range(len(RECORDS))):  # last record first: the file is sparse
-            pieces = schema.audio_example_pieces(_audio(32000), **_labels(1))[0] if i == 3 \
+            pieces = (
+                schema.audio_example_pieces(_audio(32000), **_labels(1))[0]
+                if i == 3
                 else RECORDS[i]
-            assert tfrecord_io.write_at(str(path), int(offsets[i]), pieces,
-                                        size=len(RECORDS[i]) + 16) == len(RECORDS[i]) + 16
+            )
+            assert (
+                tfrecord_io.write_at(str(path), int(offsets[i]), pieces, size=len(RECORDS[i]) + 16)
+                == len(RECORDS[i]) + 16
+            )
     finally:
         tfrecord_io.close_files()
     assert path.read_bytes() == _tf_bytes(tmp_path / "tf.tfrecord", RECORDS)
@@ -121,8 +142,10 @@ def _write_placed(task):
 
 
 def test_placed_shards_written_by_two_processes(tmp_path):
-    records = [schema.encode_audio_example(_audio(n, i), **_labels(i))
-               for i, n in enumerate([10, 3000, 0, 77, 32000, 5, 640, 1])]
+    records = [
+        schema.encode_audio_example(_audio(n, i), **_labels(i))
+        for i, n in enumerate([10, 3000, 0, 77, 32000, 5, 640, 1])
+    ]
     shards = PlacedShards(str(tmp_path), "train-1s", 3)
     places = [shards.place(len(r)) for r in records]
     assert [p[0] for p in places] == [shards.paths[i % 3] for i in range(len(records))]
@@ -163,8 +186,11 @@ def test_skipped_records_leave_no_gap(tmp_path):
 def test_a_placed_record_never_written_is_reported(tmp_path):
     shards = PlacedShards(str(tmp_path), "x", 1)
     shards.place(10)
-    with pytest.raises(RuntimeError, match=r"holds 0 bytes; its records take 26: a placed "
-                                           r"record was not written"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"holds 0 bytes; its records take 26: a placed "
+        r"record was not written",
+    ):
         shards.finish()
     with pytest.raises(UserError, match="--shards must be at least 1, got 0"):
         PlacedShards(str(tmp_path), "y", 0)

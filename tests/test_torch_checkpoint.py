@@ -130,7 +130,9 @@ def test_read_torch_state_dict_unwraps_and_widens_floats(tmp_path):
     torch.save({"model": state, "epoch": 4}, path)
     arrays = read_torch_state_dict(path)
     assert {k: v.dtype for k, v in arrays.items()} == {
-        "w": np.float32, "b": np.float32, "n": np.int64,
+        "w": np.float32,
+        "b": np.float32,
+        "n": np.int64,
     }
     np.testing.assert_array_equal(arrays["w"], state["w"].float().numpy())
 
@@ -161,16 +163,24 @@ REFUSED = {
     # case: (write the checkpoint, payload(marker), global named in the message)
     "io.open in a zip": (_zip_payload, lambda m: _Payload(open, str(m), "w"), "io.open"),
     "os.system in a zip": (
-        _zip_payload, lambda m: _Payload(os.system, f"touch {m}"), f"{os.system.__module__}.system"
+        _zip_payload,
+        lambda m: _Payload(os.system, f"touch {m}"),
+        f"{os.system.__module__}.system",
     ),
     "builtins.eval in a zip": (
-        _zip_payload, lambda m: _Payload(eval, f"open({str(m)!r}, 'w')"), "builtins.eval"
+        _zip_payload,
+        lambda m: _Payload(eval, f"open({str(m)!r}, 'w')"),
+        "builtins.eval",
     ),
     "builtins.exec in a legacy file": (
-        _legacy_payload, lambda m: _Payload(exec, f"open({str(m)!r}, 'w')"), "builtins.exec"
+        _legacy_payload,
+        lambda m: _Payload(exec, f"open({str(m)!r}, 'w')"),
+        "builtins.exec",
     ),
     "a class of the training code": (
-        _zip_payload, lambda m: _Payload(collections.Counter, "abc"), "collections.Counter"
+        _zip_payload,
+        lambda m: _Payload(collections.Counter, "abc"),
+        "collections.Counter",
     ),
 }
 
@@ -273,8 +283,11 @@ BAD_FILES = {
         r"a TorchScript archive \(torch\.jit\.save\); expected a state dict",
     ),
     "truncated storage": (
-        lambda p: _zip_checkpoint(p, _tensor_pickle(_float_storage(), 0, (2, 3), (3, 1)),
-                                  {"data/0": np.zeros(5, "<f4").tobytes()}),
+        lambda p: _zip_checkpoint(
+            p,
+            _tensor_pickle(_float_storage(), 0, (2, 3), (3, 1)),
+            {"data/0": np.zeros(5, "<f4").tobytes()},
+        ),
         r"storage archive/data/0 holds 20 bytes; expected 24 \(6 elements of 4 bytes\)",
     ),
     "storage missing": (
@@ -282,8 +295,11 @@ BAD_FILES = {
         r"storage archive/data/7 is missing",
     ),
     "view past its storage": (
-        lambda p: _zip_checkpoint(p, _tensor_pickle(_float_storage(), 2, (2, 3), (3, 1)),
-            {"data/0": np.zeros(6, "<f4").tobytes()}),
+        lambda p: _zip_checkpoint(
+            p,
+            _tensor_pickle(_float_storage(), 2, (2, 3), (3, 1)),
+            {"data/0": np.zeros(6, "<f4").tobytes()},
+        ),
         r"storage 0 holds 6 elements; a tensor of size \(2, 3\), stride \(3, 1\) at offset 2 "
         r"needs 8 \(a truncated or corrupted checkpoint\)",
     ),
@@ -307,8 +323,14 @@ BAD_FILES = {
         r"entry 'epoch' is a int; expected a state dict of tensors",
     ),
     "truncated legacy storage": (
-        lambda p: _write(p, LEGACY_HEADER + _tensor_pickle(_float_storage(), 0, (6,), (1,))
-            + pickle.dumps(["0"], protocol=2) + (6).to_bytes(8, "little") + bytes(10)),
+        lambda p: _write(
+            p,
+            LEGACY_HEADER
+            + _tensor_pickle(_float_storage(), 0, (6,), (1,))
+            + pickle.dumps(["0"], protocol=2)
+            + (6).to_bytes(8, "little")
+            + bytes(10),
+        ),
         r"storage 0 holds 2 of 6 elements \(a truncated or corrupted checkpoint\)",
     ),
 }
@@ -330,8 +352,11 @@ def test_bad_file_one_clear_error(case, tmp_path):
 def test_hand_written_tensor_pickle_reads_like_torch(tmp_path):
     """The bad-file cases' hand-written pickle is a faithful tensor (so they test the checks)."""
     data = np.arange(6, dtype="<f4")
-    path = _zip_checkpoint(tmp_path / "ok.pt", _tensor_pickle(_float_storage(), 1, (2, 2), (1, 3)),
-        {"data/0": data.tobytes()})
+    path = _zip_checkpoint(
+        tmp_path / "ok.pt",
+        _tensor_pickle(_float_storage(), 1, (2, 2), (1, 3)),
+        {"data/0": data.tobytes()},
+    )
     np.testing.assert_array_equal(read_torch_state_dict(path)["w"], [[1, 4], [2, 5]])
     torch = pytest.importorskip("torch")
     np.testing.assert_array_equal(torch.load(path, weights_only=True)["w"], [[1, 4], [2, 5]])

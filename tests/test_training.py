@@ -155,14 +155,25 @@ def test_run_directory_contents(reference):
 
 
 def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
-    config = tiny_config(corpus, loss={"icl_weight": 0.05, "icl_target": "normalized"},
-                         training={"steps_per_epoch": 2})
+    config = tiny_config(
+        corpus,
+        loss={"icl_weight": 0.05, "icl_target": "normalized"},
+        training={"steps_per_epoch": 2},
+    )
     run_dir = str(tmp_path / "run")
     train(config, run_dir)
     with open(os.path.join(run_dir, "history.csv")) as f:
         header = f.readline().strip().split(",")
-    keys = {"ce_loss", "icl_loss", "icl_embedding_norm", "icl_cos_cls_dist", "icl_clip_share",
-            "icl_distance_ratio", "icl_same_device_fraction", "icl_grad_share"}
+    keys = {
+        "ce_loss",
+        "icl_loss",
+        "icl_embedding_norm",
+        "icl_cos_cls_dist",
+        "icl_clip_share",
+        "icl_distance_ratio",
+        "icl_same_device_fraction",
+        "icl_grad_share",
+    }
     assert keys <= set(header)
     row = json.load(open(os.path.join(run_dir, "history.json")))[0]
     assert 0 < row["icl_same_device_fraction"] < 1 and 0 < row["icl_grad_share"] < 1

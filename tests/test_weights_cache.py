@@ -116,9 +116,12 @@ def test_room_and_write_access_are_checked_before_downloading(served, monkeypatc
         free = 2 * 2**20
 
     monkeypatch.setattr(weights_cache.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(UserError, match=r"^weights cache .*cache: 2\.0 MiB free, but the "
-                       r"passt_tiny checkpoint and its converted weights need about 3\.\d MiB; "
-                       r"free some space or set KERAS_ASC_CACHE to a folder on another disk$"):
+    with pytest.raises(
+        UserError,
+        match=r"^weights cache .*cache: 2\.0 MiB free, but the "
+        r"passt_tiny checkpoint and its converted weights need about 3\.\d MiB; "
+        r"free some space or set KERAS_ASC_CACHE to a folder on another disk$",
+    ):
         weights_cache.pretrained_weights("passt_tiny", num_classes=10)
     assert _requests(served) == []
     assert not (tmp_path / "cache" / "checkpoints").exists()

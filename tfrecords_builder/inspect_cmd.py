@@ -69,9 +69,7 @@ def _scan(out, entry, audio):
             "sample_rate": tf.io.FixedLenFeature([], tf.int64),
         }
     files = [os.path.join(out, name) for name in entry["shards"]]
-    dataset = tf.data.TFRecordDataset(files).batch(256).map(
-        lambda s: tf.io.parse_example(s, spec)
-    )
+    dataset = tf.data.TFRecordDataset(files).batch(256).map(lambda s: tf.io.parse_example(s, spec))
     counts, lengths, rates, total = Counter(), Counter(), Counter(), 0
     try:
         for batch in dataset.as_numpy_iterator():
@@ -86,8 +84,9 @@ def _scan(out, entry, audio):
 
         raise data_loss_error(err, files) from None
     except tf.errors.OpError as err:
-        raise UserError(f"{out}: cannot read the records of {entry['shards'][0]}...: "
-                        f"{err.message}") from None
+        raise UserError(
+            f"{out}: cannot read the records of {entry['shards'][0]}...: {err.message}"
+        ) from None
     return total, counts, lengths, rates
 
 
@@ -121,8 +120,10 @@ def inspect(out, verify=False):
     for split, view, entry in _datasets(info):
         missing = [n for n in entry["shards"] if not os.path.isfile(os.path.join(out, n))]
         if missing:
-            raise UserError(f"{out}: shard {missing[0]} listed in info.json is missing "
-                            f"({len(missing)} of {len(entry['shards'])} missing)")
+            raise UserError(
+                f"{out}: shard {missing[0]} listed in info.json is missing "
+                f"({len(missing)} of {len(entry['shards'])} missing)"
+            )
         num = int(entry["num_examples"])
         samples = entry.get("num_samples")
         row = {
@@ -144,11 +145,14 @@ def inspect(out, verify=False):
             if set(rates) - {rate}:
                 raise UserError(f"{where} has records at {sorted(rates)} Hz; info.json says {rate}")
             if samples and set(lengths) != {samples}:
-                raise UserError(f"{where} has record lengths {sorted(lengths)[:5]}; info.json "
-                                f"says {samples} samples")
+                raise UserError(
+                    f"{where} has record lengths {sorted(lengths)[:5]}; info.json "
+                    f"says {samples} samples"
+                )
             if audio and _count_table(counts) != row["counts"]:
-                raise UserError(f"{where}: device × scene counts of the records differ from "
-                                "info.json")
+                raise UserError(
+                    f"{where}: device × scene counts of the records differ from info.json"
+                )
             if lengths:
                 row["min_samples"] = min(lengths)
                 row["max_samples"] = max(lengths)
@@ -172,12 +176,20 @@ def inspect(out, verify=False):
 
 def _table(headers, rows):
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(str(h).ljust(w) if i == 0 else str(h).rjust(w)
-                       for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines = [
+        "  ".join(
+            str(h).ljust(w) if i == 0 else str(h).rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
-                               for i, (x, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                for i, (x, w) in enumerate(zip(row, widths))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -215,17 +227,33 @@ def format_report(report):
     ]
     rows = []
     for d in report["datasets"]:
-        seconds = f"{d['seconds']:g}" if d["seconds"] is not None else (
-            f"{d['mean_seconds']:.3f} (mean)" if "mean_seconds" in d else "varies")
+        seconds = (
+            f"{d['seconds']:g}"
+            if d["seconds"] is not None
+            else (f"{d['mean_seconds']:.3f} (mean)" if "mean_seconds" in d else "varies")
+        )
         hours = f"{d['hours']:.3f}" if d["hours"] is not None else "-"
-        rows.append([d["split"], d["view"] or "-", d["num_examples"], d["num_shards"],
-                     d["num_samples"] or "-", seconds, hours, f"{d['bytes'] / 2**20:.1f}"])
-    lines.append(_table(["split", "view", "records", "shards", "samples", "seconds", "hours",
-                         "MiB"], rows))
+        rows.append(
+            [
+                d["split"],
+                d["view"] or "-",
+                d["num_examples"],
+                d["num_shards"],
+                d["num_samples"] or "-",
+                seconds,
+                hours,
+                f"{d['bytes'] / 2**20:.1f}",
+            ]
+        )
+    lines.append(
+        _table(["split", "view", "records", "shards", "samples", "seconds", "hours", "MiB"], rows)
+    )
     for alias, target in report["aliases"].items():
         lines.append(f"{alias}: same files as {target} (not written twice)")
-    lines.append(f"skipped items: {report['skipped']}; incomplete 10s recordings: "
-                 f"{report['incomplete_groups']}")
+    lines.append(
+        f"skipped items: {report['skipped']}; incomplete 10s recordings: "
+        f"{report['incomplete_groups']}"
+    )
     if report["verified"]:
         lines.append("verified: every record was read and matches info.json")
     for d in report["datasets"]:

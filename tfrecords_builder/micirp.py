@@ -195,10 +195,16 @@ def _planned_bytes(source, paths, sample_rate):
         except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError):
             continue
         samples = round(header.frames * sample_rate / header.samplerate)
-        total += FRAME_BYTES + len(encode_dir_example(
-            np.zeros(max(samples, 1), np.float32), name=rel, set=SET_NAME,
-            source_sample_rate=header.samplerate, sample_rate=sample_rate,
-            microphone=PurePosixPath(rel).stem))
+        total += FRAME_BYTES + len(
+            encode_dir_example(
+                np.zeros(max(samples, 1), np.float32),
+                name=rel,
+                set=SET_NAME,
+                source_sample_rate=header.samplerate,
+                sample_rate=sample_rate,
+                microphone=PurePosixPath(rel).stem,
+            )
+        )
     return total
 
 

@@ -117,9 +117,7 @@ def _distance_cm(token, path):
     token = token.lower()
     value = float(token[:-2]) if token.endswith("cm") else 100.0 * float(token[:-1])
     if value != int(value) or value <= 0:
-        raise UserError(
-            f"{path}: distance {token!r} is not a positive whole number of centimetres"
-        )
+        raise UserError(f"{path}: distance {token!r} is not a positive whole number of centimetres")
     return int(value)
 
 
@@ -295,8 +293,15 @@ def load_microphones(path=None):
     if not lines:
         raise UserError(f"{path}: the microphone table is empty; expected a CSV header")
     reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
-    required = ("config", "microphone", "pattern", "transducer", "diaphragm_size",
-                "diaphragm_count", "address")
+    required = (
+        "config",
+        "microphone",
+        "pattern",
+        "transducer",
+        "diaphragm_size",
+        "diaphragm_count",
+        "address",
+    )
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise UserError(
@@ -519,8 +524,16 @@ def run(args):
     return 0
 
 
-def _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_noise_factor,
-                      onset_lookback, shards, sample_rate):
+def _check_parameters(
+    length,
+    pre_roll,
+    kaiser_beta,
+    onset_threshold_db,
+    onset_noise_factor,
+    onset_lookback,
+    shards,
+    sample_rate,
+):
     checks = [
         (length > 0, f"--length must be > 0, got {length}"),
         (0 <= pre_roll < length, f"--pre-roll must be in [0, --length), got {pre_roll}"),
@@ -573,8 +586,15 @@ def process_group(task):
             except ValueError as err:
                 raise UserError(f"audio file {full}: {err}; expected an impulse response") from None
             entries.append(
-                {"ok": True, "path": full, "ir": ir, "source_sample_rate": int(src_rate),
-                 "source_num_samples": int(audio.shape[0]), "onset": onset, "md5": md5_file(full)}
+                {
+                    "ok": True,
+                    "path": full,
+                    "ir": ir,
+                    "source_sample_rate": int(src_rate),
+                    "source_num_samples": int(audio.shape[0]),
+                    "onset": onset,
+                    "md5": md5_file(full),
+                }
             )
         except UserError as err:
             entries.append({"ok": False, "reason": str(err)})
@@ -585,7 +605,11 @@ def process_group(task):
             continue
         onset = group_onset if group_onset is not None else entry["onset"]
         windowed, _ = irp.window_ir(
-            entry.pop("ir"), opt["length"], opt["pre_roll"], opt["kaiser_beta"], opt["window"],
+            entry.pop("ir"),
+            opt["length"],
+            opt["pre_roll"],
+            opt["kaiser_beta"],
+            opt["window"],
             onset=onset,
         )
         try:
@@ -653,8 +677,16 @@ def build(
     from tfrecords_builder.writer import check_free_space
     from tfrecords_builder.writer import md5_file
 
-    _check_parameters(length, pre_roll, kaiser_beta, onset_threshold_db, onset_noise_factor,
-                      onset_lookback, shards, sample_rate)
+    _check_parameters(
+        length,
+        pre_roll,
+        kaiser_beta,
+        onset_threshold_db,
+        onset_noise_factor,
+        onset_lookback,
+        shards,
+        sample_rate,
+    )
     if onset not in ONSET_MODES:
         raise UserError(f"--onset {onset!r} is not valid; expected one of {', '.join(ONSET_MODES)}")
     policy = ErrorPolicy(on_error)
@@ -683,9 +715,8 @@ def build(
     if not known:
         raise UserError(
             f"no usable IRs under --source {source}: {len(paths)} .wav files, none left after "
-            f"parsing and selection" + (
-                f" (first problem: {policy.skipped[0]['reason']})" if policy.skipped else ""
-            )
+            f"parsing and selection"
+            + (f" (first problem: {policy.skipped[0]['reason']})" if policy.skipped else "")
         )
 
     groups = {}
@@ -712,12 +743,24 @@ def build(
 
     # Every IR is stored cut to `length` samples, so the bytes to write are known up front
     # (the source rate, unknown until a file is read, is a 3-byte varint at 44.1 or 48 kHz).
-    check_free_space(out, sum(
-        FRAME_BYTES + len(encode_dir_example(
-            np.zeros(length, np.float32), name=name.path, set=SET_NAME,
-            source_sample_rate=source_rate or sample_rate, sample_rate=sample_rate,
-            **record_metadata(name, info)))
-        for name, info in known), BUILDER)
+    check_free_space(
+        out,
+        sum(
+            FRAME_BYTES
+            + len(
+                encode_dir_example(
+                    np.zeros(length, np.float32),
+                    name=name.path,
+                    set=SET_NAME,
+                    source_sample_rate=source_rate or sample_rate,
+                    sample_rate=sample_rate,
+                    **record_metadata(name, info),
+                )
+            )
+            for name, info in known
+        ),
+        BUILDER,
+    )
     checksums, counts, patterns, group_onsets, rates = {}, {}, {}, {}, {}
     with OutputDir(out, builder=BUILDER, policy=policy) as output:
         writer = output.sharded_writer("dirs", shards)
@@ -793,8 +836,10 @@ def build(
                 "microphone_table": {"path": str(table_path), "md5": md5_file(table_path)},
             },
             "counts": {
-                "microphone_distance_cm": {m: dict(sorted(d.items(), key=lambda kv: int(kv[0])))
-                                           for m, d in sorted(counts.items())},
+                "microphone_distance_cm": {
+                    m: dict(sorted(d.items(), key=lambda kv: int(kv[0])))
+                    for m, d in sorted(counts.items())
+                },
                 "pattern": dict(sorted(patterns.items())),
                 "source_sample_rate": dict(sorted(rates.items())),
             },

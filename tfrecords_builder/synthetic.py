@@ -76,8 +76,16 @@ TOP_LEVEL = ("manifest.json", TAU_ROOT, EVAL23_ROOT, MICIRP_ROOT, SURREY_ROOT)
 TAU_RATE = 44100
 SURREY_RATE = 48000
 CITIES = (
-    "barcelona", "helsinki", "lisbon", "london", "lyon",
-    "milan", "paris", "prague", "stockholm", "vienna",
+    "barcelona",
+    "helsinki",
+    "lisbon",
+    "london",
+    "lyon",
+    "milan",
+    "paris",
+    "prague",
+    "stockholm",
+    "vienna",
 )
 EVAL23_CITIES = ("amsterdam", "madrid", "lisbon", "paris", "vienna")
 OTHER_TRAIN_DEVICES = tuple(d for d in TRAIN_DEVICES if d != "a")
@@ -122,7 +130,10 @@ RIBBON_STEMS = ("IR_STC4033_Ribbon", "Beyer_M260", "Coles_4038", "RCA_44BX_1", "
 # `Normalised_IRs/<Config>_<d>/24bit/<Config>_<d>_<a>Deg<suffix>.wav`, the "old" one
 # `<Mic>_<d>_Normalised_IRs/IRs/<Mic>_<d>_<a>Deg.wav`. Missing distances mirror the real set.
 PATTERN_TOKENS = {
-    "Omni": "omni", "Cardioid": "cardioid", "Hyper": "hypercardioid", "Bidirect": "bidirectional",
+    "Omni": "omni",
+    "Cardioid": "cardioid",
+    "Hyper": "hypercardioid",
+    "Bidirect": "bidirectional",
 }
 SURREY_TINY = (
     ("RodeK2", "condenser", ("Omni", "Cardioid"), None, ("50cm", "125cm", "5m"), "new", ""),
@@ -130,8 +141,15 @@ SURREY_TINY = (
     ("ShureSM58", "dynamic", ("",), "cardioid", ("125cm",), "old", ""),
 )
 SURREY_SMALL = (
-    ("RodeK2", "condenser", ("Omni", "Cardioid", "Bidirect"), None, ("50cm", "125cm", "5m"),
-     "new", ""),
+    (
+        "RodeK2",
+        "condenser",
+        ("Omni", "Cardioid", "Bidirect"),
+        None,
+        ("50cm", "125cm", "5m"),
+        "new",
+        "",
+    ),
     ("ShureSM57", "dynamic", ("",), "cardioid", ("50cm", "125cm", "5m"), "new", ""),
     ("RoyerR121", "ribbon", ("",), "bidirectional", ("50cm", "125cm", "5m"), "new", ""),
     ("SchoepsCMC6_MK2H", "condenser", ("",), "omni", ("50cm", "125cm", "5m"), "new", "_1"),
@@ -145,14 +163,27 @@ DISTANCE_CM = {"50cm": 50, "125cm": 125, "5m": 500}
 
 SIZES = {
     "tiny": {
-        "train_segments": 12, "train_per_other_device": 1, "segments_per_location": 2,
-        "eval_segments": 10, "eval_per_device": 2, "unused_segments": 2, "eval23_clips": 20,
-        "micirp": MICIRP_TINY, "surrey": SURREY_TINY, "angles": (0, 90, 180),
+        "train_segments": 12,
+        "train_per_other_device": 1,
+        "segments_per_location": 2,
+        "eval_segments": 10,
+        "eval_per_device": 2,
+        "unused_segments": 2,
+        "eval23_clips": 20,
+        "micirp": MICIRP_TINY,
+        "surrey": SURREY_TINY,
+        "angles": (0, 90, 180),
     },
     "small": {
-        "train_segments": 210, "train_per_other_device": 18, "segments_per_location": 3,
-        "eval_segments": 60, "eval_per_device": 20, "unused_segments": 6, "eval23_clips": 120,
-        "micirp": MICIRP_TINY + MICIRP_SMALL_EXTRA, "surrey": SURREY_SMALL,
+        "train_segments": 210,
+        "train_per_other_device": 18,
+        "segments_per_location": 3,
+        "eval_segments": 60,
+        "eval_per_device": 20,
+        "unused_segments": 6,
+        "eval23_clips": 120,
+        "micirp": MICIRP_TINY + MICIRP_SMALL_EXTRA,
+        "surrey": SURREY_SMALL,
         "angles": tuple(range(0, 360, 45)),
     },
 }
@@ -220,11 +251,16 @@ def _plan(seed, cfg):
             devices[0].append("b")
         for i in range(count):
             if devices[i]:
-                segments.append({
-                    "split": split, "scene": scenes[i], "city": city_of[location_of[i]],
-                    "location": location_of[i], "segment": next_segment(),
-                    "devices": sorted(devices[i], key=DEVICES.index),
-                })
+                segments.append(
+                    {
+                        "split": split,
+                        "scene": scenes[i],
+                        "city": city_of[location_of[i]],
+                        "location": location_of[i],
+                        "segment": next_segment(),
+                        "devices": sorted(devices[i], key=DEVICES.index),
+                    }
+                )
     return segments
 
 
@@ -276,7 +312,9 @@ def _write_tau(root, seed, plan, progress):
             locations[loc_key] = location_params(loc_rng, seg["scene"])
         source = render_scene(
             np.random.default_rng([seed, _SEGMENT, index]),
-            locations[loc_key], 10 * TAU_RATE, TAU_RATE,
+            locations[loc_key],
+            10 * TAU_RATE,
+            TAU_RATE,
         )
         spectrum = scipy.fft.rfft(source)
         for device in seg["devices"]:
@@ -313,9 +351,12 @@ def _write_tau(root, seed, plan, progress):
         section["locations"] = sorted({r[2] for r in rows[split]})
         section["devices"] = [d for d in DEVICES if sum(section["clips"][d].values())]
     return {
-        "root": TAU_ROOT, "sample_rate": TAU_RATE, "clip_samples": TAU_RATE,
+        "root": TAU_ROOT,
+        "sample_rate": TAU_RATE,
+        "clip_samples": TAU_RATE,
         "num_meta_rows": sum(len(r) for r in rows.values()),
-        "scenes": list(SCENES), "devices": list(DEVICES),
+        "scenes": list(SCENES),
+        "devices": list(DEVICES),
         "cities": sorted({city for section in splits.values() for city in section["cities"]}),
         "device_models": json.loads(json.dumps(DEVICE_MODELS)),
         "splits": splits,
@@ -348,11 +389,16 @@ def _write_eval23(root, seed, count, progress):
         truth[name] = {"scene_label": scene, "source_label": device, "city": city}
     truth = {n: truth[n] for n in sorted(truth, key=lambda n: int(n[6:-4]))}
     names = [f"audio/{i}.wav" for i in range(count)]
-    _write_tsv(os.path.join(root, "evaluation_setup", "fold1_test.csv"), ("filename",),
-               [(n,) for n in names])
+    _write_tsv(
+        os.path.join(root, "evaluation_setup", "fold1_test.csv"),
+        ("filename",),
+        [(n,) for n in names],
+    )
     with open(os.path.join(root, "README.md"), "w", encoding="utf-8") as f:
-        f.write("# Synthetic TAU Urban Acoustic Scenes 2023 Mobile evaluation stand-in\n\n"
-                "Unlabelled, anonymised 1-s clips; written by keras-asc's synthetic generator.\n")
+        f.write(
+            "# Synthetic TAU Urban Acoustic Scenes 2023 Mobile evaluation stand-in\n\n"
+            "Unlabelled, anonymised 1-s clips; written by keras-asc's synthetic generator.\n"
+        )
     return {"root": EVAL23_ROOT, "num_files": count, "files": names, "truth": truth}
 
 
@@ -393,21 +439,27 @@ def _write_micirp(root, seed, entries):
         if stem.startswith("IR_"):
             chunks = {
                 "before_fmt": [(b"JUNK", bytes(28))],
-                "after_fmt": [(b"LIST", list_info_chunk("keras-asc synthetic")),
-                              (b"LGWV", bytes(12))],
+                "after_fmt": [
+                    (b"LIST", list_info_chunk("keras-asc synthetic")),
+                    (b"LGWV", bytes(12)),
+                ],
             }
         else:
             # Pro Tools pads with FLLR so that the samples start at a 4096-byte boundary.
             fllr = 4096 - (12 + 24 + 8 + 8 + 8)
             chunks = {"before_data": [(b"FLLR", bytes(fllr))]}
         write_wav(path, ir, rate, **chunks)
-        files.append({
-            "name": stem + ".wav", "sample_rate": rate, "num_samples": len(ir),
-            "peak": round(float(np.max(np.abs(ir))), 6),
-            "peak_index": int(np.argmax(np.abs(ir))),
-            "polarity": 1 if ir[np.argmax(np.abs(ir))] > 0 else -1,
-            "extra_chunks": [c[0].decode() for v in chunks.values() for c in v],
-        })
+        files.append(
+            {
+                "name": stem + ".wav",
+                "sample_rate": rate,
+                "num_samples": len(ir),
+                "peak": round(float(np.max(np.abs(ir))), 6),
+                "peak_index": int(np.argmax(np.abs(ir))),
+                "polarity": 1 if ir[np.argmax(np.abs(ir))] > 0 else -1,
+                "extra_chunks": [c[0].decode() for v in chunks.values() for c in v],
+            }
+        )
     return {"root": MICIRP_ROOT, "num_files": len(files), "files": files}
 
 
@@ -453,19 +505,34 @@ def _write_surrey(root, seed, mics, angles):
                 for sub, subtype, bits in targets:
                     for angle in angles:
                         name = f"{sub}/{folder}_{angle}Deg{'' if layout == 'old' else suffix}.wav"
-                        write_wav(os.path.join(root, name), signals[angle] * scale, SURREY_RATE,
-                                  subtype=subtype)
-                        files.append({
-                            "name": name, "microphone": mic, "config": config,
-                            "pattern": pattern, "transducer": kind,
-                            "distance_cm": DISTANCE_CM[dist], "angle_deg": angle,
-                            "bit_depth": bits, "layout": layout, "onset_sample": onset,
-                            "sample_rate": SURREY_RATE, "num_samples": 10 * SURREY_RATE,
-                        })
+                        write_wav(
+                            os.path.join(root, name),
+                            signals[angle] * scale,
+                            SURREY_RATE,
+                            subtype=subtype,
+                        )
+                        files.append(
+                            {
+                                "name": name,
+                                "microphone": mic,
+                                "config": config,
+                                "pattern": pattern,
+                                "transducer": kind,
+                                "distance_cm": DISTANCE_CM[dist],
+                                "angle_deg": angle,
+                                "bit_depth": bits,
+                                "layout": layout,
+                                "onset_sample": onset,
+                                "sample_rate": SURREY_RATE,
+                                "num_samples": 10 * SURREY_RATE,
+                            }
+                        )
     files.sort(key=lambda f: f["name"])
     unique = {(f["config"], f["distance_cm"], f["angle_deg"]) for f in files}
     return {
-        "root": SURREY_ROOT, "num_files": len(files), "num_measurements": len(unique),
+        "root": SURREY_ROOT,
+        "num_files": len(files),
+        "num_measurements": len(unique),
         "microphones": sorted({f["microphone"] for f in files}),
         "configs": sorted({f["config"] for f in files}),
         "files": files,

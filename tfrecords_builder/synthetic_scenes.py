@@ -32,8 +32,12 @@ SCENE_RECIPES = {
     "metro": [
         ("noise", {"slope": -4.5, "lo": 30.0, "hi": 8000.0}, 0.0, ("swell", 0.2, 0.5)),
         ("events", {"kind": "rail", "rate": 2.2, "freq": 1500.0}, -3.0, None),
-        ("tone", {"freq": 2800.0, "harmonics": 2, "rolloff": 8.0, "drift": 0.02}, -14.0,
-         ("swell", 0.15, 1.5)),
+        (
+            "tone",
+            {"freq": 2800.0, "harmonics": 2, "rolloff": 8.0, "drift": 0.02},
+            -14.0,
+            ("swell", 0.15, 1.5),
+        ),
         ("noise", {"slope": -8.0, "lo": 20.0, "hi": 300.0}, -4.0, None),
     ],
     "metro_station": [
@@ -68,8 +72,12 @@ SCENE_RECIPES = {
     "street_traffic": [
         ("noise", {"slope": -5.0, "lo": 30.0, "hi": 10000.0}, 0.0, ("swell", 0.3, 0.9, "car")),
         ("noise", {"slope": 1.0, "lo": 1500.0, "hi": 9000.0}, -5.0, ("swell", 0.3, 0.9, "car")),
-        ("tone", {"freq": 45.0, "harmonics": 5, "rolloff": 3.0, "drift": 0.08}, -10.0,
-         ("swell", 0.2, 0.6)),
+        (
+            "tone",
+            {"freq": 45.0, "harmonics": 5, "rolloff": 3.0, "drift": 0.08},
+            -10.0,
+            ("swell", 0.2, 0.6),
+        ),
         ("events", {"kind": "horn", "rate": 0.1, "freq": 420.0}, -4.0, None),
     ],
     "tram": [
@@ -313,8 +321,10 @@ def _event_wave(rng, kind, freq, sample_rate):
                 x[k * half :] += note * np.exp(-tt / 0.25)
         else:
             partials = 1 if kind == "beep" else 5
-            x = sum(np.sin(2 * np.pi * f * (p + 1) * t) / (p + 1)
-                    for p, f in enumerate([freq] * partials))
+            x = sum(
+                np.sin(2 * np.pi * f * (p + 1) * t) / (p + 1)
+                for p, f in enumerate([freq] * partials)
+            )
             ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
             x = x * ramp
     else:  # music: a chord held for 1/rate s (three notes of a major scale)

@@ -162,8 +162,15 @@ def _name_fields(filename):
         return None
     scene, city, loc, segment, index, device = match.groups()
     location = f"{city}-{loc}"
-    return (scene, city, location, int(segment), int(index), device,
-            f"{scene}-{location}-{segment}-{device}")
+    return (
+        scene,
+        city,
+        location,
+        int(segment),
+        int(index),
+        device,
+        f"{scene}-{location}-{segment}-{device}",
+    )
 
 
 class _Strings:
@@ -236,8 +243,9 @@ class _Table:
 
 def _values(path, display, label_columns, required=("filename",)):
     """``(line, [filename, *labels])`` of each row of a CSV with (at least) ``required``."""
-    return csvutil.iter_tsv_values(path, list(required), ["filename", *label_columns],
-                                   display=display)
+    return csvutil.iter_tsv_values(
+        path, list(required), ["filename", *label_columns], display=display
+    )
 
 
 def _name_set_digest(names):
@@ -295,9 +303,12 @@ class _Meta:
             return [None] * len(found)
         safe = np.maximum(found, 0)
         values = self.strings
-        return [None if at < 0 else (line, values[a], values[b], values[c])
-                for at, line, (a, b, c) in zip(found.tolist(), self.lines[safe].tolist(),
-                                               self.codes[safe].tolist())]
+        return [
+            None if at < 0 else (line, values[a], values[b], values[c])
+            for at, line, (a, b, c) in zip(
+                found.tolist(), self.lines[safe].tolist(), self.codes[safe].tolist()
+            )
+        ]
 
     def row(self, at):
         """``(line, scene, identifier, source)`` of position ``at``."""
@@ -315,14 +326,17 @@ def _read_meta(root, policy):
         return None, None
     # meta.csv exists to give labels: one without scene_label is a broken file, not an
     # unlabelled corpus (that would build a training split whose scenes are all unknown).
-    table = _Table(_values(path, "meta.csv", _Meta.COLUMNS, ("filename", "scene_label")),
-                   _Meta.COLUMNS)
+    table = _Table(
+        _values(path, "meta.csv", _Meta.COLUMNS, ("filename", "scene_label")), _Meta.COLUMNS
+    )
     first = _first_occurrence(table.names)
     duplicates = np.flatnonzero(first != np.arange(len(first)))
     for at in duplicates.tolist():  # in file order
         name = table.names[at].decode("utf-8")
         policy.fail(
-            "meta", name, f"meta.csv line {table.lines[at]}: duplicate row for {name} "
+            "meta",
+            name,
+            f"meta.csv line {table.lines[at]}: duplicate row for {name} "
             f"(first at line {table.lines[first[at]]}); expected each file once",
         )
     keep = np.flatnonzero(first == np.arange(len(first)))
@@ -336,11 +350,22 @@ class Clip:
     work unit when the unit is handed out.
     """
 
-    __slots__ = ("line", "filename", "root", "scene", "device", "city", "location", "segment_id",
-                 "index", "key")
+    __slots__ = (
+        "line",
+        "filename",
+        "root",
+        "scene",
+        "device",
+        "city",
+        "location",
+        "segment_id",
+        "index",
+        "key",
+    )
 
-    def __init__(self, *, line, filename, root, scene, device, city, location, segment_id, index,
-                 key):
+    def __init__(
+        self, *, line, filename, root, scene, device, city, location, segment_id, index, key
+    ):
         self.line, self.filename, self.root = line, filename, root
         self.scene, self.device, self.city, self.location = scene, device, city, location
         self.segment_id, self.index, self.key = segment_id, index, key
@@ -376,8 +401,12 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
     parsed = _name_fields(name)
     if meta_row is not None and meta_row[1]:
         if scene and scene != meta_row[1]:
-            policy.fail(split, name, f"{where()}: scene_label {scene!r} disagrees with meta.csv "
-                        f"line {meta_row[0]} ({meta_row[1]!r})")
+            policy.fail(
+                split,
+                name,
+                f"{where()}: scene_label {scene!r} disagrees with meta.csv "
+                f"line {meta_row[0]} ({meta_row[1]!r})",
+            )
             return None
         scene = meta_row[1]
     device = city = location = ""
@@ -389,26 +418,40 @@ def _resolve_labels(name, where, scene, meta_row, policy, split):
         _, _, identifier, source = meta_row
         if source:
             if parsed is not None and source != device:
-                policy.fail(split, name, f"{where()}: meta.csv line {meta_row[0]} source_label "
-                            f"{source!r} disagrees with the device "
-                            f"{device!r} in the file name")
+                policy.fail(
+                    split,
+                    name,
+                    f"{where()}: meta.csv line {meta_row[0]} source_label "
+                    f"{source!r} disagrees with the device "
+                    f"{device!r} in the file name",
+                )
                 return None
             device = source
         if identifier:
             location = identifier
             city = location.split("-")[0]
     if scene and scene not in vocab.SCENES:
-        policy.fail(split, name, f"{where()}: unknown scene {scene!r}; expected one of "
-                    f"{', '.join(vocab.SCENES)}")
+        policy.fail(
+            split,
+            name,
+            f"{where()}: unknown scene {scene!r}; expected one of {', '.join(vocab.SCENES)}",
+        )
         return None
     if device and device not in vocab.DEVICES:
-        policy.fail(split, name, f"{where()}: unknown device {device!r}; expected one of "
-                    f"{', '.join(vocab.DEVICES)}")
+        policy.fail(
+            split,
+            name,
+            f"{where()}: unknown device {device!r}; expected one of {', '.join(vocab.DEVICES)}",
+        )
         return None
     if not -(1 << 63) <= segment_id < 1 << 63 or not -(1 << 31) <= index < 1 << 31:
-        policy.fail(split, name, f"{where()}: segment id {segment_id} or index {index} in the "
-                    "file name is too large; expected the TAU pattern "
-                    "<scene>-<city>-<location>-<segment>-<index>-<device>.wav")
+        policy.fail(
+            split,
+            name,
+            f"{where()}: segment id {segment_id} or index {index} in the "
+            "file name is too large; expected the TAU pattern "
+            "<scene>-<city>-<location>-<segment>-<index>-<device>.wav",
+        )
         return None
     return scene, device, city, location, segment_id, index, key
 
@@ -425,21 +468,25 @@ def _split_sources(root, split_files):
         path = os.path.abspath(os.fspath(path))
         stem = os.path.splitext(os.path.basename(path))[0]
         if not SPLIT_NAME.match(stem):
-            raise UserError(f"--split-file {path}: split name {stem!r} (the file stem) must use "
-                            "only letters, digits and _")
+            raise UserError(
+                f"--split-file {path}: split name {stem!r} (the file stem) must use "
+                "only letters, digits and _"
+            )
         if not os.path.isfile(path):
-            raise UserError(f"--split-file {path} does not exist; expected a split CSV like "
-                            "fold1_train.csv")
+            raise UserError(
+                f"--split-file {path} does not exist; expected a split CSV like fold1_train.csv"
+            )
         if any(stem == s for s, _, _ in sources):
-            raise UserError(f"--split-file {path}: split name {stem!r} is already used; rename "
-                            "the file")
+            raise UserError(
+                f"--split-file {path}: split name {stem!r} is already used; rename the file"
+            )
         sources.append((stem, path, os.path.basename(path)))
     if not sources:
-        raise UserError(f"{root}: no evaluation_setup/fold1_*.csv and no --split-file; expected "
-                        "at least one split CSV")
+        raise UserError(
+            f"{root}: no evaluation_setup/fold1_*.csv and no --split-file; expected "
+            "at least one split CSV"
+        )
     return sources
-
-
 
 
 # === Planning: rows → clips → work units ===
@@ -477,11 +524,18 @@ class SplitPlan:
         """The :class:`Clip` at position ``at``."""
         key = int(self.key[at])
         values = self.strings
-        return Clip(line=int(self.lines[at]), filename=self.names[at].decode("utf-8"),
-                    root=self.root, scene=values[self.scene[at]], device=values[self.device[at]],
-                    city=values[self.city[at]], location=values[self.location[at]],
-                    segment_id=int(self.segment_id[at]), index=int(self.index[at]),
-                    key=None if key < 0 else self.keys[key])
+        return Clip(
+            line=int(self.lines[at]),
+            filename=self.names[at].decode("utf-8"),
+            root=self.root,
+            scene=values[self.scene[at]],
+            device=values[self.device[at]],
+            city=values[self.city[at]],
+            location=values[self.location[at]],
+            segment_id=int(self.segment_id[at]),
+            index=int(self.index[at]),
+            key=None if key < 0 else self.keys[key],
+        )
 
 
 def _plan_split(split, rows, display, root, meta, policy):
@@ -493,8 +547,9 @@ def _plan_split(split, rows, display, root, meta, policy):
     """
     table = rows if isinstance(rows, _Table) else _Table(rows, ["scene_label"])
     if not len(table):
-        raise UserError(f"{display} lists no files (header only); expected at least one row for "
-                        f"split {split!r}")
+        raise UserError(
+            f"{display} lists no files (header only); expected at least one row for split {split!r}"
+        )
     first = _first_occurrence(table.names)
     in_meta = None if meta is None else meta.find(table.names)
     scene_values = table.strings.values
@@ -508,19 +563,33 @@ def _plan_split(split, rows, display, root, meta, policy):
         scenes = [scene_values[c] for c in table.labels["scene_label"][start:stop].tolist()]
         meta_rows = [None] * len(names) if meta is None else meta.rows(in_meta[start:stop])
         for at, name, line, first_at, scene, meta_row in zip(
-                range(start, stop), names, lines, first[start:stop].tolist(), scenes, meta_rows):
+            range(start, stop), names, lines, first[start:stop].tolist(), scenes, meta_rows
+        ):
             if first_at != at:
-                policy.fail(split, name, f"{display} line {line}: duplicate row for {name} "
-                            f"(first at line {table.lines[first_at]}); expected each file once")
+                policy.fail(
+                    split,
+                    name,
+                    f"{display} line {line}: duplicate row for {name} "
+                    f"(first at line {table.lines[first_at]}); expected each file once",
+                )
                 continue
             if meta is not None and meta_row is None:
-                policy.fail(split, name, f"{display} line {line} ({name}): file is not "
-                            "listed in meta.csv; expected every listed file to have a "
-                            "meta.csv row")
+                policy.fail(
+                    split,
+                    name,
+                    f"{display} line {line} ({name}): file is not "
+                    "listed in meta.csv; expected every listed file to have a "
+                    "meta.csv row",
+                )
                 continue
             labels = _resolve_labels(
-                name, lambda line=line, name=name: f"{display} line {line} ({name})",
-                scene, meta_row, policy, split)
+                name,
+                lambda line=line, name=name: f"{display} line {line} ({name})",
+                scene,
+                meta_row,
+                policy,
+                split,
+            )
             if labels is None:
                 continue
             path = name if name.startswith("/") else base + name  # os.path.join, faster
@@ -529,13 +598,18 @@ def _plan_split(split, rows, display, root, meta, policy):
             except (OSError, ValueError):
                 is_file = False
             if not is_file:
-                policy.fail(split, name, f"{display} line {line}: listed file {path} does "
-                            "not exist; expected the audio file of this row")
+                policy.fail(
+                    split,
+                    name,
+                    f"{display} line {line}: listed file {path} does "
+                    "not exist; expected the audio file of this row",
+                )
                 continue
             scene, device, city, location, segment_id, index, key = labels
             kept.append(at)
-            codes.extend([known[v] if v in known else code(v)
-                          for v in (scene, device, city, location)])
+            codes.extend(
+                [known[v] if v in known else code(v) for v in (scene, device, city, location)]
+            )
             if key is None:
                 key_code = -1
             else:
@@ -553,9 +627,17 @@ def _plan_split(split, rows, display, root, meta, policy):
         names, lines = table.names, table.lines
     else:
         names, lines = table.names[kept], table.lines[kept]
-    return SplitPlan(root, names, lines, list(codes.T.copy()),
-                     strings.values, np.frombuffer(segments, np.int64), numbers[:, 0].copy(),
-                     numbers[:, 1].copy(), keys)
+    return SplitPlan(
+        root,
+        names,
+        lines,
+        list(codes.T.copy()),
+        strings.values,
+        np.frombuffer(segments, np.int64),
+        numbers[:, 0].copy(),
+        numbers[:, 1].copy(),
+        keys,
+    )
 
 
 class _Groups:
@@ -587,8 +669,12 @@ def _group(split, plan, display):
     np.cumsum(sizes, out=start[1:])
     recording = np.repeat(np.arange(len(sizes)), sizes)  # of each entry of parts
     indices = plan.index[parts]
-    bad_index = np.bincount(recording[indices != np.arange(len(parts)) - start[recording]],
-                            minlength=len(sizes)) > 0
+    bad_index = (
+        np.bincount(
+            recording[indices != np.arange(len(parts)) - start[recording]], minlength=len(sizes)
+        )
+        > 0
+    )
     first = parts[start[recording]]
     differs = np.zeros(len(parts), bool)
     for column in (plan.scene, plan.city, plan.location):
@@ -598,11 +684,12 @@ def _group(split, plan, display):
     problems = {}
     for k in np.flatnonzero(~complete).tolist():
         key = plan.keys[k]
-        part_indices = indices[start[k]:start[k + 1]].tolist()
+        part_indices = indices[start[k] : start[k + 1]].tolist()
         if part_indices != list(range(PARTS)):
             missing = sorted(set(range(PARTS)) - set(part_indices))
-            extra = sorted(i for i, n in Counter(part_indices).items()
-                           if n > 1 or not 0 <= i < PARTS)
+            extra = sorted(
+                i for i, n in Counter(part_indices).items() if n > 1 or not 0 <= i < PARTS
+            )
             detail = []
             if missing:
                 detail.append(f"missing index {', '.join(map(str, missing))}")
@@ -614,8 +701,10 @@ def _group(split, plan, display):
                 f"0-{PARTS - 1} once each"
             )
         else:
-            problems[key] = (f"{display}: the parts of recording {key!r} of split {split!r} "
-                             "disagree on scene/city/location")
+            problems[key] = (
+                f"{display}: the parts of recording {key!r} of split {split!r} "
+                "disagree on scene/city/location"
+            )
     return _Groups(complete, parts, start), problems
 
 
@@ -679,7 +768,7 @@ class _Units:
                 yield None, [plan.clip(at)], [sizes[at]]
                 continue
             k = int(plan.key[at])
-            parts = groups.parts[groups.start[k]:groups.start[k + 1]].tolist()
+            parts = groups.parts[groups.start[k] : groups.start[k + 1]].tolist()
             clips = [plan.clip(i) for i in parts]
             key = plan.keys[k]
             yield key, clips, [*sizes[parts].tolist(), int(recordings[k])]
@@ -710,8 +799,7 @@ def _clip_record_sizes(plan):
     if utf8.max() >= 256 or name_bytes.max() >= 1 << 16:  # does not pack: measure each clip
         return np.array([_record_size(plan.clip(at)) for at in range(len(plan))], np.int64)
     shape = name_bytes << 40
-    for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city),
-                          (8, plan.location)):
+    for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city), (8, plan.location)):
         shape |= utf8[column] << shift
     shape |= _varint_lengths(plan.segment_id).astype(np.int64) << 4
     shape |= _varint_lengths(plan.index)
@@ -751,8 +839,11 @@ def _process_unit(task):
     # between the decoding and resampling of the recording).
     layouts = _clip_layouts(clips)
     if key is not None:
-        layouts.append(schema.audio_example_layout(CLIP_SAMPLES * PARTS, filename=key, index=-1,
-                                                   **clips[0].labels()))
+        layouts.append(
+            schema.audio_example_layout(
+                CLIP_SAMPLES * PARTS, filename=key, index=-1, **clips[0].labels()
+            )
+        )
     written, raws, errors = [], [], []
     for clip, reserved, layout in zip(clips, places, layouts):
         try:
@@ -762,8 +853,7 @@ def _process_unit(task):
         except UserError as err:
             written.append(False)
             raws.append(None)
-            errors.append((clip.filename,
-                           f"{display} line {clip.line} ({clip.filename}): {err}"))
+            errors.append((clip.filename, f"{display} line {clip.line} ({clip.filename}): {err}"))
             continue
         _write_wave(audio_lib.resample(raw, SOURCE_RATE, vocab.SAMPLE_RATE), layout, reserved)
         written.append(True)
@@ -790,8 +880,11 @@ def _clip_layouts(clips):
 
     def computed(clip, index=None):
         return schema.audio_example_layout(
-            CLIP_SAMPLES, filename=clip.filename,
-            index=clip.index if index is None else index, **clip.labels())
+            CLIP_SAMPLES,
+            filename=clip.filename,
+            index=clip.index if index is None else index,
+            **clip.labels(),
+        )
 
     first = clips[0]
     base = computed(first)
@@ -803,11 +896,16 @@ def _clip_layouts(clips):
     at_name = suffix.find(name)
     if len(probe_suffix) != len(suffix):
         return [base] + [computed(clip) for clip in clips[1:]]
-    differ = np.flatnonzero(np.frombuffer(suffix, np.uint8) != np.frombuffer(probe_suffix,
-                                                                             np.uint8))
-    if (probe_prefix != prefix or len(differ) != 1 or at_name < 0
-            or suffix.find(name, at_name + 1) >= 0
-            or at_name <= differ[0] < at_name + len(name)):
+    differ = np.flatnonzero(
+        np.frombuffer(suffix, np.uint8) != np.frombuffer(probe_suffix, np.uint8)
+    )
+    if (
+        probe_prefix != prefix
+        or len(differ) != 1
+        or at_name < 0
+        or suffix.find(name, at_name + 1) >= 0
+        or at_name <= differ[0] < at_name + len(name)
+    ):
         return [base] + [computed(clip) for clip in clips[1:]]
     at_index = int(differ[0])
     labels = first.labels()
@@ -818,7 +916,7 @@ def _clip_layouts(clips):
             layouts.append(computed(clip))
             continue
         spliced = bytearray(suffix)
-        spliced[at_name:at_name + len(name)] = encoded
+        spliced[at_name : at_name + len(name)] = encoded
         spliced[at_index] = clip.index
         layouts.append((prefix, bytes(spliced)))
     return layouts
@@ -843,10 +941,10 @@ def _record_size(clip, key=None):
     from keras_asc.data import schema
 
     if key is None:
-        return schema.audio_example_size(CLIP_SAMPLES, filename=clip.filename, index=clip.index,
-                                         **clip.labels())
-    return schema.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1,
-                                     **clip.labels())
+        return schema.audio_example_size(
+            CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
+        )
+    return schema.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1, **clip.labels())
 
 
 def _placed_tasks(tasks, views, issued):
@@ -863,7 +961,7 @@ def _placed_tasks(tasks, views, issued):
     """
     for split, key, clips, display, sizes in tasks:
         one_second = views[(split, "1s")]
-        places = [one_second.place(size) for size in sizes[:len(clips)]]
+        places = [one_second.place(size) for size in sizes[: len(clips)]]
         if key is not None:
             places.append(views[(split, "10s")].place(sizes[-1]))
         task = (split, key, clips, display, places)
@@ -891,8 +989,17 @@ def _count_table(counter):
     return table
 
 
-def build(source, out, *, split_files=(), on_error="raise", shards=None, workers=None, seed=0,
-          progress=None):
+def build(
+    source,
+    out,
+    *,
+    split_files=(),
+    on_error="raise",
+    shards=None,
+    workers=None,
+    seed=0,
+    progress=None,
+):
     """Builds the TAU22 TFRecords; see the module docstring.
 
     Args:
@@ -917,8 +1024,9 @@ def build(source, out, *, split_files=(), on_error="raise", shards=None, workers
     # The workers start now and import their modules on the other cores while this process
     # reads and plans the CSVs (about half a second of CPU each; see parallel.WorkerPool).
     with parallel.WorkerPool(workers, warm=WORKER_MODULES) as pool:
-        return _plan_and_write(pool, root, sources, out, policy, shards=shards, seed=seed,
-                               progress=progress)
+        return _plan_and_write(
+            pool, root, sources, out, policy, shards=shards, seed=seed, progress=progress
+        )
 
 
 def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress):
@@ -930,8 +1038,10 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
 
     checksums = {}
     if meta is not None:
-        checksums["meta.csv"] = {"md5": writer_lib.md5_file(os.path.join(root, "meta.csv")),
-                                 "rows": meta_rows}
+        checksums["meta.csv"] = {
+            "md5": writer_lib.md5_file(os.path.join(root, "meta.csv")),
+            "rows": meta_rows,
+        }
     # Each CSV is planned as soon as it is read, into compact columns: the plan of a whole
     # corpus stays in memory during the build, the CSV rows never are all at once.
     plans, aliases, evaluate_names = {}, {}, None
@@ -949,8 +1059,10 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
     _check_disjoint(plans)
     if "train" in plans and not plans["train"][1].labelled:
         display = plans["train"][0]
-        raise UserError(f"{display}: no row has a scene label (no 'scene_label' column, and no "
-                        "meta.csv row gives one); expected a labelled training split")
+        raise UserError(
+            f"{display}: no row has a scene label (no 'scene_label' column, and no "
+            "meta.csv row gives one); expected a labelled training split"
+        )
 
     # Everything that can be checked without decoding audio is checked before any output exists.
     work, splits_info, view_sizes = [], {}, {}
@@ -961,8 +1073,13 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
         for key, reason in problems.items():
             policy.fail(split, key, reason + (hint if on_error == "raise" else ""))
             incomplete.append({"key": key, "reason": reason})
-        splits_info[split] = {"csv": display, "labelled": plan.labelled,
-                              "rows": len(plan), "views": {}, "incomplete_groups": incomplete}
+        splits_info[split] = {
+            "csv": display,
+            "labelled": plan.labelled,
+            "rows": len(plan),
+            "views": {},
+            "incomplete_groups": incomplete,
+        }
         view_sizes[(split, "1s")] = len(plan)
         if plan.has_recordings:
             view_sizes[(split, "10s")] = len(groups)
@@ -970,8 +1087,11 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
     del plans, groups
     total_clips = sum(len(units.plan) for _, _, units in work)
     writer_lib.check_free_space(out, sum(units.framed_bytes() for _, _, units in work), "tau22")
-    tasks = ((split, key, unit_clips, display, sizes)
-             for split, display, units in work for key, unit_clips, sizes in units.sized())
+    tasks = (
+        (split, key, unit_clips, display, sizes)
+        for split, display, units in work
+        for key, unit_clips, sizes in units.sized()
+    )
 
     with writer_lib.OutputDir(out, builder="tau22", policy=policy) as output:
         views, counters = {}, {}
@@ -982,8 +1102,12 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
             num = min(shards, count) if shards else _auto_shards(count, samples)
             views[(split, view)] = output.placed_shards(f"{split}-{view}", num)
             counters[(split, view)] = Counter()
-        bar = tqdm(total=total_clips, unit="clip", desc="tau22",
-                   disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=total_clips,
+            unit="clip",
+            desc="tau22",
+            disable=None if progress is None else not progress,
+        )
         issued = collections.deque()
         results = pool.ordered_map(_process_unit, _placed_tasks(tasks, views, issued))
         try:
@@ -1006,15 +1130,17 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
             }
         for split, split_info in splits_info.items():
             if not any(v["num_examples"] for v in split_info["views"].values()):
-                raise UserError(f"split {split!r} ({split_info['csv']}) has no usable files "
-                                "after skipping; see the skipped items")
+                raise UserError(
+                    f"split {split!r} ({split_info['csv']}) has no usable files "
+                    "after skipping; see the skipped items"
+                )
         info = {
             "dataset": "TAU Urban Acoustic Scenes 2022 Mobile",
             "kind": "audio",
             "sample_rate": vocab.SAMPLE_RATE,
             "source_sample_rate": SOURCE_RATE,
             "resampler": "soxr HQ (librosa's default soxr_hq); 10s = parts joined at 44.1 kHz, "
-                         "then resampled",
+            "then resampled",
             "vocabularies": {"scene": list(vocab.SCENES), "device": list(vocab.DEVICES)},
             "source": {"root": root, "files": checksums},
             "seed": seed,
@@ -1042,8 +1168,10 @@ def _account_unit(task, result, policy, views, counters, splits_info):
         return
     if not written_10s:
         views[(split, "10s")].skip(places[len(unit_clips)])
-        reason = (f"recording {key!r} of split {split!r} left out of the 10s view: one of its "
-                  "parts was skipped")
+        reason = (
+            f"recording {key!r} of split {split!r} left out of the 10s view: one of its "
+            "parts was skipped"
+        )
         splits_info[split]["incomplete_groups"].append({"key": key, "reason": reason})
         policy.skipped.append({"split": split, "item": key, "reason": reason})
         return
@@ -1074,12 +1202,16 @@ def summary(info, out):
     """A few lines saying what was written."""
     lines = [f"wrote {os.path.abspath(out)}"]
     for split, split_info in info["splits"].items():
-        views = ", ".join(f"{view}: {v['num_examples']} records in {len(v['shards'])} shard(s)"
-                          for view, v in split_info["views"].items())
+        views = ", ".join(
+            f"{view}: {v['num_examples']} records in {len(v['shards'])} shard(s)"
+            for view, v in split_info["views"].items()
+        )
         lines.append(f"  {split:<10} {views}")
     for alias, target in info.get("aliases", {}).items():
         lines.append(f"  {alias:<10} same files as {target!r} (not written twice)")
     if info["skipped"]:
-        lines.append(f"  skipped {len(info['skipped'])} item(s); reasons in "
-                     f"{os.path.join(os.path.abspath(out), writer_lib.SKIPPED_NAME)}")
+        lines.append(
+            f"  skipped {len(info['skipped'])} item(s); reasons in "
+            f"{os.path.join(os.path.abspath(out), writer_lib.SKIPPED_NAME)}"
+        )
     return "\n".join(lines)

@@ -182,8 +182,10 @@ def write_at(path, offset, record, size=None):
     """
     pieces, framed = frame(record)
     if size is not None and framed != size:
-        raise RuntimeError(f"{path}: record at offset {offset} is {framed} bytes framed but "
-                           f"{size} were reserved for it")
+        raise RuntimeError(
+            f"{path}: record at offset {offset} is {framed} bytes framed but "
+            f"{size} were reserved for it"
+        )
     fd = _open_files.pop(path, None)
     if fd is None:
         fd = os.open(path, os.O_WRONLY)

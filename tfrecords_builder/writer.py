@@ -262,8 +262,10 @@ class PlacedShards:
                 self.sizes[shard] = tfrecord_io.remove_gaps(path, gaps, self.sizes[shard])
             actual = os.path.getsize(path)
             if actual != self.sizes[shard]:
-                raise RuntimeError(f"{path} holds {actual} bytes; its records take "
-                                   f"{self.sizes[shard]}: a placed record was not written")
+                raise RuntimeError(
+                    f"{path} holds {actual} bytes; its records take "
+                    f"{self.sizes[shard]}: a placed record was not written"
+                )
             os.truncate(path, actual)  # frees the preallocated blocks past the end
         return list(self.names)
 

@@ -75,8 +75,11 @@ class Augmenter:
         """
         if self.freq_mix_style is None and self.mixstyle_p > 0:
             self.freq_mix_style = FreqMixStyle(
-                probability=self.mixstyle_p, alpha=self.mixstyle_alpha, seed=self.seed,
-                dtype=dtype, name="freq_mix_style",
+                probability=self.mixstyle_p,
+                alpha=self.mixstyle_alpha,
+                seed=self.seed,
+                dtype=dtype,
+                name="freq_mix_style",
             )
         if self.mixup is None and self.mixup_alpha > 0:
             self.mixup = Mixup(alpha=self.mixup_alpha, seed=self.seed, name="mixup")

@@ -15,21 +15,32 @@ import sys
 
 # command -> (module with main(argv), one-line help)
 COMMANDS = {
-    "build": ("tfrecords_builder.__main__", "raw datasets -> TFRecords (tau22, micirp, "
-              "multi-dirs, synthetic, inspect, download)"),
-    "train": ("keras_asc.training.cli", "train a scene classifier from a config (file or "
-              "shipped name) into a resumable run directory"),
+    "build": (
+        "tfrecords_builder.__main__",
+        "raw datasets -> TFRecords (tau22, micirp, multi-dirs, synthetic, inspect, download)",
+    ),
+    "train": (
+        "keras_asc.training.cli",
+        "train a scene classifier from a config (file or "
+        "shipped name) into a resumable run directory",
+    ),
     "evaluate": ("keras_asc.evaluation.evaluate", "per-device report of runs (paper Table 3)"),
-    "probe": ("keras_asc.evaluation.probe", "device probe of a run's frozen encoder "
-              "(paper Table 2)"),
+    "probe": (
+        "keras_asc.evaluation.probe",
+        "device probe of a run's frozen encoder (paper Table 2)",
+    ),
     "predict": ("keras_asc.inference.predict", "scene predictions for audio files"),
     "export": ("keras_asc.inference.export", "SavedModel / TFLite export, verified"),
-    "convert": ("keras_asc.convert.convert_passt", "official PaSST .pt checkpoint -> Keras "
-                "weights (no torch needed)"),
+    "convert": (
+        "keras_asc.convert.convert_passt",
+        "official PaSST .pt checkpoint -> Keras weights (no torch needed)",
+    ),
     "grid-report": ("keras_asc.evaluation.grid", "alpha / lambda grid table (paper Table 1)"),
     "plot-dirs": ("keras_asc.evaluation.dir_plots", "DIR frequency responses (paper Figures 1, 2)"),
-    "reproduce-miniature": ("keras_asc.experiments.driver", "CPU miniature of the paper's "
-                            "tables and claims"),
+    "reproduce-miniature": (
+        "keras_asc.experiments.driver",
+        "CPU miniature of the paper's tables and claims",
+    ),
     "irgen-train": ("keras_asc.irgen.train", "train the DIR generator"),
     "irgen-generate": ("keras_asc.irgen.generate", "generate DIRs with a trained generator"),
     "irgen-report": ("keras_asc.irgen.report", "report on a trained DIR generator"),
@@ -42,8 +53,9 @@ def build_parser():
         description="Device-robust acoustic scene classification (PaSST, ICL, DIR "
         "augmentation). 'keras-asc COMMAND --help' shows a command's options.",
     )
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's C++ logs (hidden by default)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's C++ logs (hidden by default)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
     for name, (_, help_text) in COMMANDS.items():

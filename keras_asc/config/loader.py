@@ -35,8 +35,9 @@ _FLOAT_LOOKING = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 # The shipped configs (a link to the top-level configs/ in a checkout; package data in a wheel).
-SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "configs")
+SHIPPED_CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
+)
 
 
 def shipped_config_names():
@@ -65,7 +66,7 @@ def resolve_config_path(name):
     stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
     stem = stem.replace(os.sep, "/")
     if stem.startswith("configs/"):
-        stem = stem[len("configs/"):]
+        stem = stem[len("configs/") :]
     if stem in shipped_config_names():
         return os.path.join(SHIPPED_CONFIGS, *stem.split("/")) + ".yaml"
     raise UserError(

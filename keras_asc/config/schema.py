@@ -353,8 +353,14 @@ SCHEMA = {
             # Keras dtype policies; mixed_* keep float32 variables (docs/reproduce_paper.md).
             "dtype": (
                 None,
-                choice("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16",
-                       optional=True),
+                choice(
+                    "float32",
+                    "mixed_bfloat16",
+                    "mixed_float16",
+                    "bfloat16",
+                    "float16",
+                    optional=True,
+                ),
             ),
             "frontend": (
                 None,

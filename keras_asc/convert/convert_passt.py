@@ -100,9 +100,11 @@ def main(argv=None):
         )
     except OSError as err:  # e.g. a full disk while writing the weights
         where = f" {err.filename}" if err.filename else ""
-        raise UserError(f"--out {args.out}: the conversion failed on a file{where} "
-                        f"({err.strerror or err}); expected a writable folder with free "
-                        "space") from None
+        raise UserError(
+            f"--out {args.out}: the conversion failed on a file{where} "
+            f"({err.strerror or err}); expected a writable folder with free "
+            "space"
+        ) from None
     head = (
         "new classifier (head.1 dropped, head.0 loaded)"
         if result["new_classifier"]

@@ -229,7 +229,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _apply_metadata(array, metadata)
 
     def _rebuild_tensor_v3(
-        self, storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
+        self,
+        storage,
+        storage_offset,
+        size,
+        stride,
+        requires_grad,
+        backward_hooks,
+        dtype,
         metadata=None,
     ):
         if not isinstance(storage, _Storage) or storage.dtype != "u1":
@@ -294,8 +301,9 @@ def _zip_load(path, archive):
     if prefix + "byteorder" in names:
         byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
-            raise UserError(f"checkpoint {path}: byteorder record {byteorder!r}; expected "
-                            "'little' or 'big'")
+            raise UserError(
+                f"checkpoint {path}: byteorder record {byteorder!r}; expected 'little' or 'big'"
+            )
     cache = {}
 
     def storage_bytes(key, dtype, numel):
@@ -386,8 +394,19 @@ def load_torch_checkpoint(path):
         ) from None
     except UserError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            IndexError, struct.error, zipfile.BadZipFile, OSError, RecursionError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        struct.error,
+        zipfile.BadZipFile,
+        OSError,
+        RecursionError,
+    ) as err:
         reason = str(err) or type(err).__name__
         raise UserError(
             f"checkpoint {path}: cannot be read as a PyTorch checkpoint ({reason}); expected "

@@ -485,7 +485,8 @@ def paper_probe(
         "protocol": "paper",
         "balanced_accuracy": balanced["mean"],
         "balanced_accuracy_sd": balanced["sd"],
-        "balanced_accuracy_ci": None if balanced["low"] is None
+        "balanced_accuracy_ci": None
+        if balanced["low"] is None
         else [balanced["low"], balanced["high"]],
         "level": level,
         "accuracy": float(np.mean([r["accuracy"] for r in per_seed])),
@@ -646,9 +647,7 @@ def build_parser():
 
 def describe(name, result):
     """One line about a probe result (either protocol)."""
-    recall = ", ".join(
-        f"{d} {100 * r:.1f}" for d, r in result["recall"].items() if r is not None
-    )
+    recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items() if r is not None)
     text = (
         f"{name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
         f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "

@@ -37,8 +37,9 @@ def atomic_write_text(path, text):
         # The process id in the name lets the next training start remove it after a kill.
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
     except OSError as err:
-        raise UserError(f"cannot write {path} ({err.strerror}); expected a writable "
-                        "folder") from None
+        raise UserError(
+            f"cannot write {path} ({err.strerror}); expected a writable folder"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -47,8 +48,9 @@ def atomic_write_text(path, text):
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(err, OSError):
-            raise UserError(f"cannot write {path} ({err.strerror}); expected a writable "
-                            "folder with free space") from None
+            raise UserError(
+                f"cannot write {path} ({err.strerror}); expected a writable folder with free space"
+            ) from None
         raise
     return path
 
@@ -66,8 +68,9 @@ def check_writable(path, label="--out"):
         os.close(fd)
         os.remove(probe)
     except OSError as err:
-        raise UserError(f"{label} {path}: cannot write in {folder} ({err.strerror}); expected "
-                        "a writable folder") from None
+        raise UserError(
+            f"{label} {path}: cannot write in {folder} ({err.strerror}); expected a writable folder"
+        ) from None
 
 
 def _json_safe(value):

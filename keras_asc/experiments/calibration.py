@@ -76,6 +76,7 @@ def grids(records, target, weight_search_alpha=0.2, alpha_search_weight=10.0):
     Returns:
         ``(weight_records, alpha_records)``, each sorted by the searched value.
     """
+
     def close(x, y):
         return abs(x - y) < 1e-9
 

@@ -447,12 +447,20 @@ def run_miniature(
         "main_icl": {"target": icl_target, "weight": main_weight, "alpha": WEIGHT_SEARCH_ALPHA},
         "timings": timer.values,
         "settings": {
-            "work_dir": work_dir, "config_dir": config_dir, "seeds": seeds, "size": size,
-            "corpus_seed": corpus_seed, "pretrain_corpus_seed": pretrain_corpus_seed,
-            "overrides": list(overrides), "pretrain_overrides": list(pretrain_overrides),
-            "calibration_overrides": list(calibration_overrides), "max_examples": max_examples,
-            "probe_seeds": probe_seeds, "probe_split_by": probe_split_by,
-            "weight_grid": list(weight_grid), "alpha_grid": list(alpha_grid),
+            "work_dir": work_dir,
+            "config_dir": config_dir,
+            "seeds": seeds,
+            "size": size,
+            "corpus_seed": corpus_seed,
+            "pretrain_corpus_seed": pretrain_corpus_seed,
+            "overrides": list(overrides),
+            "pretrain_overrides": list(pretrain_overrides),
+            "calibration_overrides": list(calibration_overrides),
+            "max_examples": max_examples,
+            "probe_seeds": probe_seeds,
+            "probe_split_by": probe_split_by,
+            "weight_grid": list(weight_grid),
+            "alpha_grid": list(alpha_grid),
         },  # fmt: skip
     }
     write_json(os.path.join(work_dir, "results.json"), results)

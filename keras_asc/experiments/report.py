@@ -263,21 +263,31 @@ def render_markdown(results, reading=DEFAULT_READING):
         f"({datetime.date.today().isoformat()}; {settings['seeds']} paired seed(s) per row, "
         f"`{settings['size']}` synthetic corpora: seed {settings['corpus_seed']} for "
         f"fine-tuning and evaluation, seed {settings['pretrain_corpus_seed']} for pretraining"
-        + (f"; main-run overrides `{' '.join(settings['overrides'])}`"
-           if settings["overrides"] else "")
-        + (f"; first {settings['max_examples']} clips per split only"
-           if settings["max_examples"] else "")
+        + (
+            f"; main-run overrides `{' '.join(settings['overrides'])}`"
+            if settings["overrides"]
+            else ""
+        )
+        + (
+            f"; first {settings['max_examples']} clips per split only"
+            if settings["max_examples"]
+            else ""
+        )
         + f"). Machine time: {total_s / 60:.1f} min. Every number below is computed from the "
         "runs in the work directory, and every verdict from paired-by-seed statistics; "
         "see `keras_asc/experiments/` for the rules.",
         "",
         "Setup: `passt_tiny` (2 blocks, width 64) pretrained with device-balanced "
         "cross-entropy on the disjoint corpus (the stand-in for AudioSet"
-        + (f"; last epoch: validation log-loss {_num(pre_last.get('val_loss'))}, accuracy "
-           f"{_pct(pre_last.get('val_accuracy'))} % on the pretraining corpus"
-           if pre_last else "")
+        + (
+            f"; last epoch: validation log-loss {_num(pre_last.get('val_loss'))}, accuracy "
+            f"{_pct(pre_last.get('val_accuracy'))} % on the pretraining corpus"
+            if pre_last
+            else ""
+        )
         + "), then fine-tuned per row with the paper's recipe (`configs/miniature/*.yaml`), the "
-        "last epoch's weights kept (chosen in advance)." + _main_icl_sentence(results)
+        "last epoch's weights kept (chosen in advance)."
+        + _main_icl_sentence(results)
         + " Absolute values are not comparable with the paper (another dataset, a 1000× "
         "smaller model); the directions of the differences are.",
         "",
@@ -339,8 +349,16 @@ def render_markdown(results, reading=DEFAULT_READING):
         "",
         per_run_table(results),
         "",
-        *(["ICL diagnostics of the last epoch, as the model logged them:", "",
-           diagnostics_table(results), ""] if diagnostics_table(results) else []),
+        *(
+            [
+                "ICL diagnostics of the last epoch, as the model logged them:",
+                "",
+                diagnostics_table(results),
+                "",
+            ]
+            if diagnostics_table(results)
+            else []
+        ),
         "## Reading",
         "",
         READING_START,

@@ -150,8 +150,13 @@ def judge(tests, alpha=ALPHA):
     adjusted = holm([t["p"] for t in tests])
     out = []
     for test, p_adj in zip(tests, adjusted):
-        out.append({**test, "p_holm": p_adj,
-                    "verdict": verdict(test["mean"], test["margin"], test["sign"], p_adj, alpha)})
+        out.append(
+            {
+                **test,
+                "p_holm": p_adj,
+                "verdict": verdict(test["mean"], test["margin"], test["sign"], p_adj, alpha),
+            }
+        )
     return out
 
 

@@ -86,7 +86,8 @@ def complexity(frontend, backbone, num_classes, num_samples=32000, training=Fals
     tokens = patches + 2  # cls and dist
 
     macs = {
-        "frontend": (num_samples - 1) + frames * (win_length + rfft_macs(n_fft) + 2 * bins)
+        "frontend": (num_samples - 1)
+        + frames * (win_length + rfft_macs(n_fft) + 2 * bins)
         + frames * bins * n_mels,
         # The convolution runs on the whole grid; patchout drops patches after it.
         "patch_embedding": grid[0] * grid[1] * dim * kernel[0] * kernel[1],
@@ -96,19 +97,28 @@ def complexity(frontend, backbone, num_classes, num_samples=32000, training=Fals
     }
 
     params = (
-        kernel[0] * kernel[1] * dim + dim  # patch convolution
+        kernel[0] * kernel[1] * dim
+        + dim  # patch convolution
         + (n_mels // stride[0] + max_frames // stride[1]) * dim  # frequency and time embeddings
         + 2 * dim  # position embedding of the cls and dist tokens
         + 2 * dim  # the cls and dist tokens
-        + layers * (
+        + layers
+        * (
             2 * dim  # norm1
-            + dim * 3 * dim + (3 * dim if qkv_bias else 0)  # qkv
-            + dim * dim + dim  # attention output projection
+            + dim * 3 * dim
+            + (3 * dim if qkv_bias else 0)  # qkv
+            + dim * dim
+            + dim  # attention output projection
             + 2 * dim  # norm2
-            + dim * inter + inter + inter * dim + dim  # MLP
+            + dim * inter
+            + inter
+            + inter * dim
+            + dim  # MLP
         )
         + 2 * dim  # final norm
-        + 2 * dim + dim * num_classes + num_classes  # head LayerNorm and dense
+        + 2 * dim
+        + dim * num_classes
+        + num_classes  # head LayerNorm and dense
     )
     return {
         "params": int(params),
@@ -173,9 +183,11 @@ def profiler_macs(model, num_samples=None):
         return model(waveform, training=False)["logits"]
 
     graph = forward.get_concrete_function().graph
-    options = option_builder.ProfileOptionBuilder(
-        option_builder.ProfileOptionBuilder.float_operation()
-    ).with_empty_output().build()
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     options["account_type_regexes"] = ["MatMul", "BatchMatMul.*", "Conv2D"]
     return int(model_analyzer.profile(graph, cmd="op", options=options).total_float_ops) // 2
 

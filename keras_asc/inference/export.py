@@ -330,8 +330,9 @@ def export_model(model, out, fmt, quantize=None, overwrite=False, seed=0, num_sa
         os.makedirs(parent, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
     except OSError as err:
-        raise UserError(f"--out {out}: cannot write in {parent} ({err.strerror}); expected a "
-                        "writable folder") from None
+        raise UserError(
+            f"--out {out}: cannot write in {parent} ({err.strerror}); expected a writable folder"
+        ) from None
 
     try:
         clips = verification_clips(num_samples, sample_rate, seed=seed)
@@ -360,8 +361,10 @@ def export_model(model, out, fmt, quantize=None, overwrite=False, seed=0, num_sa
             )
         _place(artifact, out, overwrite)
     except OSError as err:  # a full disk while writing; the earlier --out is untouched
-        raise UserError(f"--out {out}: cannot write {err.filename or out} ({err.strerror}); "
-                        "expected a writable folder with free space") from None
+        raise UserError(
+            f"--out {out}: cannot write {err.filename or out} ({err.strerror}); "
+            "expected a writable folder with free space"
+        ) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -390,12 +393,12 @@ def build_parser():
     )
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     parser.add_argument(
-        "--quantize", choices=QUANTIZATIONS, default=None,
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=None,
         help="dynamic: dynamic-range quantisation (int8 weights), TFLite only",
     )
-    parser.add_argument(
-        "--out", required=True, help="output folder (savedmodel) or file (tflite)"
-    )
+    parser.add_argument("--out", required=True, help="output folder (savedmodel) or file (tflite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--seed", type=int, default=0, help="seed of the verification clips")
     return parser
@@ -408,7 +411,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     model = load_scene_model(args.model)
     report = export_model(
-        model, args.out, args.fmt, quantize=args.quantize, overwrite=args.overwrite,
+        model,
+        args.out,
+        args.fmt,
+        quantize=args.quantize,
+        overwrite=args.overwrite,
         seed=args.seed,
     )
     kind = args.fmt if args.quantize is None else f"{args.fmt} ({args.quantize} quantisation)"
@@ -418,8 +425,9 @@ def main(argv=None):
     counts = complexity.model_complexity(model)
     print(complexity.format_complexity(counts, sample_rate, sample_rate))
     profiled = complexity.profiler_macs(model)
-    expected = sum(counts["macs_by_part"][k] for k in ("patch_embedding", "attention", "mlp",
-                                                       "head"))
+    expected = sum(
+        counts["macs_by_part"][k] for k in ("patch_embedding", "attention", "mlp", "head")
+    )
     expected += complexity.mel_matmul_macs(counts, model.frontend.n_fft, model.frontend.n_mels)
     verdict = "agrees" if profiled == expected else "DIFFERS"
     print(

@@ -272,9 +272,8 @@ def format_table(results, classes):
     file_width = max([4] + [len(f) for f in files])
     scene_width = max([5] + [len(c) for c in classes])
     widths = [max(6, len(c)) for c in classes]
-    header = (
-        f"{'file':<{file_width}}  {'scene':<{scene_width}}  {'prob':>6}  "
-        + "  ".join(f"{c:>{w}}" for c, w in zip(classes, widths, strict=True))
+    header = f"{'file':<{file_width}}  {'scene':<{scene_width}}  {'prob':>6}  " + "  ".join(
+        f"{c:>{w}}" for c, w in zip(classes, widths, strict=True)
     )
     lines = [header]
     for r in results:
@@ -315,7 +314,10 @@ def build_parser():
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--window-hop", type=float, default=WINDOW_SECONDS, metavar="SECONDS",
+        "--window-hop",
+        type=float,
+        default=WINDOW_SECONDS,
+        metavar="SECONDS",
         help="hop between the 1-s windows, in (0, 1] (default 1); a tail shorter than a "
         "window is dropped, a clip shorter than 1 s is zero-padded",
     )
@@ -352,8 +354,6 @@ def main(argv=None):
     elif done:
         print(format_table(done, predictor.classes))
     if failures:
-        print(
-            f"{len(failures)} of {len(args.files)} files failed", file=sys.stderr, flush=True
-        )
+        print(f"{len(failures)} of {len(args.files)} files failed", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -100,8 +100,10 @@ def _int_list(lo=1):
     expected = f"a non-empty list of integers >= {lo}"
 
     def check(value):
-        ok = isinstance(value, list | tuple) and value and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= lo for v in value
+        ok = (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= lo for v in value)
         )
         return None if ok else expected
 

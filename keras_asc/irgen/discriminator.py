@@ -159,8 +159,9 @@ class DirDiscriminator(keras.Model):
             keras.ops.expand_dims(keras.ops.cast(condition, x.dtype), 1), self.feature_length, 1
         )
         x = keras.ops.concatenate([x, tiled], axis=-1)
-        x = keras.ops.leaky_relu(self.joint_norm(self.joint_conv(x), training=training),
-                                 self.negative_slope)
+        x = keras.ops.leaky_relu(
+            self.joint_norm(self.joint_conv(x), training=training), self.negative_slope
+        )
         logits = keras.ops.reshape(self.logit_conv(x), (-1,))
         return keras.ops.sigmoid(logits)
 

@@ -75,8 +75,17 @@ class DirGAN(keras.Model):
         self.sample_rate = sample_rate
         self.spectral_fmin = spectral_fmin
         self.spectral_fmax = spectral_fmax
-        names = ("d_loss", "g_loss", "adversarial", "mse", "spectral", "d_real", "d_fake",
-                 "d_wrong", "lsd_db")
+        names = (
+            "d_loss",
+            "g_loss",
+            "adversarial",
+            "mse",
+            "spectral",
+            "d_real",
+            "d_fake",
+            "d_wrong",
+            "lsd_db",
+        )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -133,14 +142,15 @@ class DirGAN(keras.Model):
                 d_real, d_fake, d_wrong, self.wrong_pair_weight, self.loss_scale
             )
         variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, variables),
-                                                         variables))
+        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss, d_real, d_fake, d_wrong
 
     def _generator_loss(self, condition, real, fake):
         d_fake = self.discriminator((fake, condition), training=True)
         return losses.generator_loss(
-            d_fake, real, fake,
+            d_fake,
+            real,
+            fake,
             adversarial_weight=self.adversarial_weight,
             mse_weight=self.effective_mse_weight,
             spectral_weight=self.spectral_weight,
@@ -189,11 +199,13 @@ class DirGAN(keras.Model):
         real = tf.cast(real, self.compute_dtype)
         fake = self.generator(condition, training=False)
         self.trackers["mse"].update_state(losses.mse(real, fake))
-        lo, hi = losses.band_bins(real.shape[-1], self.sample_rate, self.spectral_fmin,
-                                  self.spectral_fmax)
+        lo, hi = losses.band_bins(
+            real.shape[-1], self.sample_rate, self.spectral_fmin, self.spectral_fmax
+        )
         to_db = 20.0 / tf.math.log(10.0)
-        diff = to_db * (losses.log_magnitude(real, lo, hi, 1e-7)
-                        - losses.log_magnitude(fake, lo, hi, 1e-7))
+        diff = to_db * (
+            losses.log_magnitude(real, lo, hi, 1e-7) - losses.log_magnitude(fake, lo, hi, 1e-7)
+        )
         per_ir = tf.sqrt(tf.reduce_mean(tf.square(diff), axis=-1))
         self.trackers["lsd_db"].update_state(per_ir)
         return {name: self.trackers[name].result() for name in ("mse", "lsd_db")}

@@ -79,8 +79,9 @@ def load_generator(run_dir, checkpoint=None):
     from keras_asc.irgen.generator import DirGenerator
 
     config, conditions = load_run(run_dir)
-    expected = DirGenerator(output_length=conditions["ir_length"], condition_dim=CONDITION_DIM,
-                            **config["generator"])
+    expected = DirGenerator(
+        output_length=conditions["ir_length"], condition_dim=CONDITION_DIM, **config["generator"]
+    )
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise UserError(f"--checkpoint {checkpoint}: file not found")
@@ -102,8 +103,16 @@ def load_generator(run_dir, checkpoint=None):
     if not isinstance(generator, DirGenerator):
         raise UserError(f"{path} holds a {type(generator).__name__}, not a DirGenerator")
     want, have = expected.get_config(), generator.get_config()
-    for key in ("output_length", "condition_dim", "initial_length", "initial_channels",
-                "channels", "strides", "kernel_size", "condition_units"):
+    for key in (
+        "output_length",
+        "condition_dim",
+        "initial_length",
+        "initial_channels",
+        "channels",
+        "strides",
+        "kernel_size",
+        "condition_units",
+    ):
         if want[key] != have[key]:
             raise UserError(
                 f"{path}: {key} is {have[key]!r} but {run_dir}/config.yaml says {want[key]!r}; "
@@ -224,17 +233,24 @@ def range_problems(meta, trained, encoder):
     key = list(encoder.category_key(meta))
     if key not in [list(k) for k in trained["categories"]]:
         directivity, transducer, size = key
-        problems.append(
-            f"untrained combination {directivity}/{transducer}/{size or 'no size'}"
-        )
+        problems.append(f"untrained combination {directivity}/{transducer}/{size or 'no size'}")
     return problems
 
 
 # === Writing ===
 
 
-def generate_set(run_dir, out, grid=(), microphones=None, select=None, normalize="peak",
-                 batch_size=256, shards=1, checkpoint=None):
+def generate_set(
+    run_dir,
+    out,
+    grid=(),
+    microphones=None,
+    select=None,
+    normalize="peak",
+    batch_size=256,
+    shards=1,
+    checkpoint=None,
+):
     """Writes a generated DIR set; see the module docstring. Returns the output path."""
     from keras_asc.data.schema import encode_dir_example
     from tfrecords_builder.writer import OutputDir
@@ -252,15 +268,20 @@ def generate_set(run_dir, out, grid=(), microphones=None, select=None, normalize
     metas, encoded, warned = [], [], []
     for row in rows:
         problems = set()
-        row_metas = [{**row, "distance_cm": distance, "angle_deg": angle}
-                     for distance in grid["distances_cm"] for angle in grid["angles"]]
+        row_metas = [
+            {**row, "distance_cm": distance, "angle_deg": angle}
+            for distance in grid["distances_cm"]
+            for angle in grid["angles"]
+        ]
         encoded.append(encoder.encode_many(row_metas))  # a bad row fails before any warning
         for meta in row_metas:
             problems.update(range_problems(meta, trained, encoder))
         metas.extend(row_metas)
         if problems:
-            message = (f"{row['config']}: outside the trained range ({'; '.join(sorted(problems))})"
-                       "; generating anyway")
+            message = (
+                f"{row['config']}: outside the trained range ({'; '.join(sorted(problems))})"
+                "; generating anyway"
+            )
             warnings.warn(message, OutOfRangeWarning, stacklevel=2)
             warned.append({"config": row["config"], "problems": sorted(problems)})
     irs = generate_irs(generator, np.concatenate(encoded), batch_size)
@@ -324,18 +345,34 @@ def build_parser():
     )
     parser.add_argument("--run", required=True, help="run directory of scripts/train_irgen.py")
     parser.add_argument("--out", required=True, help="output DIR set folder")
-    parser.add_argument("--grid", nargs="+", default=[], metavar="KEY=SPEC",
-                        help="angles=0:360:5 and/or distances=50,125,500 (default: the trained "
-                        "angles and distances)")
-    parser.add_argument("--microphones", default=None,
-                        help="microphone table CSV in the surrey_microphones.csv format "
-                        "(default: RUN_DIR/microphones.csv)")
-    parser.add_argument("--select", default=None,
-                        help="comma-separated config tokens of the table to generate")
-    parser.add_argument("--checkpoint", default=None,
-                        help="generator weights (.weights.h5) instead of RUN_DIR/generator.keras")
-    parser.add_argument("--normalize", default="peak", choices=NORMALIZE,
-                        help="peak (default, as multi-dirs) or none")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="KEY=SPEC",
+        help="angles=0:360:5 and/or distances=50,125,500 (default: the trained "
+        "angles and distances)",
+    )
+    parser.add_argument(
+        "--microphones",
+        default=None,
+        help="microphone table CSV in the surrey_microphones.csv format "
+        "(default: RUN_DIR/microphones.csv)",
+    )
+    parser.add_argument(
+        "--select", default=None, help="comma-separated config tokens of the table to generate"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="generator weights (.weights.h5) instead of RUN_DIR/generator.keras",
+    )
+    parser.add_argument(
+        "--normalize",
+        default="peak",
+        choices=NORMALIZE,
+        help="peak (default, as multi-dirs) or none",
+    )
     parser.add_argument("--shards", type=int, default=1, help="number of TFRecord files")
     return parser
 
@@ -345,8 +382,16 @@ def main(argv=None):
     select = [s.strip() for s in args.select.split(",") if s.strip()] if args.select else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OutOfRangeWarning)
-        out = generate_set(args.run, args.out, args.grid, args.microphones, select,
-                           args.normalize, shards=args.shards, checkpoint=args.checkpoint)
+        out = generate_set(
+            args.run,
+            args.out,
+            args.grid,
+            args.microphones,
+            select,
+            args.normalize,
+            shards=args.shards,
+            checkpoint=args.checkpoint,
+        )
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     print(f"wrote {out}")

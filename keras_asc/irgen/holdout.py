@@ -65,10 +65,14 @@ def held_out_mask(records, protocol, seed=0, every=4, distance_cm=125, microphon
             key = (r["microphone"], r["pattern"], r["variant"], r["distance_cm"])
             groups.setdefault(key, set()).add(r["angle_deg"])
         held = {key: set(sorted(angles)[offset::every]) for key, angles in groups.items()}
-        mask = np.array([
-            r["angle_deg"] in held[(r["microphone"], r["pattern"], r["variant"], r["distance_cm"])]
-            for r in records
-        ], bool)
+        mask = np.array(
+            [
+                r["angle_deg"]
+                in held[(r["microphone"], r["pattern"], r["variant"], r["distance_cm"])]
+                for r in records
+            ],
+            bool,
+        )
     elif protocol == "distance":
         distances = sorted({r["distance_cm"] for r in records})
         if distance_cm not in distances:
@@ -89,8 +93,9 @@ def held_out_mask(records, protocol, seed=0, every=4, distance_cm=125, microphon
                 f"holdout protocol 'microphones' needs at least two microphones; the set has "
                 f"{', '.join(microphones)}"
             )
-        count = min(max(1, int(round(microphone_fraction * len(microphones)))),
-                    len(microphones) - 1)
+        count = min(
+            max(1, int(round(microphone_fraction * len(microphones)))), len(microphones) - 1
+        )
         order = np.random.default_rng([seed, _MICROPHONES]).permutation(len(microphones))
         chosen = {microphones[i] for i in order[:count]}
         mask = np.array([r["microphone"] in chosen for r in records], bool)
@@ -121,8 +126,7 @@ def split_records(records, protocol, seed=0, validation_fraction=0.1, **params):
     """
     if not (isinstance(validation_fraction, float | int) and 0 <= validation_fraction < 1):
         raise UserError(
-            f"holdout.validation_fraction: got {validation_fraction!r}; expected a number in "
-            "[0, 1)"
+            f"holdout.validation_fraction: got {validation_fraction!r}; expected a number in [0, 1)"
         )
     test = held_out_mask(records, protocol, seed=seed, **params)
     rest = np.flatnonzero(~test)
@@ -163,13 +167,18 @@ def write_holdout_lists(records, folder, seed=0, validation_fraction=0.1, **para
         dict protocol -> dict split -> list of record names (applicable protocols only).
     """
     os.makedirs(folder, exist_ok=True)
-    summary = {"seed": seed, "validation_fraction": validation_fraction, "parameters": params,
-               "protocols": {}}
+    summary = {
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+        "parameters": params,
+        "protocols": {},
+    }
     lists = {}
     for protocol in ALL_PROTOCOLS:
         try:
-            splits = split_records(records, protocol, seed=seed,
-                                   validation_fraction=validation_fraction, **params)
+            splits = split_records(
+                records, protocol, seed=seed, validation_fraction=validation_fraction, **params
+            )
         except UserError as err:
             summary["protocols"][protocol] = {"applicable": False, "reason": str(err)}
             continue

@@ -46,8 +46,9 @@ def band_bins(length, sample_rate, fmin, fmax):
     lo = max(0, math.ceil(fmin * length / sample_rate))
     hi = min(length // 2, math.floor(fmax * length / sample_rate)) + 1
     if hi <= lo:
-        raise ValueError(f"no FFT bin of a {length}-point FFT at {sample_rate} Hz lies in "
-                         f"[{fmin}, {fmax}] Hz")
+        raise ValueError(
+            f"no FFT bin of a {length}-point FFT at {sample_rate} Hz lies in [{fmin}, {fmax}] Hz"
+        )
     return lo, hi
 
 
@@ -66,9 +67,18 @@ def log_spectral_loss(real, fake, sample_rate=32000, fmin=50.0, fmax=16000.0, ep
     return keras.ops.mean(keras.ops.square(diff))
 
 
-def generator_loss(fake_probabilities, real, fake, adversarial_weight=1.0, mse_weight=5120.0,
-                   spectral_weight=0.0, loss_scale=5.0, sample_rate=32000, fmin=50.0,
-                   fmax=16000.0):
+def generator_loss(
+    fake_probabilities,
+    real,
+    fake,
+    adversarial_weight=1.0,
+    mse_weight=5120.0,
+    spectral_weight=0.0,
+    loss_scale=5.0,
+    sample_rate=32000,
+    fmin=50.0,
+    fmax=16000.0,
+):
     """``L_G`` and its parts.
 
     Returns:

@@ -40,8 +40,14 @@ def _band(length, sample_rate, fmin, fmax):
     return band
 
 
-def log_spectral_distance(measured, generated, sample_rate=32000, fmin=LSD_BAND_HZ[0],
-                          fmax=LSD_BAND_HZ[1], floor=MAGNITUDE_FLOOR):
+def log_spectral_distance(
+    measured,
+    generated,
+    sample_rate=32000,
+    fmin=LSD_BAND_HZ[0],
+    fmax=LSD_BAND_HZ[1],
+    floor=MAGNITUDE_FLOOR,
+):
     """``[N]`` log-spectral distance in dB (see the module docstring)."""
     measured = np.asarray(measured, np.float64)
     generated = np.asarray(generated, np.float64)
@@ -66,8 +72,7 @@ def octave_band_levels(irs, sample_rate=32000, centres=OCTAVE_CENTRES_HZ):
     return np.stack(levels, axis=-1)
 
 
-def polar_pattern_error(measured_levels, generated_levels, measured_reference,
-                        generated_reference):
+def polar_pattern_error(measured_levels, generated_levels, measured_reference, generated_reference):
     """``[N]`` mean over bands of the relative-level error in dB.
 
     Args:
@@ -79,8 +84,9 @@ def polar_pattern_error(measured_levels, generated_levels, measured_reference,
     return np.mean(np.abs(generated_rel - measured_rel), axis=-1)
 
 
-def polar_pattern_errors(records, measured, generated, generated_on_axis, sample_rate=32000,
-                         centres=OCTAVE_CENTRES_HZ):
+def polar_pattern_errors(
+    records, measured, generated, generated_on_axis, sample_rate=32000, centres=OCTAVE_CENTRES_HZ
+):
     """Per-record polar-pattern error; NaN where it is undefined.
 
     Args:
@@ -107,10 +113,15 @@ def polar_pattern_errors(records, measured, generated, generated_on_axis, sample
         key = _group(r)
         if r["angle_deg"] == 0 or key not in measured_on_axis or key not in generated_on_axis:
             continue
-        reference = octave_band_levels(np.asarray(generated_on_axis[key])[None], sample_rate,
-                                       centres)[0]
-        errors[i] = polar_pattern_error(measured_levels[i : i + 1], generated_levels[i : i + 1],
-                                        measured_on_axis[key], reference)[0]
+        reference = octave_band_levels(
+            np.asarray(generated_on_axis[key])[None], sample_rate, centres
+        )[0]
+        errors[i] = polar_pattern_error(
+            measured_levels[i : i + 1],
+            generated_levels[i : i + 1],
+            measured_on_axis[key],
+            reference,
+        )[0]
     return errors
 
 

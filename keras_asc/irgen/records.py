@@ -24,8 +24,16 @@ METADATA_FIELDS = (
     "diaphragm_count",
     "address",
 )
-_BYTES = ("name", "set", "microphone", "pattern", "variant", "transducer", "diaphragm_size",
-          "address")
+_BYTES = (
+    "name",
+    "set",
+    "microphone",
+    "pattern",
+    "variant",
+    "transducer",
+    "diaphragm_size",
+    "address",
+)
 _INTS = ("sample_rate", "distance_cm", "angle_deg", "diaphragm_count")
 
 
@@ -88,8 +96,9 @@ def load_dir_set(path, length=None):
         raise UserError(f"{path}: the DIR set holds no impulse response")
     if len(rates) > 1:
         raise UserError(f"{path}: IRs are stored at several sample rates {sorted(rates)}")
-    missing = [r for r in records if not r["microphone"] or r["distance_cm"] < 0
-               or r["angle_deg"] < 0]
+    missing = [
+        r for r in records if not r["microphone"] or r["distance_cm"] < 0 or r["angle_deg"] < 0
+    ]
     if missing:
         first = missing[0]
         raise UserError(
@@ -116,8 +125,19 @@ def configuration_token(record):
 
 # === Microphone tables ===
 
-TABLE_COLUMNS = ("config", "microphone", "variant", "model", "pattern", "transducer",
-                 "diaphragm_size", "diaphragm_count", "address", "unverified", "notes")
+TABLE_COLUMNS = (
+    "config",
+    "microphone",
+    "variant",
+    "model",
+    "pattern",
+    "transducer",
+    "diaphragm_size",
+    "diaphragm_count",
+    "address",
+    "unverified",
+    "notes",
+)
 
 
 def microphone_rows(records):

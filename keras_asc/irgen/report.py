@@ -85,13 +85,15 @@ def evaluate_run(run_dir, batch_size=256):
     for r in records:
         on_axis_meta.setdefault(irm.group_key(r), {**r, "angle_deg": 0})
     keys = list(on_axis_meta)
-    on_axis = generate_irs(generator, encoder.encode_many([on_axis_meta[k] for k in keys]),
-                           batch_size)
+    on_axis = generate_irs(
+        generator, encoder.encode_many([on_axis_meta[k] for k in keys]), batch_size
+    )
     values = {
         "mse": irm.mse_per_ir(dirset.irs, generated),
         "lsd_db": irm.log_spectral_distance(dirset.irs, generated, dirset.sample_rate),
-        "polar_db": irm.polar_pattern_errors(records, dirset.irs, generated,
-                                             dict(zip(keys, on_axis)), dirset.sample_rate),
+        "polar_db": irm.polar_pattern_errors(
+            records, dirset.irs, generated, dict(zip(keys, on_axis)), dirset.sample_rate
+        ),
         "silence_mse": np.mean(dirset.irs.astype(np.float64) ** 2, axis=1),
     }
     result = {
@@ -111,8 +113,13 @@ def evaluate_run(run_dir, batch_size=256):
     split_of = np.empty(len(records), object)
     for split, index in split_index.items():
         split_of[index] = split
-    arrays = {"records": records, "measured": dirset.irs, "generated": generated,
-              "split": split_of, "sample_rate": dirset.sample_rate}
+    arrays = {
+        "records": records,
+        "measured": dirset.irs,
+        "generated": generated,
+        "split": split_of,
+        "sample_rate": dirset.sample_rate,
+    }
     return result, arrays
 
 
@@ -128,8 +135,13 @@ def _row(cells):
 
 
 def _metric_cells(m):
-    return [str(m["count"]), _fmt(m["mse"], 5), _fmt(m["silence_mse"], 5), _fmt(m["lsd_db"], 2),
-            _fmt(m["polar_db"], 2)]
+    return [
+        str(m["count"]),
+        _fmt(m["mse"], 5),
+        _fmt(m["silence_mse"], 5),
+        _fmt(m["lsd_db"], 2),
+        _fmt(m["polar_db"], 2),
+    ]
 
 
 _HEADER = ["IRs", "MSE", "silence MSE", "LSD [dB]", "polar error [dB]"]
@@ -152,10 +164,17 @@ def markdown(results):
         for split in SPLITS:
             if res["splits"][split]["count"]:
                 lines.append(_row([res["protocol"], split] + _metric_cells(res["splits"][split])))
-    for key, title in (("test_by_distance_cm", "distance [cm]"),
-                       ("test_by_microphone", "microphone")):
-        lines += ["", f"### Held-out IRs per {title.split(' ')[0]}", "",
-                  _row(["protocol", title] + _HEADER), _row(["---"] * (2 + len(_HEADER)))]
+    for key, title in (
+        ("test_by_distance_cm", "distance [cm]"),
+        ("test_by_microphone", "microphone"),
+    ):
+        lines += [
+            "",
+            f"### Held-out IRs per {title.split(' ')[0]}",
+            "",
+            _row(["protocol", title] + _HEADER),
+            _row(["---"] * (2 + len(_HEADER))),
+        ]
         for res in results:
             for name, m in res[key].items():
                 lines.append(_row([res["protocol"], name] + _metric_cells(m)))
@@ -172,8 +191,12 @@ def _figure_group(arrays, config_token=None, distance_cm=None):
         if 0 <= r["angle_deg"] <= 180:
             groups.setdefault((configuration_token(r), r["distance_cm"]), []).append(i)
     if config_token is not None or distance_cm is not None:
-        chosen = [k for k in groups if (config_token is None or k[0] == config_token)
-                  and (distance_cm is None or k[1] == distance_cm)]
+        chosen = [
+            k
+            for k in groups
+            if (config_token is None or k[0] == config_token)
+            and (distance_cm is None or k[1] == distance_cm)
+        ]
         if not chosen:
             known = sorted({f"{k[0]} @ {k[1]} cm" for k in groups})
             raise UserError(
@@ -183,8 +206,10 @@ def _figure_group(arrays, config_token=None, distance_cm=None):
         key = sorted(chosen)[0]
     else:
         # Prefer a series with held-out IRs, then the most angles.
-        key = max(sorted(groups), key=lambda k: (
-            sum(arrays["split"][i] == "test" for i in groups[k]), len(groups[k])))
+        key = max(
+            sorted(groups),
+            key=lambda k: (sum(arrays["split"][i] == "test" for i in groups[k]), len(groups[k])),
+        )
     return key, sorted(groups[key], key=lambda i: records[i]["angle_deg"])
 
 
@@ -201,19 +226,24 @@ def plot_responses(arrays, path, config_token=None, distance_cm=None):
     (token, distance), index = _figure_group(arrays, config_token, distance_cm)
     sr = arrays["sample_rate"]
     angles = np.array([arrays["records"][i]["angle_deg"] for i in index], float)
-    freqs, measured = magnitude_responses(arrays["measured"][index], sr, f_min=50.0,
-                                          f_max=16000.0)
-    _, generated = magnitude_responses(arrays["generated"][index], sr, f_min=50.0,
-                                       f_max=16000.0)
+    freqs, measured = magnitude_responses(arrays["measured"][index], sr, f_min=50.0, f_max=16000.0)
+    _, generated = magnitude_responses(arrays["generated"][index], sr, f_min=50.0, f_max=16000.0)
     norm = matplotlib.colors.Normalize(vmin=0.0, vmax=180.0)
     cmap = matplotlib.colormaps["viridis"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    for ax, responses, title in ((axes[0], measured, "measured"),
-                                 (axes[1], generated, "generated")):
+    for ax, responses, title in (
+        (axes[0], measured, "measured"),
+        (axes[1], generated, "generated"),
+    ):
         for j, i in enumerate(index):
             held_out = arrays["split"][i] == "test" and title == "generated"
-            ax.plot(freqs, responses[j], color=cmap(norm(angles[j])), lw=1.0,
-                    ls="--" if held_out else "-")
+            ax.plot(
+                freqs,
+                responses[j],
+                color=cmap(norm(angles[j])),
+                lw=1.0,
+                ls="--" if held_out else "-",
+            )
         ax.set_xscale("log")
         ax.set_xlim(freqs[0], freqs[-1])
         ax.set_xlabel("frequency [Hz]")
@@ -246,11 +276,17 @@ def write_report(runs, out=None, config_token=None, distance_cm=None):
         "markdown": os.path.join(out, "irgen_metrics.md"),
         "figure": os.path.join(out, "irgen_responses.png"),
     }
-    atomic_write_json(paths["json"], {"runs": results, "conventions": {
-        "lsd_band_hz": list(irm.LSD_BAND_HZ),
-        "octave_centres_hz": list(irm.OCTAVE_CENTRES_HZ),
-        "magnitude_floor": irm.MAGNITUDE_FLOOR,
-    }})
+    atomic_write_json(
+        paths["json"],
+        {
+            "runs": results,
+            "conventions": {
+                "lsd_band_hz": list(irm.LSD_BAND_HZ),
+                "octave_centres_hz": list(irm.OCTAVE_CENTRES_HZ),
+                "magnitude_floor": irm.MAGNITUDE_FLOOR,
+            },
+        },
+    )
     atomic_write_text(paths["markdown"], markdown(results))
     plot_responses(first_arrays, paths["figure"], config_token, distance_cm)
     return paths
@@ -261,11 +297,19 @@ def build_parser():
         prog="irgen_report.py",
         description="IR-level metrics (MSE, LSD, polar error) of trained DIR generators.",
     )
-    parser.add_argument("--run", action="append", required=True,
-                        help="run directory of scripts/train_irgen.py (repeatable)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        help="run directory of scripts/train_irgen.py (repeatable)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default: RUN/report)")
-    parser.add_argument("--config", dest="config_token", default=None,
-                        help="figure: the configuration, e.g. RodeK2/cardioid")
+    parser.add_argument(
+        "--config",
+        dest="config_token",
+        default=None,
+        help="figure: the configuration, e.g. RodeK2/cardioid",
+    )
     parser.add_argument("--distance", type=int, default=None, help="figure: distance in cm")
     return parser
 

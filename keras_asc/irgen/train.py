@@ -51,15 +51,23 @@ def build_networks(config, output_length, sample_rate=32000):
 
     seed = config["seed"]
     try:
-        generator = DirGenerator(output_length=output_length, condition_dim=CONDITION_DIM,
-                                 seed=seed, **config["generator"])
+        generator = DirGenerator(
+            output_length=output_length,
+            condition_dim=CONDITION_DIM,
+            seed=seed,
+            **config["generator"],
+        )
     except ValueError as err:
         raise UserError(
             f"generator: {err} (IRs of the DIR set have {output_length} samples)"
         ) from None
     try:
-        discriminator = DirDiscriminator(input_length=output_length, condition_dim=CONDITION_DIM,
-                                         seed=seed + 1000, **config["discriminator"])
+        discriminator = DirDiscriminator(
+            input_length=output_length,
+            condition_dim=CONDITION_DIM,
+            seed=seed + 1000,
+            **config["discriminator"],
+        )
     except ValueError as err:
         raise UserError(f"discriminator: {err}") from None
     gan = DirGAN(generator, discriminator, sample_rate=sample_rate, **config["gan"])
@@ -136,11 +144,22 @@ def prepare(config):
     options = dict(config["holdout"])
     protocol = options.pop("protocol")
     validation_fraction = options.pop("validation_fraction")
-    splits = holdout_lib.split_records(dirset.records, protocol, seed=config["seed"],
-                                       validation_fraction=validation_fraction, **options)
-    return {"dirset": dirset, "encoder": encoder, "conditions": conditions, "splits": splits,
-            "protocol": protocol, "holdout_params": options,
-            "validation_fraction": validation_fraction}
+    splits = holdout_lib.split_records(
+        dirset.records,
+        protocol,
+        seed=config["seed"],
+        validation_fraction=validation_fraction,
+        **options,
+    )
+    return {
+        "dirset": dirset,
+        "encoder": encoder,
+        "conditions": conditions,
+        "splits": splits,
+        "protocol": protocol,
+        "holdout_params": options,
+        "validation_fraction": validation_fraction,
+    }
 
 
 def _progress_callback(epochs, verbose):
@@ -159,8 +178,11 @@ def _progress_callback(epochs, verbose):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            shown = {k: logs[k] for k in ("d_loss", "g_loss", "mse", "val_mse", "val_lsd_db")
-                     if k in logs}
+            shown = {
+                k: logs[k]
+                for k in ("d_loss", "g_loss", "mse", "val_mse", "val_lsd_db")
+                if k in logs
+            }
             if self.bar is not None:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
                 self.bar.update(1)
@@ -236,12 +258,16 @@ def train(config, run_dir, overwrite=False):
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     save_irgen_config(config, os.path.join(run_dir, "config.yaml"))
     holdout_lib.write_holdout_lists(
-        dirset.records, os.path.join(run_dir, "holdout"), seed=config["seed"],
-        validation_fraction=data["validation_fraction"], **data["holdout_params"]
+        dirset.records,
+        os.path.join(run_dir, "holdout"),
+        seed=config["seed"],
+        validation_fraction=data["validation_fraction"],
+        **data["holdout_params"],
     )
     train_records = [dirset.records[i] for i in train_idx]
-    write_microphone_table(microphone_rows(dirset.records), os.path.join(run_dir,
-                                                                         "microphones.csv"))
+    write_microphone_table(
+        microphone_rows(dirset.records), os.path.join(run_dir, "microphones.csv")
+    )
     atomic_write_json(
         os.path.join(run_dir, "conditions.json"),
         {
@@ -258,11 +284,13 @@ def train(config, run_dir, overwrite=False):
     )
 
     keras.utils.set_random_seed(config["seed"])
-    generator, discriminator, gan = build_networks(config, int(dirset.irs.shape[1]),
-                                                   dirset.sample_rate)
+    generator, discriminator, gan = build_networks(
+        config, int(dirset.irs.shape[1]), dirset.sample_rate
+    )
     steps_per_epoch = train_idx.size // batch_size
-    gan.compile(*make_optimizers(config["optimizer"], steps_per_epoch,
-                                 config["gan"]["generator_steps"]))
+    gan.compile(
+        *make_optimizers(config["optimizer"], steps_per_epoch, config["gan"]["generator_steps"])
+    )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((conditions[train_idx], dirset.irs[train_idx]))
         .shuffle(train_idx.size, seed=config["seed"], reshuffle_each_iteration=True)
@@ -318,13 +346,22 @@ def build_parser():
         description="Train the FAST-RIR-style DIR generator GAN on a DIR TFRecord set.",
     )
     parser.add_argument("--config", required=True, help="YAML config (configs/irgen/*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set training.epochs=3 (repeatable)")
-    parser.add_argument("--run-dir", default=None,
-                        help="output folder (default: runs/irgen/<config stem>)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the results of a finished run in --run-dir")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--run-dir", default=None, help="output folder (default: runs/irgen/<config stem>)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of a finished run in --run-dir",
+    )
     return parser
 
 

@@ -88,8 +88,9 @@ def gradient_share(weighted_auxiliary_gradient, main_gradient):
     return aux / tf.maximum(aux + main, _TINY)
 
 
-def expected_same_device_fraction(device_shares, probability=0.6, source_devices=("a",),
-                                  augmented_class_sizes=None):
+def expected_same_device_fraction(
+    device_shares, probability=0.6, source_devices=("a",), augmented_class_sizes=None
+):
     """Expected share of same-device pairs among a batch's ordered pairs ``i != j``.
 
     Clips are drawn independently with device shares ``device_shares``; a source-device clip is

@@ -50,8 +50,9 @@ def validate_icl_arguments(alpha, beta, normalization, num_devices, target="pool
             f"inverse contrastive loss: normalization must be one of {NORMALIZATIONS}, "
             f"got {normalization!r}"
         )
-    if num_devices is not None and (isinstance(num_devices, bool) or not isinstance(
-            num_devices, int) or num_devices < 1):
+    if num_devices is not None and (
+        isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1
+    ):
         raise UserError(
             f"inverse contrastive loss: num_devices must be a positive int or None, "
             f"got {num_devices!r}"

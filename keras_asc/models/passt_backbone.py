@@ -135,7 +135,9 @@ class PaSSTBackbone(keras.Model):
             (-1, hidden_dim), dtype=dtype, name="flatten_patches"
         )
         self.unstructured_patchout = UnstructuredPatchout(
-            unstructured_patchout, seed=_sub_seed(seed, 2), dtype=dtype,
+            unstructured_patchout,
+            seed=_sub_seed(seed, 2),
+            dtype=dtype,
             name="unstructured_patchout",
         )
         self.class_tokens = ClassTokens(dtype=dtype, name="class_tokens")

@@ -129,11 +129,17 @@ passt_presets = {
     ),
     # === Small sizes for CPU tests and demos (random init, PaSST-S geometry otherwise) ===
     "passt_tiny": _small(
-        "2 blocks of width 64 (4 heads): unit tests", hidden_dim=64, num_layers=2, num_heads=4,
+        "2 blocks of width 64 (4 heads): unit tests",
+        hidden_dim=64,
+        num_layers=2,
+        num_heads=4,
         intermediate_dim=256,
     ),
     "passt_small": _small(
-        "4 blocks of width 192 (3 heads): CPU demos", hidden_dim=192, num_layers=4, num_heads=3,
+        "4 blocks of width 192 (3 heads): CPU demos",
+        hidden_dim=192,
+        num_layers=4,
+        num_heads=3,
         intermediate_dim=768,
     ),
 }

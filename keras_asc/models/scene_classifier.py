@@ -27,6 +27,7 @@ NUM_SCENES = len(SCENES)
 # dir_augmentation kwargs (no "version" key); 2 = auxiliary_loss + augmenter objects.
 CONFIG_VERSION = 2
 
+
 class _PresetDescriptions:
     """`SceneClassifier.presets`: `{name: description}` of the presets `from_preset` knows."""
 
@@ -184,9 +185,7 @@ class SceneClassifier(keras.Model):
         if auxiliary_loss is not None:
             self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
             self.icl_loss_tracker = keras.metrics.Mean(name="icl_loss")
-            self.diagnostic_trackers = {
-                name: keras.metrics.Mean(name=name) for name in DIAGNOSTICS
-            }
+            self.diagnostic_trackers = {name: keras.metrics.Mean(name=name) for name in DIAGNOSTICS}
 
     # === Training ===
 
@@ -250,7 +249,12 @@ class SceneClassifier(keras.Model):
         scene = y["scene"] if isinstance(y, dict) else y
         if isinstance(y, dict) and "mixup_lambda" in y:
             ce = self._mixed_compiled_loss(
-                x, scene, logits, y["mixup_lambda"], y["mixup_permutation"], sample_weight,
+                x,
+                scene,
+                logits,
+                y["mixup_lambda"],
+                y["mixup_permutation"],
+                sample_weight,
                 training,
             )
         else:
@@ -388,8 +392,14 @@ class SceneClassifier(keras.Model):
 
     @classmethod
     def from_preset(
-        cls, preset, load_weights=True, num_classes=None, frontend=None, dtype=None,
-        weights=None, **overrides,
+        cls,
+        preset,
+        load_weights=True,
+        num_classes=None,
+        frontend=None,
+        dtype=None,
+        weights=None,
+        **overrides,
     ):
         """The model of preset `preset`: a name of `SceneClassifier.presets`, or a directory.
 
@@ -565,7 +575,11 @@ def icl_task_kwargs(
 
 
 _V1_ICL = (
-    "icl_weight", "icl_alpha", "icl_beta", "icl_normalization", "icl_num_devices",
+    "icl_weight",
+    "icl_alpha",
+    "icl_beta",
+    "icl_normalization",
+    "icl_num_devices",
     "icl_rampup_steps",
 )
 _V1_AUGMENT = {

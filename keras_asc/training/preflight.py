@@ -40,14 +40,16 @@ def check_inputs(config, raw_root="data/raw"):
     problem = _tau22_problem(data)
     if problem is not None:
         path = os.path.abspath(data["path"])
-        problems.append((
-            f"data.path {path}: {problem}",
-            [
-                f"python -m tfrecords_builder download tau22 --to {raw}",
-                f"python -m tfrecords_builder tau22 --source {os.path.join(raw, TAU22_FOLDER)} "
-                f"--out {path}",
-            ],
-        ))
+        problems.append(
+            (
+                f"data.path {path}: {problem}",
+                [
+                    f"python -m tfrecords_builder download tau22 --to {raw}",
+                    f"python -m tfrecords_builder tau22 --source {os.path.join(raw, TAU22_FOLDER)} "
+                    f"--out {path}",
+                ],
+            )
+        )
     for path in (config.get("dirs") or {}).get("sets") or []:
         problem = _dir_problem(path)
         if problem is not None:
@@ -56,21 +58,28 @@ def check_inputs(config, raw_root="data/raw"):
     weights = (config.get("model") or {}).get("weights")
     preset = (config.get("model") or {}).get("preset")
     if weights == "audioset" and not _has_checkpoint(preset):
-        problems.append((
-            f"model.weights audioset: preset {preset!r} has no released weights",
-            ["set model.weights: null (random start) or model.preset to an official checkpoint"],
-        ))
+        problems.append(
+            (
+                f"model.weights audioset: preset {preset!r} has no released weights",
+                [
+                    "set model.weights: null (random start) or model.preset to an official "
+                    "checkpoint"
+                ],
+            )
+        )
     if isinstance(weights, str) and weights != "audioset" and not os.path.isfile(weights):
         path = os.path.abspath(weights)
-        problems.append((
-            f"model.weights {path}: no such file",
-            [
-                "python scripts/convert_passt_checkpoint.py --checkpoint "
-                f"passt-s-f128-p16-s10-ap.476-swa.pt --out {path} --num-classes 10",
-                "(or set model.weights: audioset to download and convert the official "
-                "checkpoint once into the weights cache)",
-            ],
-        ))
+        problems.append(
+            (
+                f"model.weights {path}: no such file",
+                [
+                    "python scripts/convert_passt_checkpoint.py --checkpoint "
+                    f"passt-s-f128-p16-s10-ap.476-swa.pt --out {path} --num-classes 10",
+                    "(or set model.weights: audioset to download and convert the official "
+                    "checkpoint once into the weights cache)",
+                ],
+            )
+        )
     if not problems:
         return
     lines = [
@@ -129,8 +138,7 @@ def _dir_commands(path, raw):
     download, folder, builder = source
     return [
         f"python -m tfrecords_builder download {download} --to {raw}",
-        f"python -m tfrecords_builder {builder} --source {os.path.join(raw, folder)} "
-        f"--out {path}",
+        f"python -m tfrecords_builder {builder} --source {os.path.join(raw, folder)} --out {path}",
     ]
 
 

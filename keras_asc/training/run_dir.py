@@ -251,9 +251,7 @@ class RunDirectory:
             ) from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
-            raise UserError(
-                f"{self.state}: state version {version!r}; expected {STATE_VERSION}"
-            )
+            raise UserError(f"{self.state}: state version {version!r}; expected {STATE_VERSION}")
         if isinstance(state.get("epoch"), bool) or not isinstance(state.get("epoch"), int):
             raise UserError(
                 f"{self.state}: 'epoch' is {state.get('epoch')!r}; expected the number of "
@@ -270,21 +268,26 @@ class RunDirectory:
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        remedy = (f"expected the resume files this run wrote; move {self.path} away to start "
-                  "the run again from scratch")
+        remedy = (
+            f"expected the resume files this run wrote; move {self.path} away to start "
+            "the run again from scratch"
+        )
         try:
             model.load_weights(weights)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"{weights}: cannot load the resume weights "
-                            f"({_first_line(err)}); {remedy}") from None
+            raise UserError(
+                f"{weights}: cannot load the resume weights ({_first_line(err)}); {remedy}"
+            ) from None
         try:
             with np.load(arrays, allow_pickle=False) as data:
-                optimizer_values = [data[f"optimizer_{i}"]
-                                    for i in range(int(data["num_optimizer"]))]
+                optimizer_values = [
+                    data[f"optimizer_{i}"] for i in range(int(data["num_optimizer"]))
+                ]
                 seed_values = [data[f"seed_{i}"] for i in range(int(data["num_seed"]))]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise UserError(f"{arrays}: cannot read the resume state ({_first_line(err)}); "
-                            f"{remedy}") from None
+            raise UserError(
+                f"{arrays}: cannot read the resume state ({_first_line(err)}); {remedy}"
+            ) from None
         _assign_all(optimizer.variables, optimizer_values, "optimizer", arrays)
         _assign_all(seed_generator_states(model), seed_values, "seed generator", arrays)
 

@@ -78,7 +78,11 @@ def build_model(config, sample_rate=None):
     }
     # The config says which weights (model.weights: null is a random start), not the preset.
     model = SceneClassifier.from_preset(
-        preset, load_weights=False, num_classes=len(SCENES), frontend=frontend, **model_cfg,
+        preset,
+        load_weights=False,
+        num_classes=len(SCENES),
+        frontend=frontend,
+        **model_cfg,
         **task_kwargs,
     )
     load_preset_weights(model, preset, weights, label="model.weights")

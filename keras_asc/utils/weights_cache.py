@@ -199,7 +199,8 @@ def checkpoint_bytes(name):
         + width * (b["num_mels"] // strides[0] + b["max_frames"] // strides[1])
         + width * (patch[0] * patch[1] + 1)
         + b["num_layers"] * block
-        + 2 * width + 2 * (width + 1) * classes  # head LayerNorm, head and head_dist
+        + 2 * width
+        + 2 * (width + 1) * classes  # head LayerNorm, head and head_dist
     )
     return 4 * parameters + 2**20
 
@@ -229,9 +230,7 @@ def load_preset_weights(model, preset, weights, cache_dir=None, label="weights")
     if weights is None:
         return None
     if not isinstance(weights, str | os.PathLike):
-        raise UserError(
-            f"{label} must be None, 'audioset' or a .weights.h5 path, got {weights!r}"
-        )
+        raise UserError(f"{label} must be None, 'audioset' or a .weights.h5 path, got {weights!r}")
     if weights == "audioset":
         path = pretrained_weights(preset, model.num_classes, cache_dir=cache_dir)
     else:
