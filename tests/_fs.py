@@ -27,3 +27,20 @@ def read_only(monkeypatch, folder):
 
     monkeypatch.setattr(os, "open", guarded_open)
     monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+
+
+def truncate(path, keep):
+    """Cuts file ``path`` to its first ``keep`` bytes (negative: drops ``-keep`` from the end)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(keep if keep >= 0 else size + keep)
+
+
+def flip_bit(path, at=None, mask=0x01):
+    """XORs byte ``at`` (default: the middle byte) of file ``path`` with ``mask``."""
+    at = os.path.getsize(path) // 2 if at is None else at
+    with open(path, "r+b") as f:
+        f.seek(at)
+        value = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([value ^ mask]))

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 
+import _fs
 import numpy as np
 import pytest
 import yaml
@@ -292,19 +293,6 @@ def _damaged_data(workspace, folder, damage):
     return ["--run", str(workspace["run_a"]), "--data", str(data), "--no-plots"]
 
 
-def _truncate(path):
-    with open(path, "r+b") as f:
-        f.truncate(os.path.getsize(path) - 100)
-
-
-def _flip(path):
-    with open(path, "r+b") as f:
-        f.seek(os.path.getsize(path) // 2)
-        value = f.read(1)[0]
-        f.seek(-1, os.SEEK_CUR)
-        f.write(bytes([value ^ 1]))
-
-
 def _out_under_a_file(workspace, folder):
     (folder / "file").write_text("x")
     return [
@@ -323,12 +311,12 @@ EVALUATE_BAD_INPUTS = {
         r"keras_asc SceneClassifier",
     ),
     "truncated evaluate shard": (
-        lambda w, f: _damaged_data(w, f, _truncate),
+        lambda w, f: _damaged_data(w, f, lambda p: _fs.truncate(p, -100)),
         r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the record "
         r"at byte \d+ ends at byte \d+, the file has \d+ bytes",
     ),
     "bit-flipped evaluate shard": (
-        lambda w, f: _damaged_data(w, f, _flip),
+        lambda w, f: _damaged_data(w, f, _fs.flip_bit),
         r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at "
         r"byte \d+ \(data checksum mismatch\)",
     ),

@@ -3,6 +3,7 @@
 import json
 import os
 
+import _fs
 import numpy as np
 import pytest
 
@@ -77,27 +78,14 @@ def test_verify_detects_tampering(built):
         inspect_cmd.inspect(built)
 
 
-def _cut(path):
-    with open(path, "r+b") as f:
-        f.truncate(os.path.getsize(path) - 100)
-
-
-def _flip(path):
-    with open(path, "r+b") as f:
-        f.seek(os.path.getsize(path) // 2)
-        value = f.read(1)[0]
-        f.seek(-1, os.SEEK_CUR)
-        f.write(bytes([value ^ 1]))
-
-
 DAMAGED_SHARDS = {
     "truncated shard": (
-        _cut,
+        lambda path: _fs.truncate(path, -100),
         r"train-10s\.tfrecord-00000-of-00001: truncated: the record at "
         r"byte \d+ ends at byte \d+, the file has \d+ bytes",
     ),
     "bit-flipped shard": (
-        _flip,
+        _fs.flip_bit,
         r"train-10s\.tfrecord-00000-of-00001: corrupted record at byte "
         r"\d+ \(data checksum mismatch\)",
     ),

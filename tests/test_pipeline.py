@@ -4,6 +4,7 @@ import os
 import re
 
 import _corpus
+import _fs
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -228,11 +229,6 @@ def test_load_dirs_pads_and_labels(tmp_path):
 DIR_SHARD = "dirs.tfrecord-00000-of-00001"
 
 
-def _truncate(path, keep):
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-
-
 def _overwrite(path, at, data):
     with open(path, "r+b") as f:
         f.seek(at)
@@ -250,7 +246,7 @@ def _cut_last_dir_record(folder):
         with open(path, "rb") as f:
             f.seek(offset)
             offset += 16 + int.from_bytes(f.read(8), "little")
-    _truncate(path, last)
+    _fs.truncate(path, last)
 
 
 # Damaged DIR shards met when training starts: one UserError naming the shard (or the folder
@@ -261,12 +257,12 @@ REBUILD = (
 )
 DIR_DAMAGE = {
     "truncated shard": (
-        lambda d: _truncate(d / DIR_SHARD, os.path.getsize(d / DIR_SHARD) - 10),
+        lambda d: _fs.truncate(d / DIR_SHARD, os.path.getsize(d / DIR_SHARD) - 10),
         r"{shard}: truncated: the record at byte \d+ ends at byte \d+, the file has \d+ bytes"
         + REBUILD,
     ),
     "shard cut inside a record header": (
-        lambda d: _truncate(d / DIR_SHARD, 6),
+        lambda d: _fs.truncate(d / DIR_SHARD, 6),
         r"{shard}: truncated: the file ends inside the record header at byte 0" + REBUILD,
     ),
     "overwritten record header": (

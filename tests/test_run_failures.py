@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import _corpus
+import _fs
 import keras
 import pytest
 
@@ -88,19 +89,6 @@ def _temp_files(*roots):
     ]
 
 
-def _truncate(path, keep):
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-
-
-def _flip_byte(path, at):
-    with open(path, "r+b") as f:
-        f.seek(at)
-        value = f.read(1)[0]
-        f.seek(at)
-        f.write(bytes([value ^ 0x10]))
-
-
 def _cut_last_record(data):
     """Writes an info.json with the true counts, then drops the train shard's last record."""
     counts = {
@@ -124,7 +112,7 @@ def _cut_last_record(data):
             last = offset
             offset += 16 + struct.unpack("<Q", header[:8])[0]
             f.seek(offset)
-    _truncate(data / TRAIN_SHARD, last)
+    _fs.truncate(data / TRAIN_SHARD, last)
 
 
 def _disk_full(monkeypatch):
@@ -182,7 +170,7 @@ BAD_INPUTS = {
         r"files this run wrote; move .*run away to start the run again from scratch",
     ),
     "truncated resume state": (
-        lambda d, r, m: _truncate(r / "checkpoints/resume-0001.state.npz", 1000),
+        lambda d, r, m: _fs.truncate(r / "checkpoints/resume-0001.state.npz", 1000),
         r"resume-0001\.state\.npz: cannot read the resume state \(.*\); expected the resume",
     ),
     "state.json without epoch": (
@@ -190,12 +178,12 @@ BAD_INPUTS = {
         r"state\.json: 'epoch' is None; expected the number of finished epochs",
     ),
     "truncated train shard": (
-        lambda d, r, m: _truncate(d / TRAIN_SHARD, os.path.getsize(d / TRAIN_SHARD) - 1000),
+        lambda d, r, m: _fs.truncate(d / TRAIN_SHARD, os.path.getsize(d / TRAIN_SHARD) - 1000),
         r"train-10s\.tfrecord-00001-of-00002: truncated: the record at byte \d+ ends at byte "
         r"\d+, the file has \d+ bytes; expected a complete TFRecord shard",
     ),
     "truncated evaluate shard": (
-        lambda d, r, m: _truncate(d / EVAL_SHARD, 6),
+        lambda d, r, m: _fs.truncate(d / EVAL_SHARD, 6),
         r"evaluate-1s\.tfrecord-00000-of-00001: truncated: the file ends inside the record "
         r"header at byte 0",
     ),
@@ -205,12 +193,12 @@ BAD_INPUTS = {
         r"\(train-10s\.tfrecord-00000-of-00002: 20, train-10s\.tfrecord-00001-of-00002: 19\)",
     ),
     "bit-flipped train shard": (
-        lambda d, r, m: _flip_byte(d / TRAIN_SHARD, os.path.getsize(d / TRAIN_SHARD) // 2),
+        lambda d, r, m: _fs.flip_bit(d / TRAIN_SHARD, mask=0x10),
         r"train-10s\.tfrecord-00001-of-00002: corrupted record at byte \d+ \(data checksum "
         r"mismatch\); expected a complete TFRecord shard",
     ),
     "bit-flipped evaluate shard": (
-        lambda d, r, m: _flip_byte(d / EVAL_SHARD, 5000),
+        lambda d, r, m: _fs.flip_bit(d / EVAL_SHARD, 5000, mask=0x10),
         r"evaluate-1s\.tfrecord-00000-of-00001: corrupted record at byte \d+ \(data checksum",
     ),
     "train split without labels (info.json)": (
