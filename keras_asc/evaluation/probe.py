@@ -69,26 +69,13 @@ def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0, class_
         UserError: a class has fewer than three groups (or clips), so some part would lack it.
     """
     labels = np.asarray(labels)
-    groups_are_clips = groups is None
-    if groups_are_clips:
-        groups = np.arange(labels.shape[0])
-    groups = np.asarray(groups)
     fractions = np.asarray(fractions, dtype=np.float64)
     fractions = fractions / fractions.sum()
-    rng = np.random.default_rng(seed)
     parts = ([], [], [])
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        keys = np.unique(groups[members])
-        if keys.shape[0] < 3:
-            what = "clip(s)" if groups_are_clips else "10-s recording(s)"
-            name = class_names[label] if class_names is not None else f"class {label}"
-            raise UserError(
-                f"device probe: {name} has {keys.shape[0]} {what}; at least 3 are needed to fit, "
-                "early-stop and test the probe"
-                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
-            )
-        keys = keys[rng.permutation(keys.shape[0])]
+    classes = _shuffled_groups_per_class(
+        labels, groups, seed, class_names, 3, "", "fit, early-stop and test the probe"
+    )
+    for members, member_groups, keys in classes:
         # At least one group per part; the rest by the fractions.
         n_stop = max(1, int(round(fractions[1] * keys.shape[0])))
         n_test = max(1, int(round(fractions[2] * keys.shape[0])))
@@ -97,8 +84,33 @@ def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0, class_
             n_fit, n_stop, n_test = 1, 1, keys.shape[0] - 2
         bounds = np.cumsum([n_fit, n_stop])
         for part, chosen in zip(parts, np.split(keys, bounds)):
-            part.append(members[np.isin(groups[members], chosen)])
+            part.append(members[np.isin(member_groups, chosen)])
     return tuple(np.sort(np.concatenate(p)) for p in parts)
+
+
+def _shuffled_groups_per_class(labels, groups, seed, class_names, minimum, what, purpose):
+    """Per class: its indices, their groups and the class's distinct groups, shuffled.
+
+    Yields ``(members, member_groups, keys)``; ``groups`` None makes every clip its own group.
+
+    Raises:
+        UserError: a class has fewer than ``minimum`` groups (the message says ``purpose``).
+    """
+    groups_are_clips = groups is None
+    groups = np.arange(labels.shape[0]) if groups_are_clips else np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        keys = np.unique(groups[members])
+        if keys.shape[0] < minimum:
+            unit = "clip(s)" if groups_are_clips else "10-s recording(s)"
+            name = class_names[label] if class_names is not None else f"class {label}"
+            raise UserError(
+                f"device probe: {name} has {keys.shape[0]} {what}{unit}; at least {minimum} are "
+                f"needed to {purpose}"
+                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
+            )
+        yield members, groups[members], keys[rng.permutation(keys.shape[0])]
 
 
 def layer_norm(x, epsilon=HEAD_EPSILON):
@@ -356,26 +368,15 @@ def holdout_split(labels, groups=None, stop_fraction=0.2, seed=0, class_names=No
         UserError: a class has fewer than two groups.
     """
     labels = np.asarray(labels)
-    groups_are_clips = groups is None
-    groups = np.arange(labels.shape[0]) if groups_are_clips else np.asarray(groups)
     if not 0 < stop_fraction < 1:
         raise ValueError(f"stop_fraction must be in (0, 1), got {stop_fraction}")
-    rng = np.random.default_rng(seed)
     fit, stop = [], []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        keys = np.unique(groups[members])
-        if keys.shape[0] < 2:
-            what = "clip(s)" if groups_are_clips else "10-s recording(s)"
-            name = class_names[label] if class_names is not None else f"class {label}"
-            raise UserError(
-                f"device probe: {name} has {keys.shape[0]} training {what}; at least 2 are "
-                "needed to fit and early-stop the probe"
-                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
-            )
-        keys = keys[rng.permutation(keys.shape[0])]
+    classes = _shuffled_groups_per_class(
+        labels, groups, seed, class_names, 2, "training ", "fit and early-stop the probe"
+    )
+    for members, member_groups, keys in classes:
         n_stop = min(keys.shape[0] - 1, max(1, int(round(stop_fraction * keys.shape[0]))))
-        held = np.isin(groups[members], keys[:n_stop])
+        held = np.isin(member_groups, keys[:n_stop])
         stop.append(members[held])
         fit.append(members[~held])
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(stop))
