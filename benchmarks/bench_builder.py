@@ -62,7 +62,7 @@ TAU_ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"
 
 def decode_only(task):
     """The bound's work for one unit: decode + resample, nothing encoded or returned."""
-    from keras_asc import audio as audio_lib
+    from asc_core import audio as audio_lib
     from tfrecords_builder import tau22
 
     _, key, clips = task[:3]

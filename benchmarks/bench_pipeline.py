@@ -37,7 +37,7 @@ def write_corpus(directory, recordings=48, eval_clips=64, irs=32, ir_length=1024
     """Random-noise ``train-10s``/``evaluate-1s`` shards and a DIR set (for the benchmark only)."""
     import tensorflow as tf
 
-    from keras_asc import vocab
+    from asc_core import vocab
     from keras_asc.data.schema import encode_audio_example
     from keras_asc.data.schema import encode_dir_example
 

@@ -6,19 +6,19 @@ Public API (importing the package registers every serializable layer and model, 
 are imported explicitly where needed.
 """
 
+from asc_core import vocab
+from asc_core.errors import UserError
 from keras_asc import _tf_logs  # noqa: F401  (first: imports TensorFlow without its C++ noise)
 from keras_asc import augment
 from keras_asc import irgen
 from keras_asc import layers
 from keras_asc import losses
 from keras_asc import models
-from keras_asc import vocab
 from keras_asc.augment.augmenter import Augmenter
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.freq_mix_style import FreqMixStyle
 from keras_asc.augment.mixup import Mixup
 from keras_asc.augment.roll import Roll
-from keras_asc.errors import UserError
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
 from keras_asc.losses.inverse_contrastive_loss import inverse_contrastive_loss

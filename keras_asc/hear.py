@@ -36,7 +36,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 DEFAULT_PRESET = "passt_s_swa_p16_128_ap476"
 EMBEDDING_MODES = ("all", "embed_only", "logits")

@@ -2,8 +2,8 @@
 
 import sys
 
+from asc_core.errors import run_cli
 from keras_asc.convert.convert_passt import main
-from keras_asc.errors import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from keras_asc.errors import run_cli
+from asc_core.errors import run_cli
 from keras_asc.irgen.report import main
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import numpy as np
 from scipy.signal import lfilter
 
-from keras_asc import vocab
+from asc_core import vocab
 from keras_asc.data.schema import encode_audio_example
 from keras_asc.data.schema import encode_dir_example
 

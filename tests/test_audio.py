@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from keras_asc.audio import read_audio
-from keras_asc.audio import resample
-from keras_asc.errors import UserError
+from asc_core.audio import read_audio
+from asc_core.audio import resample
+from asc_core.errors import UserError
 
 
 def _sine(freq, rate, seconds=1.0, amplitude=0.5):

@@ -15,6 +15,7 @@ import scipy.signal
 import scipy.stats
 import tensorflow as tf
 
+from asc_core.errors import UserError
 from keras_asc.augment import DirAugmentation
 from keras_asc.augment import FreqMixStyle
 from keras_asc.augment import Mixup
@@ -27,7 +28,6 @@ from keras_asc.augment import freq_mix_style_params
 from keras_asc.augment import mixup
 from keras_asc.augment import mixup_cross_entropy
 from keras_asc.augment import roll_audio
-from keras_asc.errors import UserError
 
 RNG = np.random.default_rng(1234)
 

@@ -6,13 +6,13 @@ import os
 import pytest
 import yaml
 
+from asc_core.errors import UserError
 from keras_asc.config import load_config
 from keras_asc.config import parse_override
 from keras_asc.config import read_config_file
 from keras_asc.config import resolve_config
 from keras_asc.config import save_config
 from keras_asc.config.loader import config_differences
-from keras_asc.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))

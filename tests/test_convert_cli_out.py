@@ -6,8 +6,8 @@ import re
 import pytest
 from _fs import read_only
 
+from asc_core.errors import run_cli
 from keras_asc.convert.convert_passt import main
-from keras_asc.errors import run_cli
 
 
 def _in_read_only_folder(tmp_path, monkeypatch):

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from asc_core.errors import UserError
 from keras_asc.convert import passt_checkpoint
 from keras_asc.convert.convert_passt import main
 from keras_asc.convert.passt_checkpoint import checkpoint_geometry
 from keras_asc.convert.passt_checkpoint import load_passt_state_dict
 from keras_asc.convert.passt_checkpoint import passt_weight_table
 from keras_asc.convert.torch_checkpoint import read_torch_state_dict
-from keras_asc.errors import UserError
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.scene_classifier import SceneClassifier
 

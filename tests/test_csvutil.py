@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from tfrecords_builder import csvutil
 
 

@@ -12,8 +12,8 @@ import soundfile
 import soxr
 from scipy import signal
 
-from keras_asc.errors import UserError
-from keras_asc.errors import run_cli
+from asc_core.errors import UserError
+from asc_core.errors import run_cli
 from tfrecords_builder import ir_processing as irp
 from tfrecords_builder import micirp
 from tfrecords_builder import multi_dirs as md

@@ -10,8 +10,8 @@ import _corpus
 import pytest
 import yaml
 
+from asc_core.errors import UserError
 from keras_asc.config import resolve_config
-from keras_asc.errors import UserError
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
 
@@ -99,7 +99,7 @@ def test_two_multiworker_processes_finish_an_epoch(corpus, tmp_path):
         argv = ["--config", str(config_path), "--run-dir", str(run_dir)]
         processes.append(
             python(
-                "from keras_asc.errors import run_cli; from keras_asc.training.cli import main; "
+                "from asc_core.errors import run_cli; from keras_asc.training.cli import main; "
                 f"sys.exit(run_cli(main, {argv!r}))",
                 env={"TF_CONFIG": json.dumps(tf_config)},
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 import _http_server
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from tfrecords_builder import download
 
 ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from keras_asc.errors import run_cli
+from asc_core.errors import run_cli
+from asc_core.vocab import SCENES
 from keras_asc.evaluation import evaluate
 from keras_asc.evaluation import grid
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import probe
-from keras_asc.vocab import SCENES
 
 CLIP = 32000
 # Six training devices x 3 recordings x 2 clips, plus 2 clips of s4; s5 and s6 absent.

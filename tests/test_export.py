@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from _fs import read_only
 
-from keras_asc.errors import UserError
-from keras_asc.errors import run_cli
+from asc_core.errors import UserError
+from asc_core.errors import run_cli
 from keras_asc.inference import complexity
 from keras_asc.inference import export
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asc_core.errors import UserError
 from keras_asc import hear
-from keras_asc.errors import UserError
 
 RATE = 32000
 

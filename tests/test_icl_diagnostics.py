@@ -57,9 +57,9 @@ def test_gradient_share():
 def test_expected_same_device_fraction_by_hand_and_by_the_dir_layer():
     import tensorflow as tf
 
+    from asc_core.vocab import DEVICES
     from keras_asc.augment import DirAugmentation
     from keras_asc.losses.icl_diagnostics import expected_same_device_fraction
-    from keras_asc.vocab import DEVICES
 
     shares = {"a": 0.7, "b": 0.1, "c": 0.2}
     assert expected_same_device_fraction(shares) == pytest.approx(0.49 + 0.01 + 0.04)

@@ -7,8 +7,8 @@ import _fs
 import numpy as np
 import pytest
 
+from asc_core.errors import UserError
 from keras_asc.data.schema import encode_dir_example
-from keras_asc.errors import UserError
 from tfrecords_builder import BUILDER_VERSION
 from tfrecords_builder import inspect_cmd
 from tfrecords_builder import tau22

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.losses import InverseContrastiveLoss
 from keras_asc.losses import inverse_contrastive_loss
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asc_core.errors import UserError
+from asc_core.errors import run_cli
 from keras_asc.data.dirs import load_dirs
-from keras_asc.errors import UserError
-from keras_asc.errors import run_cli
 from keras_asc.irgen import generate as generate_lib
 from keras_asc.irgen import report as report_lib
 from keras_asc.irgen import train as train_lib

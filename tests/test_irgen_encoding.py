@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
 from keras_asc.irgen.condition_encoding import CONDITION_NAMES
 from keras_asc.irgen.condition_encoding import ConditionEncoder

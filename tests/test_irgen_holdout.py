@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.irgen import holdout
 
 ANGLES = tuple(range(0, 360, 45))

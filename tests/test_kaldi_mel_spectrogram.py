@@ -19,7 +19,7 @@ import torch
 import torch_oracle
 
 import keras_asc
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks_tf
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from asc_core.vocab import DEVICES
+from asc_core.vocab import SCENES
 from keras_asc.evaluation import metrics
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import SCENES
 
 # Five clips, two classes, three devices (d3 absent), two families.
 CLASSES = ("x", "y")

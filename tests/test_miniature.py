@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
+from asc_core.vocab import DEVICES
+from asc_core.vocab import SCENES
 from keras_asc.evaluation.metrics import scene_metrics
 from keras_asc.experiments import calibration
 from keras_asc.experiments import claims
 from keras_asc.experiments import driver
 from keras_asc.experiments import report
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import SCENES
 
 T975_DF2 = 4.302652729911275  # t(0.975, 2)
 

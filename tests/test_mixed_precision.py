@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
+from asc_core.errors import UserError
 from keras_asc.config.loader import load_config
-from keras_asc.errors import UserError
 from keras_asc.layers.patch_embedding import PatchEmbedding
 from keras_asc.models.scene_classifier import SceneClassifier
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_presets import passt_presets
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers import ClassTokens
 from keras_asc.layers import MultiHeadSelfAttention
 from keras_asc.layers import PatchEmbedding

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_asc import vocab
+from asc_core import vocab
+from asc_core.errors import UserError
 from keras_asc.data import pipeline
 from keras_asc.data.dirs import load_dirs
-from keras_asc.errors import UserError
 
 SR = vocab.SAMPLE_RATE
 SECONDS = 3

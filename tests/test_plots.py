@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.evaluation import dir_plots
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import plots
@@ -184,7 +184,7 @@ def test_select_angle_series(dir_sets):
 
 
 def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
-    from keras_asc.errors import run_cli
+    from asc_core.errors import run_cli
 
     multi, one = dir_sets
     out = tmp_path / "fig1.png"

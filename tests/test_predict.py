@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from keras_asc.errors import run_cli
+from asc_core.errors import run_cli
+from asc_core.vocab import SCENES
 from keras_asc.inference import predict
-from keras_asc.vocab import SCENES
 
 RATE = 32000
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
+from asc_core.errors import UserError
 from keras_asc import hear
 from keras_asc.config import resolve_config
-from keras_asc.errors import UserError
 from keras_asc.models import preset_dir
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier

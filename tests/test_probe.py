@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.evaluation import probe
 
 

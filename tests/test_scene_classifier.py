@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_asc
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.models.scene_classifier import SceneClassifier
 
 NUM_CLASSES = 3

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 import keras_asc  # noqa: F401  (registers the serializable classes for load_model)
+from asc_core.errors import UserError
 from keras_asc.augment import Augmenter
 from keras_asc.augment import DirAugmentation
 from keras_asc.augment.mixup import mixup_cross_entropy
-from keras_asc.errors import UserError
 from keras_asc.losses import inverse_contrastive_loss
 from keras_asc.models.scene_classifier import SceneClassifier
 from keras_asc.models.scene_classifier import icl_task_kwargs

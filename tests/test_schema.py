@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_asc import vocab
+from asc_core import vocab
 from keras_asc.data import schema
 
 

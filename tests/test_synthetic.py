@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from keras_asc.errors import UserError
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import SCENES
+from asc_core.errors import UserError
+from asc_core.vocab import DEVICES
+from asc_core.vocab import SCENES
 from tfrecords_builder import synthetic
 from tfrecords_builder.synthetic import generate_corpus
 from tfrecords_builder.synthetic_devices import apply_device

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from asc_core.vocab import DEVICE_GROUPS
+from asc_core.vocab import DEVICES
 from keras_asc.evaluation import tables
-from keras_asc.vocab import DEVICE_GROUPS
-from keras_asc.vocab import DEVICES
 
 # The paper's Table 3 "PaSST" row (log-loss), to build a report with known cells.
 PASST = dict(zip(DEVICES, (1.012, 1.266, 1.070, 1.371, 1.492, 1.326, 1.401, 1.36, 1.509)))

@@ -21,9 +21,9 @@ from conftest import tone
 from conftest import tone_hz
 from conftest import write_tau22
 
-from keras_asc import vocab
+from asc_core import vocab
+from asc_core.errors import UserError
 from keras_asc.data.schema import parse_audio_example
-from keras_asc.errors import UserError
 from tfrecords_builder import tau22
 from tfrecords_builder.__main__ import main as builder_main
 
@@ -155,7 +155,7 @@ def test_views_labels_and_part_order(tiny_tau, tmp_path):
 def test_waveforms_are_stored_as_resampled_not_clipped(tiny_tau, tmp_path):
     """Both views hold exactly what the reference pipeline loads (``librosa.load(path,
     sr=32000)`` = soxr HQ), overshoot of a full-scale source included."""
-    from keras_asc import audio as audio_lib
+    from asc_core import audio as audio_lib
 
     _, scene, city, loc, segment, device = DEFAULT_RECORDINGS[0]
     paths = [tiny_tau / tau_name(scene, city, loc, segment, k, device) for k in range(10)]
@@ -448,7 +448,7 @@ def test_unwritable_or_foreign_output(tiny_tau, tmp_path):
 
 
 def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
-    from keras_asc.errors import run_cli
+    from asc_core.errors import run_cli
 
     os.remove(_audio_path(str(tiny_tau)))
     code = run_cli(
@@ -497,7 +497,7 @@ def test_free_space_is_checked_with_the_exact_bytes_before_writing(
     """The bytes the plan says it will write are the bytes of the shards it writes; one byte
     less free than that (plus the metadata margin) is one message with the numbers, exit 2,
     and nothing written."""
-    from keras_asc.errors import run_cli
+    from asc_core.errors import run_cli
     from tfrecords_builder import writer
 
     out = tmp_path / "out"
@@ -755,7 +755,7 @@ def test_killing_the_main_process_ends_its_workers(sig, tmp_path):
 def test_worker_pool_keeps_order_and_never_imports_tensorflow():
     from tfrecords_builder import parallel
 
-    names = ["tensorflow", "keras", "keras_asc.vocab", "sys"]
+    names = ["tensorflow", "keras", "asc_core.vocab", "sys"]
     assert list(parallel.ordered_map(parallel.module_loaded, names, workers=2, window=2)) == [
         False,
         False,
@@ -769,13 +769,11 @@ def test_worker_pool_keeps_order_and_never_imports_tensorflow():
 def test_worker_pool_starts_its_workers_before_any_work():
     from tfrecords_builder import parallel
 
-    with parallel.WorkerPool(2, warm=["keras_asc.audio"]) as pool:
+    with parallel.WorkerPool(2, warm=["asc_core.audio"]) as pool:
         started = set(pool._pool._processes)  # started at creation, before any task
         assert len(started) == 2
         loaded = list(
-            pool.ordered_map(
-                parallel.module_loaded, ["keras_asc.audio", "tensorflow"] * 8, window=2
-            )
+            pool.ordered_map(parallel.module_loaded, ["asc_core.audio", "tensorflow"] * 8, window=2)
         )
         assert set(pool._pool._processes) == started  # the same processes did the work
     assert loaded == [True, False] * 8  # the warm import happened in each worker

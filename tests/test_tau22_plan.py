@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from tfrecords_builder import csvutil
 from tfrecords_builder import tau22
 from tfrecords_builder.writer import ErrorPolicy

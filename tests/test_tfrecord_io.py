@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asc_core.errors import UserError
 from keras_asc.data import schema
-from keras_asc.errors import UserError
 from tfrecords_builder import parallel
 from tfrecords_builder import tfrecord_io
 from tfrecords_builder.writer import OutputDir

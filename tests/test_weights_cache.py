@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch_oracle
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
 from keras_asc.utils import download

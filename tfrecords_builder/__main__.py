@@ -29,7 +29,7 @@ COMMANDS = {
 
 
 def _load(command):
-    from keras_asc.errors import import_command
+    from asc_core.errors import import_command
 
     return import_command(command, COMMANDS[command][0])
 
@@ -69,7 +69,7 @@ def cli():
     from tfrecords_builder import parallel
 
     parallel.register_light_packages()
-    from keras_asc.errors import run_cli
+    from asc_core.errors import run_cli
 
     sys.exit(run_cli(main))
 

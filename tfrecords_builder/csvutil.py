@@ -11,7 +11,7 @@ full corpus lists ~10^5-10^6 files); :func:`read_tsv` returns them as a list.
 import csv
 import os
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 class Row(dict):

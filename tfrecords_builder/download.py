@@ -32,7 +32,7 @@ import zipfile
 from pathlib import Path
 from pathlib import PurePosixPath
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.utils.download import fetch_resumable
 from keras_asc.utils.download import file_digest
 

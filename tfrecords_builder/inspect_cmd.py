@@ -12,8 +12,8 @@ import json
 import os
 from collections import Counter
 
-from keras_asc import vocab
-from keras_asc.errors import UserError
+from asc_core import vocab
+from asc_core.errors import UserError
 from tfrecords_builder import writer as writer_lib
 
 UNKNOWN = "unknown"

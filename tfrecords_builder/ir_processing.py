@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 NORMALIZATIONS = ("none", "peak", "energy")
 WINDOW_MODES = ("half", "full")

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_asc import vocab
-from keras_asc.audio import read_audio
-from keras_asc.audio import resample
-from keras_asc.errors import UserError
+from asc_core import vocab
+from asc_core.audio import read_audio
+from asc_core.audio import resample
+from asc_core.errors import UserError
 from tfrecords_builder import ir_processing as irp
 
 SET_NAME = "multi"

@@ -52,10 +52,10 @@ import numpy as np
 import scipy.fft
 from tqdm import tqdm
 
-from keras_asc.errors import UserError
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import SCENES
-from keras_asc.vocab import TRAIN_DEVICES
+from asc_core.errors import UserError
+from asc_core.vocab import DEVICES
+from asc_core.vocab import SCENES
+from asc_core.vocab import TRAIN_DEVICES
 from tfrecords_builder.synthetic_devices import DEVICE_MODELS
 from tfrecords_builder.synthetic_devices import apply_device
 from tfrecords_builder.synthetic_mics import response_ir

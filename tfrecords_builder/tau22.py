@@ -49,8 +49,8 @@ from collections import Counter
 
 import numpy as np
 
-from keras_asc import vocab
-from keras_asc.errors import UserError
+from asc_core import vocab
+from asc_core.errors import UserError
 from tfrecords_builder import csvutil
 from tfrecords_builder import parallel
 from tfrecords_builder import tfrecord_io
@@ -62,7 +62,7 @@ PARTS = 10
 CLIP_SAMPLES = vocab.SAMPLE_RATE * CLIP_SECONDS
 TARGET_SHARD_BYTES = 256 << 20
 # What a worker imports to run _process_unit (it does so while the main process plans).
-WORKER_MODULES = ("tfrecords_builder.tau22", "keras_asc.audio", "keras_asc.data.schema")
+WORKER_MODULES = ("tfrecords_builder.tau22", "asc_core.audio", "keras_asc.data.schema")
 SPLIT_FILES = (
     ("train", "fold1_train.csv"),
     ("evaluate", "fold1_evaluate.csv"),
@@ -831,7 +831,7 @@ def _process_unit(task):
         whether the 10-s record was (False when ``key`` is None or a part failed), and
         ``(filename, message)`` for each failed clip.
     """
-    from keras_asc import audio as audio_lib
+    from asc_core import audio as audio_lib
     from keras_asc.data import schema
 
     split, key, clips, display, places = task

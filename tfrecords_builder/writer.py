@@ -38,7 +38,7 @@ import os
 import shutil
 from collections import defaultdict
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from tfrecords_builder import tfrecord_io
 
 ON_ERROR_CHOICES = ("raise", "skip")

@@ -5,10 +5,10 @@ import numbers
 
 import keras
 
+from asc_core.errors import UserError
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.freq_mix_style import FreqMixStyle
 from keras_asc.augment.mixup import Mixup
-from keras_asc.errors import UserError
 
 
 def _number(owner, key, value, lo, lo_open=False, hi=None):

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from asc_core.errors import UserError
+from asc_core.vocab import DEVICES
 from keras_asc.augment import _random
 from keras_asc.augment.dir_convolution import fft_convolve
-from keras_asc.errors import UserError
-from keras_asc.vocab import DEVICES
 
 DEVICE_LABELS = ("per_ir", "per_microphone", "shared")
 # Augmented examples get device ids from here on: 9 + IR index ("per_ir"), 9 + microphone
@@ -134,7 +134,7 @@ class DirAugmentation(keras.layers.Layer):
         ir_labels: int ``[K]`` class per IR (required for ``"per_microphone"``; the runner
             passes the microphone ids of ``keras_asc.data.dirs.load_dirs``).
         probability: float in ``[0, 1]``, per-example augmentation probability.
-        source_devices: device names (from ``keras_asc.vocab.DEVICES``) that are augmented.
+        source_devices: device names (from ``asc_core.vocab.DEVICES``) that are augmented.
         device_labels: ``"per_ir"``, ``"per_microphone"`` or ``"shared"`` (called
             ``label_mode`` before config version 2; old configs are translated).
         seed: int.

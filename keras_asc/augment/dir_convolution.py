@@ -10,7 +10,7 @@ import math
 
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 def _next_power_of_two(n):

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
+from asc_core.errors import UserError
 from keras_asc.augment import _random
-from keras_asc.errors import UserError
 
 _SALT = 2
 

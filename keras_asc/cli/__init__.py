@@ -2,7 +2,7 @@
 
 Each command is a ``main(argv)`` function in the module named below, imported only when its
 command runs (``keras-asc --help`` imports none of them), and run through
-:func:`keras_asc.errors.run_cli` (a user error is one ``error: ...`` line and exit status 2).
+:func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status 2).
 ``scripts/*.py`` are aliases of the same functions, so ``python scripts/train.py --config
 configs/multi_icl.yaml`` and ``keras-asc train --config multi_icl`` are the same run.
 
@@ -65,7 +65,7 @@ def build_parser():
 
 def main(argv=None):
     """Runs ``keras-asc [--verbose] COMMAND [ARGS...]``; returns the exit status."""
-    from keras_asc.errors import run_cli
+    from asc_core.errors import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the command is the command's own: parse only up to it.
@@ -76,7 +76,7 @@ def main(argv=None):
         from tfrecords_builder.__main__ import main as build_main
 
         return run_cli(build_main, command_argv)
-    from keras_asc.errors import import_command
+    from asc_core.errors import import_command
 
     # Imported inside run_cli, so that a broken command is one error line too.
     return run_cli(

@@ -10,7 +10,7 @@ In the ``optimizer`` and ``schedule`` sections the ``name`` key picks the target
 that belong to the previous choice.
 
 Validation (:func:`resolve_config`) rejects unknown keys, wrong types and out-of-range values
-with a :class:`~keras_asc.errors.UserError` that names the file (or the ``--set`` argument) and
+with a :class:`~asc_core.errors.UserError` that names the file (or the ``--set`` argument) and
 the full key path, and returns the *resolved* config: every section present, defaults filled in,
 ``extends`` removed. :func:`save_config` writes it (atomically) next to every output, and
 :func:`load_config` reads such a file back unchanged.
@@ -24,11 +24,11 @@ import re
 
 import yaml
 
+from asc_core.errors import UserError
 from keras_asc.config.schema import SCALARS
 from keras_asc.config.schema import SCHEMA
 from keras_asc.config.schema import DispatchSection
 from keras_asc.config.schema import Nested
-from keras_asc.errors import UserError
 
 # A YAML 1.1 loader reads "1e-5" (no dot) as a string; such values get a hint.
 _FLOAT_LOOKING = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")

@@ -9,11 +9,11 @@ Then `SceneClassifier.from_preset(NAME, num_classes=N, weights=OUT)`. Needs no t
 import argparse
 import os
 
+from asc_core.errors import UserError
 from keras_asc.convert.passt_checkpoint import checkpoint_geometry
 from keras_asc.convert.passt_checkpoint import load_passt_state_dict
 from keras_asc.convert.passt_checkpoint import matching_presets
 from keras_asc.convert.torch_checkpoint import read_torch_state_dict
-from keras_asc.errors import UserError
 from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.scene_classifier import SceneClassifier
 

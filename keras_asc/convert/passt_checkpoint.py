@@ -24,7 +24,7 @@ initialisation while `head.0` (the head LayerNorm) is still loaded, as PaSST's
 import keras
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers._utils import as_pair
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_presets import passt_presets

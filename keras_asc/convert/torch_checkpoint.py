@@ -34,7 +34,7 @@ import zipfile
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 # NumPy dtypes (little-endian) of the legacy storage classes; "bfloat16" is widened later.
 _STORAGE_DTYPES = {

@@ -15,9 +15,9 @@ import os
 
 import numpy as np
 
-from keras_asc import vocab
+from asc_core import vocab
 from keras_asc.data.schema import parse_dir_example
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 class DirBank:

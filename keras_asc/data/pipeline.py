@@ -23,9 +23,9 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from keras_asc import vocab
+from asc_core import vocab
 from keras_asc.data.schema import parse_audio_example
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)\.tfrecord-(?P<i>\d{5})-of-(?P<n>\d{5})$")

@@ -29,7 +29,7 @@ import struct
 
 import numpy as np
 
-from keras_asc import vocab
+from asc_core import vocab
 
 AUDIO_KIND = "audio"
 DIR_KIND = "dir"

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 MIN_FFT = 8192
 BAND_QUANTILES = {"q10": 0.10, "q90": 0.90, "q25": 0.25, "q75": 0.75}

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import plots
 from keras_asc.evaluation import runs as run_io

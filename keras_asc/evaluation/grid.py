@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation import tables
 

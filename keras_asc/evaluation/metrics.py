@@ -26,9 +26,9 @@ import math
 
 import numpy as np
 
-from keras_asc.vocab import DEVICE_GROUPS
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import SCENES
+from asc_core.vocab import DEVICE_GROUPS
+from asc_core.vocab import DEVICES
+from asc_core.vocab import SCENES
 
 LOG_LOSS_EPS = 1e-15
 

@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 
-from keras_asc.vocab import DEVICE_GROUPS
+from asc_core.vocab import DEVICE_GROUPS
 
 FAMILY_COLOURS = {"real": "tab:blue", "simulated": "tab:orange", "unseen": "tab:green"}
 

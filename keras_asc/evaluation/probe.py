@@ -26,9 +26,9 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
-from keras_asc.vocab import DEVICES
-from keras_asc.vocab import TRAIN_DEVICES
+from asc_core.errors import UserError
+from asc_core.vocab import DEVICES
+from asc_core.vocab import TRAIN_DEVICES
 
 HEAD_EPSILON = 1e-5  # PaSST's head LayerNorm (torch default eps), like the scene head.
 

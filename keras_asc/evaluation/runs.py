@@ -17,8 +17,8 @@ import tempfile
 import numpy as np
 import yaml
 
-from keras_asc import vocab
-from keras_asc.errors import UserError
+from asc_core import vocab
+from asc_core.errors import UserError
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.yaml"

@@ -14,7 +14,7 @@ Absent values (a device missing from the split) print as ``n/a``.
 
 import numpy as np
 
-from keras_asc.vocab import DEVICE_GROUPS
+from asc_core.vocab import DEVICE_GROUPS
 
 ABSENT = "n/a"
 

@@ -60,7 +60,7 @@ import subprocess
 import sys
 import time
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.evaluation.runs import write_json
 from keras_asc.experiments import calibration
 from keras_asc.experiments.paper import ICL_ROWS

@@ -38,7 +38,7 @@ import tempfile
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic",)

@@ -1,6 +1,6 @@
 """Scene prediction for audio files of any rate, channel count and length.
 
-Each file is read with ``keras_asc.audio.read_audio`` (soundfile), resampled to the model's rate
+Each file is read with ``asc_core.audio.read_audio`` (soundfile), resampled to the model's rate
 (32 kHz, soxr HQ) and, when it has several channels, downmixed to mono by averaging them (noted
 on stderr and in the JSON). The model was trained on 1-s clips, so the waveform is cut into
 1-s windows starting every ``hop`` seconds (default 1 s):
@@ -25,11 +25,11 @@ import sys
 
 import numpy as np
 
-from keras_asc.audio import read_audio
-from keras_asc.audio import resample
-from keras_asc.errors import UserError
-from keras_asc.vocab import SAMPLE_RATE
-from keras_asc.vocab import SCENES
+from asc_core.audio import read_audio
+from asc_core.audio import resample
+from asc_core.errors import UserError
+from asc_core.vocab import SAMPLE_RATE
+from asc_core.vocab import SCENES
 
 MODEL_FILE = "model.keras"
 WINDOW_SECONDS = 1.0

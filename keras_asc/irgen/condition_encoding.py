@@ -26,7 +26,7 @@ for this data.
 Metadata comes from the DIR records (``docs/design.md``: ``pattern``, ``transducer``,
 ``diaphragm_size``, ``distance_cm``, ``angle_deg``). Pattern, transducer, distance and angle are
 required; an empty diaphragm size means unknown (zeros). A value outside the vocabularies raises
-a :class:`~keras_asc.errors.UserError` naming the microphone and the field.
+a :class:`~asc_core.errors.UserError` naming the microphone and the field.
 
 :meth:`ConditionEncoder.decode` inverts :meth:`ConditionEncoder.encode` up to the merged
 categories: it returns the *canonical* metadata (``hypercardioid`` comes back as
@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 # Directivity groups: (encoded name, member patterns). The first member is the canonical one.
 DIRECTIVITY_GROUPS = (

@@ -24,12 +24,12 @@ training      :class:`TrainingOptions`
 import dataclasses
 import inspect
 
+from asc_core.errors import UserError
 from keras_asc.config import loader
 from keras_asc.config.schema import Section
 from keras_asc.config.schema import choice
 from keras_asc.config.schema import number
 from keras_asc.config.schema import string
-from keras_asc.errors import UserError
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
 from keras_asc.irgen.condition_encoding import ConditionEncoder
 

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 PROTOCOLS = ("angles", "distance", "microphones")
 ALL_PROTOCOLS = PROTOCOLS + ("none",)

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 METADATA_FIELDS = (
     "microphone",

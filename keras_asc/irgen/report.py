@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.irgen import metrics as irm
 from keras_asc.irgen.condition_encoding import ConditionEncoder
 from keras_asc.irgen.generate import generate_irs

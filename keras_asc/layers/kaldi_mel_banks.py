@@ -24,7 +24,7 @@ float64 as default dtype to ~1e-12, and torchaudio's float32 bank to ~2e-5.
 import numpy as np
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 def kaldi_mel_scale(freq_hz):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers.kaldi_mel_banks import check_mel_bank_args
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks
 from keras_asc.layers.kaldi_mel_banks import kaldi_mel_banks_tf

@@ -4,7 +4,7 @@ import warnings
 
 import keras
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers._utils import trunc_normal
 
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers._utils import kept_sorted_indices
 
 

@@ -17,7 +17,7 @@ import numbers
 import keras
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 NORMALIZATIONS = ("pairs", "blocks")
 # What the loss acts on (see :func:`icl_target_embeddings`).

@@ -4,7 +4,7 @@ import copy
 
 import keras
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.layers._utils import as_pair
 from keras_asc.layers.class_tokens import ClassTokens
 from keras_asc.layers.patch_embedding import PatchEmbedding

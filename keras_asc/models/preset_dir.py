@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 PRESET_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"

@@ -7,8 +7,9 @@ import warnings
 import keras
 import tensorflow as tf
 
+from asc_core.errors import UserError
+from asc_core.vocab import SCENES
 from keras_asc.augment.augmenter import Augmenter
-from keras_asc.errors import UserError
 from keras_asc.layers._utils import trunc_normal
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.losses.icl_diagnostics import DIAGNOSTICS
@@ -19,7 +20,6 @@ from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.utils.weights_cache import load_preset_weights
-from keras_asc.vocab import SCENES
 
 NUM_SCENES = len(SCENES)
 

@@ -12,10 +12,10 @@ import time
 import keras
 import numpy as np
 
+from asc_core.vocab import DEVICE_GROUPS
+from asc_core.vocab import DEVICES
 from keras_asc.evaluation.metrics import scene_metrics
 from keras_asc.evaluation.metrics import softmax
-from keras_asc.vocab import DEVICE_GROUPS
-from keras_asc.vocab import DEVICES
 
 
 def _learning_rate(model):

@@ -15,7 +15,7 @@ import os
 
 import tensorflow as tf
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 def make_strategy(strategy="none", devices=None, communication="auto"):

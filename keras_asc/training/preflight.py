@@ -10,7 +10,7 @@ commands that make it, so a new user fixes them in one go (the full path with si
 import glob
 import os
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 REAL_DATA_DOC = "docs/real_data.md"
 TAU22_FOLDER = "TAU-urban-acoustic-scenes-2022-mobile-development"

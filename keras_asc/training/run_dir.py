@@ -39,7 +39,7 @@ import zipfile
 
 import numpy as np
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 STATE_VERSION = 1
 

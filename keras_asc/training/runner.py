@@ -14,11 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from asc_core.errors import UserError
+from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
 from keras_asc.data.pipeline import data_loss_error
 from keras_asc.data.pipeline import make_datasets
-from keras_asc.errors import UserError
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
@@ -31,7 +32,6 @@ from keras_asc.training.run_dir import atomic_write_json
 from keras_asc.training.run_dir import remove_stale_temp_files
 from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
-from keras_asc.vocab import SCENES
 
 # Keys that may change between a run and its resumption (they change no result).
 RESUMABLE_CHANGES = ("training.epochs", "training.verbose", "wandb")

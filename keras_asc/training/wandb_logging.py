@@ -13,7 +13,7 @@ epoch number. A resumed run logs into the same W&B run id.
 
 import keras
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 
 class WandbLogger(keras.callbacks.Callback):

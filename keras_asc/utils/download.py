@@ -9,7 +9,7 @@ import urllib.request
 
 from tqdm import tqdm
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 CHUNK = 1 << 20
 _RETRYABLE = (

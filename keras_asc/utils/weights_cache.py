@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 from keras_asc.utils.download import fetch_resumable
 from keras_asc.utils.download import file_digest
 

@@ -7,7 +7,7 @@ import sys
 import threading
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user: a file, key or value that is not what was expected.
 
     The message must name the offending file/key/value and say what was expected. Command-line

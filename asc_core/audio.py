@@ -18,7 +18,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from keras_asc.errors import UserError
+from asc_core.errors import UserError
 
 RESAMPLE_QUALITY = "HQ"
 MONO_MODES = ("require", "downmix", "keep")
@@ -81,7 +81,7 @@ def read_audio(
 ):
     """Reads an audio file as float32, validates it and optionally resamples it.
 
-    Every problem raises :class:`keras_asc.errors.UserError` naming ``path`` and what was
+    Every problem raises :class:`asc_core.errors.UserError` naming ``path`` and what was
     expected: a missing file, a file libsndfile cannot decode (not audio, truncated header),
     no samples, a wrong number of channels, a wrong sample rate, a wrong number of frames
     (truncated data), or NaN/Inf samples (float WAVs).
