@@ -80,21 +80,22 @@ def decode_only(task):
 
 def plan_tasks(root):
     """The build's work units, planned exactly as ``tau22.build`` plans them."""
-    from tfrecords_builder import tau22
     from tfrecords_builder import writer as writer_lib
+    from tfrecords_builder.tau22 import plan as tau22_plan
+    from tfrecords_builder.tau22 import source as tau22_source
 
     policy = writer_lib.ErrorPolicy("raise")
-    meta, _ = tau22._read_meta(root, policy)
+    meta, _ = tau22_source.read_meta(root, policy)
     tasks = []
-    for split, path, display in tau22._split_sources(root, []):
+    for split, path, display in tau22_source.split_sources(root, []):
         from tfrecords_builder import csvutil
 
         if split == "test":
             continue  # an alias of evaluate in the development set
         rows = csvutil.iter_tsv(path, ["filename"], display=display)
-        clips = tau22._plan_split(split, rows, display, root, meta, policy)
-        groups, _ = tau22._group(split, clips, display)
-        for key, unit in tau22._units(clips, groups, 0):
+        clips = tau22_plan.plan_split(split, rows, display, root, meta, policy)
+        groups, _ = tau22_plan.group_recordings(split, clips, display)
+        for key, unit in tau22_plan.work_units(clips, groups, 0):
             tasks.append((split, key, unit, display))
     return tasks
 
@@ -110,9 +111,10 @@ def interleaved_units(tasks, scratch, passes):
     Returns:
         ``(bound CPU s, build CPU s)`` summed over ``passes`` passes over ``tasks``.
     """
-    from tfrecords_builder import tau22
     from tfrecords_builder import tfrecord_io
     from tfrecords_builder import writer as writer_lib
+    from tfrecords_builder.tau22.plan import record_size
+    from tfrecords_builder.tau22.worker import process_unit
 
     parallel._keep_freed_memory()  # as in the pool's workers
     bound = build = 0.0
@@ -126,12 +128,12 @@ def interleaved_units(tasks, scratch, passes):
             for view in ("1s", "10s"):
                 if (split, view) not in views:
                     views[(split, view)] = writer_lib.PlacedShards(scratch, f"{split}-{view}", 1)
-            places = [views[(split, "1s")].place(tau22._record_size(c)) for c in clips]
+            places = [views[(split, "1s")].place(record_size(c)) for c in clips]
             if key is not None:
-                places.append(views[(split, "10s")].place(tau22._record_size(clips[0], key)))
+                places.append(views[(split, "10s")].place(record_size(clips[0], key)))
             placed.append((split, key, clips, display, places))
         for i, (task, full) in enumerate(zip(tasks, placed)):
-            steps = [(decode_only, task, True), (tau22._process_unit, full, False)]
+            steps = [(decode_only, task, True), (process_unit, full, False)]
             for fn, arg, is_bound in steps if i % 2 == 0 else steps[::-1]:
                 start = time.process_time()
                 fn(arg)

@@ -229,18 +229,20 @@ def test_shards_are_tf_framed_and_round_robin_in_planned_order(tiny_tau, tmp_pat
 def _planned_units(root):
     """``(split, key, clips)`` in build order, planned like ``tau22.build`` (seed 0)."""
     from tfrecords_builder import csvutil
+    from tfrecords_builder.tau22 import plan as tau22_plan
+    from tfrecords_builder.tau22 import source as tau22_source
     from tfrecords_builder.writer import ErrorPolicy
 
     policy = ErrorPolicy("raise")
-    meta, _ = tau22._read_meta(str(root), policy)
+    meta, _ = tau22_source.read_meta(str(root), policy)
     units = []
-    for split, path, display in tau22._split_sources(str(root), []):
+    for split, path, display in tau22_source.split_sources(str(root), []):
         if split == "test":
             continue
         _, rows = csvutil.read_tsv(path, ["filename"])
-        clips = tau22._plan_split(split, rows, display, str(root), meta, policy)
-        groups, _ = tau22._group(split, clips, display)
-        units += [(split, key, unit) for key, unit in tau22._units(clips, groups, 0)]
+        clips = tau22_plan.plan_split(split, rows, display, str(root), meta, policy)
+        groups, _ = tau22_plan.group_recordings(split, clips, display)
+        units += [(split, key, unit) for key, unit in tau22_plan.work_units(clips, groups, 0)]
     return units
 
 
@@ -766,19 +768,42 @@ def test_worker_pool_keeps_order_and_never_imports_tensorflow():
         list(parallel.ordered_map(int, ["1", "x", "3"], workers=1))
 
 
+def _spawned_workers():
+    """Pids of this process's live multiprocessing ``spawn`` workers (from ``/proc``)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == os.getpid() and b"spawn_main" in command:
+            pids.add(int(entry))
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
 def test_worker_pool_starts_its_workers_before_any_work():
     from tfrecords_builder import parallel
 
+    before = _spawned_workers()
     with parallel.WorkerPool(2, warm=["asc_core.audio"]) as pool:
-        started = set(pool._pool._processes)  # started at creation, before any task
+        started = _spawned_workers() - before  # at creation, before any task
         assert len(started) == 2
+        pids = list(pool.ordered_map(os.readlink, ["/proc/self"] * 16, window=2))
         loaded = list(
             pool.ordered_map(parallel.module_loaded, ["asc_core.audio", "tensorflow"] * 8, window=2)
         )
-        assert set(pool._pool._processes) == started  # the same processes did the work
+    assert {int(pid) for pid in pids} <= started  # the processes started first did the work
     assert loaded == [True, False] * 8  # the warm import happened in each worker
+    assert not _spawned_workers() - before  # and they are gone after the pool
     with parallel.WorkerPool(0) as pool:  # in this process
         assert list(pool.ordered_map(int, ["4", "5"])) == [4, 5]
+        assert list(pool.ordered_map(os.readlink, ["/proc/self"])) == [str(os.getpid())]
     with pytest.raises(UserError, match="bad plan"), parallel.WorkerPool(2):
         raise UserError("bad plan")  # an error before any task: the pool does not hold it up
 

@@ -1,4 +1,8 @@
-"""tau22 planning: compact columns, duplicates, meta.csv look-ups, work units (no audio)."""
+"""tau22 planning: CSV columns, duplicates, meta.csv look-ups, work units, record sizes (no audio).
+
+Each test checks what the plan contains (which clips, their labels, counts, order, sizes) against
+an independent oracle: a dict, the CSV text, or the encoder itself.
+"""
 
 import os
 import re
@@ -8,7 +12,9 @@ import pytest
 
 from asc_core.errors import UserError
 from tfrecords_builder import csvutil
-from tfrecords_builder import tau22
+from tfrecords_builder.tau22 import plan as tau22_plan
+from tfrecords_builder.tau22 import source as tau22_source
+from tfrecords_builder.tau22 import worker as tau22_worker
 from tfrecords_builder.writer import ErrorPolicy
 
 
@@ -20,12 +26,12 @@ def test_first_occurrence_matches_a_dict():
         seen, expected = {}, []
         for at, name in enumerate(names.tolist()):
             expected.append(seen.setdefault(name, at))
-        assert tau22._first_occurrence(names).tolist() == expected
+        assert tau22_source.first_occurrence(names).tolist() == expected
 
 
 def test_name_set_digest_compares_sets():
     def digest(*names):
-        return tau22._name_set_digest(np.array(names, dtype=np.bytes_))
+        return tau22_source.name_set_digest(np.array(names, dtype=np.bytes_))
 
     assert digest(b"b", b"a", b"a") == digest(b"a", b"b")
     assert digest(b"a", b"b") != digest(b"a", b"bc")
@@ -33,19 +39,31 @@ def test_name_set_digest_compares_sets():
     assert digest(b"ab") != digest(b"a", b"b")
 
 
-def test_table_stores_a_few_bytes_beyond_each_name(tmp_path):
+def test_table_columns_give_back_every_csv_row(tmp_path):
     path = tmp_path / "meta.csv"
-    rows = [f"audio/bus-paris-{i}-7-0-a.wav\tbus\tparis-{i}\ta" for i in range(10_000)]
-    path.write_text("filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(rows) + "\n")
-    table = tau22._Table(csvutil.iter_tsv(path, ["filename"]), tau22._Meta.COLUMNS)
-    assert len(table) == 10_000 and table.names.dtype.itemsize == len(rows[-1].split("\t")[0])
-    stored = table.names.nbytes + table.lines.nbytes + sum(v.nbytes for v in table.labels.values())
-    assert stored == 10_000 * (table.names.dtype.itemsize + 4 + 3 * 4)
-    assert table.strings.values[table.labels["identifier"][123]] == "paris-123"
-    assert table.lines[[0, -1]].tolist() == [2, 10_001]
-    meta = tau22._Meta(table, np.arange(len(table)))
+    rows = [
+        (f"audio/bus-paris-{i}-7-0-a.wav", "bus" if i % 3 else "tram", f"paris-{i}", "a")
+        for i in range(5_000)
+    ]
+    rows[17] = ("audio/\u00e9-17.wav", "park", "", "s1")  # non-ASCII name, empty identifier
+    text = "\n".join("\t".join(row) for row in rows)
+    path.write_text("filename\tscene_label\tidentifier\tsource_label\n" + text + "\n")
+    columns = tau22_source.Meta.COLUMNS
+    table = tau22_source.Table(csvutil.iter_tsv(path, ["filename"]), columns)
+    assert len(table) == len(rows)
+    decoded = [
+        (
+            table.names[at].decode("utf-8"),
+            *(table.strings.values[table.labels[c][at]] for c in columns),
+        )
+        for at in range(len(rows))
+    ]
+    assert decoded == rows
+    assert table.lines.tolist() == list(range(2, len(rows) + 2))  # line 1 is the header
+    assert [n for _, names, _ in table.chunks() for n in names] == [r[0] for r in rows]
+    meta = tau22_source.Meta(table, np.arange(len(table)))
     found = meta.find(np.array([b"audio/bus-paris-42-7-0-a.wav", b"audio/nothing.wav"]))
-    assert found[1] == -1 and meta.row(found[0]) == (44, "bus", "paris-42", "a")
+    assert found[1] == -1 and meta.row(found[0]) == (44, "tram", "paris-42", "a")
 
 
 def _append(path, line):
@@ -64,21 +82,25 @@ def test_duplicate_meta_row_raises_or_is_skipped(tiny_tau):
         f"meta.csv line 52: duplicate row for {name} (first at line 4); expected each file once"
     )
     with pytest.raises(UserError, match=re.escape(message)):
-        tau22._read_meta(root, ErrorPolicy("raise"))
+        tau22_source.read_meta(root, ErrorPolicy("raise"))
     policy = ErrorPolicy("skip")
-    meta, rows = tau22._read_meta(root, policy)
+    meta, rows = tau22_source.read_meta(root, policy)
     assert rows == 51 and len(meta.names) == 50
     assert policy.skipped == [{"split": "meta", "item": name, "reason": message}]
     assert meta.row(meta.find(np.array([name.encode()]))[0])[0] == 4  # the first row counts
 
 
-def test_plan_columns_and_units_of_a_split(tiny_tau):
-    root = str(tiny_tau)
-    policy = ErrorPolicy("raise")
-    meta, _ = tau22._read_meta(root, policy)
+def _train_plan(root, policy=None):
+    policy = policy or ErrorPolicy("raise")
+    meta, _ = tau22_source.read_meta(root, policy)
     path = os.path.join(root, "evaluation_setup", "fold1_train.csv")
     rows = list(csvutil.iter_tsv(path, ["filename"]))
-    plan = tau22._plan_split("train", iter(rows), "train.csv", root, meta, policy)
+    return tau22_plan.plan_split("train", iter(rows), "train.csv", root, meta, policy), rows
+
+
+def test_plan_columns_and_units_of_a_split(tiny_tau):
+    root = str(tiny_tau)
+    plan, rows = _train_plan(root)
     assert len(plan) == 30 and plan.labelled and plan.has_recordings
     clips = [plan.clip(i) for i in range(len(plan))]
     assert [c.filename for c in clips] == [r["filename"] for r in rows]
@@ -93,23 +115,56 @@ def test_plan_columns_and_units_of_a_split(tiny_tau):
         first.index,
         first.key,
     ) == ("airport", "a", "lisbon", "lisbon-1000", 40000, 0, "airport-lisbon-1000-40000-a")
-    groups, problems = tau22._group("train", plan, "train.csv")
+    groups, problems = tau22_plan.group_recordings("train", plan, "train.csv")
     assert len(groups) == 3 and problems == {}
-    units = list(tau22._units(plan, groups, 0))
+    units = list(tau22_plan.work_units(plan, groups, 0))
     assert len(units) == 3 and sorted(k for k, _ in units) == sorted(set(plan.keys))
     for key, parts in units:
         assert [c.index for c in parts] == list(range(10)) and {c.key for c in parts} == {key}
-    assert [k for k, _ in tau22._units(plan, groups, 0)] == [k for k, _ in units]  # seeded
+
+
+def test_work_units_hold_every_clip_once_in_a_seeded_order(tmp_path):
+    from conftest import write_tau22
+
+    root = str(tmp_path / "tau")
+    recordings = [("train", "bus", "paris", k, 100 + k, "a") for k in range(12)]
+    write_tau22(root, recordings)
+    # Recording 3 loses part 5: its 9 other parts become single clips, not a 10-s unit.
+    os.remove(os.path.join(root, "audio", "bus-paris-3-103-5-a.wav"))
+    policy = ErrorPolicy("skip")
+    plan, rows = _train_plan(root, policy)
+    assert len(plan) == 119 and [s["item"] for s in policy.skipped] == [
+        "audio/bus-paris-3-103-5-a.wav"
+    ]
+    groups, problems = tau22_plan.group_recordings("train", plan, "train.csv")
+    assert list(problems) == ["bus-paris-3-103-a"] and len(groups) == 11
+    orders = {}
+    for seed in (0, 0, 1):
+        units = list(tau22_plan.work_units(plan, groups, seed))
+        names = [c.filename for _, clips in units for c in clips]
+        assert sorted(names) == sorted(
+            r["filename"] for r in rows if "-3-103-5-" not in r["filename"]
+        )
+        keys = [key for key, _ in units]
+        assert len(units) == 11 + 9 and keys.count(None) == 9
+        assert sorted(k for k in keys if k) == sorted(
+            f"bus-paris-{k}-{100 + k}-a" for k in range(12) if k != 3
+        )
+        orders.setdefault(seed, []).append(keys)
+    assert orders[0][0] == orders[0][1]  # the seed fixes the order ...
+    assert orders[0][0] != orders[1][0]  # ... and another seed gives another one
 
 
 def test_varint_lengths_match_protobuf():
     values = [0, 1, 127, 128, 16383, 16384, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
     expected = [1, 1, 1, 2, 2, 3, 6, 8, 9, 9, 10, 10]
-    assert tau22._varint_lengths(np.array(values, np.int64)).tolist() == expected
+    assert tau22_plan.varint_lengths(np.array(values, np.int64)).tolist() == expected
 
 
-def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
+def test_record_sizes_equal_the_encoded_records(tmp_path):
     from conftest import write_tau22
+
+    from keras_asc.data import schema
 
     root = str(tmp_path / "tau")
     write_tau22(
@@ -121,17 +176,18 @@ def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
         ],
         parts=range(2),
     )
-    policy = ErrorPolicy("raise")
-    meta, _ = tau22._read_meta(root, policy)
-    rows = csvutil.iter_tsv(os.path.join(root, "evaluation_setup", "fold1_train.csv"), ["filename"])
-    plan = tau22._plan_split("train", rows, "train.csv", root, meta, policy)
-    sizes = tau22._clip_record_sizes(plan)
-    assert sizes.tolist() == [tau22._record_size(plan.clip(i)) for i in range(len(plan))]
-    assert len(set(sizes.tolist())) == 3
+    plan, _ = _train_plan(root)
+    sizes = tau22_plan.clip_record_sizes(plan)
+    silence = np.zeros(tau22_source.CLIP_SAMPLES, np.float32)
+    encoded = [
+        len(schema.encode_audio_example(silence, filename=c.filename, index=c.index, **c.labels()))
+        for c in map(plan.clip, range(len(plan)))
+    ]
+    assert sizes.tolist() == encoded and len(set(encoded)) == 3
 
 
 def _clip(name, index, scene="bus", device="a", city="paris", location="paris-2", segment=7):
-    return tau22.Clip(
+    return tau22_plan.Clip(
         line=2,
         filename=name,
         root="/",
@@ -150,7 +206,7 @@ def test_spliced_layouts_equal_computed_ones():
 
     def computed(clip):
         return schema.audio_example_layout(
-            tau22.CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
+            tau22_source.CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
         )
 
     parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
@@ -167,19 +223,4 @@ def test_spliced_layouts_equal_computed_ones():
         parts[:1],
     ]
     for clips in units:
-        assert tau22._clip_layouts(clips) == [computed(c) for c in clips]
-
-
-def test_spliced_layouts_compute_two_per_recording(monkeypatch):
-    from keras_asc.data import schema
-
-    calls = []
-    layout = schema.audio_example_layout
-    monkeypatch.setattr(
-        schema,
-        "audio_example_layout",
-        lambda *a, **k: calls.append(k["filename"]) or layout(*a, **k),
-    )
-    parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
-    assert len(tau22._clip_layouts(parts)) == 10
-    assert calls == [parts[0].filename] * 2  # the first part, and its probe with index 1
+        assert tau22_worker.clip_layouts(clips) == [computed(c) for c in clips]

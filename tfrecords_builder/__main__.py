@@ -10,7 +10,10 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS = {
-    "tau22": ("tfrecords_builder.tau22", "TAU Urban Acoustic Scenes 2022 Mobile → audio TFRecords"),
+    "tau22": (
+        "tfrecords_builder.tau22.cli",
+        "TAU Urban Acoustic Scenes 2022 Mobile → audio TFRecords",
+    ),
     "micirp": ("tfrecords_builder.micirp", "MicIRP vintage microphone IRs → DIR TFRecords"),
     "multi-dirs": (
         "tfrecords_builder.multi_dirs",
