@@ -15,9 +15,9 @@ import os
 import numpy as np
 
 from keras_asc.losses.icl_diagnostics import expected_same_device_fraction
-from tfrecords_builder.synthetic import MICIRP_SMALL_EXTRA
-from tfrecords_builder.synthetic import MICIRP_TINY
 from tfrecords_builder.synthetic import SIZES
+from tfrecords_builder.synthetic_dirs import MICIRP_SMALL_EXTRA
+from tfrecords_builder.synthetic_dirs import MICIRP_TINY
 
 SHARES = {"a": 0.70, "b": 0.06, "c": 0.06, "s1": 0.06, "s2": 0.06, "s3": 0.06}
 TABLE = os.path.join(
