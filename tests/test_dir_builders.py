@@ -1,8 +1,10 @@
 """Tests of the DIR builders micirp and multi-dirs (Surrey names, microphone table, e2e)."""
 
+import dataclasses
 import io
 import json
 import os
+import shutil
 import struct
 import warnings
 
@@ -18,6 +20,10 @@ from tfrecords_builder import ir_processing as irp
 from tfrecords_builder import micirp
 from tfrecords_builder import multi_dirs as md
 from tfrecords_builder.__main__ import main as builder_main
+from tfrecords_builder.micirp import MicIRPProcessing
+from tfrecords_builder.surrey_names import parse_surrey_path
+from tfrecords_builder.surrey_names import select_files
+from tfrecords_builder.surrey_processing import SurreyProcessing
 
 SR = 32000
 
@@ -160,10 +166,14 @@ def test_micirp_keeps_the_frequency_response(micirp_source, micirp_built):
 def test_micirp_normalisation_gain_and_rate_options(micirp_source, micirp_built, tmp_path):
     root, sources = micirp_source
     _, raw = _read_records(micirp_built)
-    micirp.build(str(root), str(tmp_path / "peak"), normalize="peak")
-    micirp.build(str(root), str(tmp_path / "energy"), normalize="energy")
-    micirp.build(str(root), str(tmp_path / "signal"), resample_gain="signal")
-    micirp.build(str(root), str(tmp_path / "r441"), sample_rate=44100)
+    micirp.build(str(root), str(tmp_path / "peak"), processing=MicIRPProcessing(normalize="peak"))
+    micirp.build(
+        str(root), str(tmp_path / "energy"), processing=MicIRPProcessing(normalize="energy")
+    )
+    micirp.build(
+        str(root), str(tmp_path / "signal"), processing=MicIRPProcessing(resample_gain="signal")
+    )
+    micirp.build(str(root), str(tmp_path / "r441"), processing=MicIRPProcessing(sample_rate=44100))
     info441, at441 = _read_records(tmp_path / "r441")
     assert info441["sample_rate"] == 44100
     for rec in at441:
@@ -191,38 +201,92 @@ def test_micirp_is_deterministic(micirp_source, micirp_built, tmp_path):
     assert first == second
 
 
-def test_micirp_rejects_bad_input(tmp_path):
-    with pytest.raises(UserError, match="holds no .wav files"):
-        micirp.build(str(tmp_path), str(tmp_path / "o1"))
-    with pytest.raises(UserError, match="is not a folder"):
-        micirp.build(str(tmp_path / "missing"), str(tmp_path / "o1"))
+def _files(files):
+    """A setup that writes ``{relative path: (samples, rate) or bytes}`` into the source."""
 
+    def setup(src):
+        for rel, content in files.items():
+            if isinstance(content, bytes):
+                os.makedirs(os.path.dirname(src / rel), exist_ok=True)
+                (src / rel).write_bytes(content)
+            else:
+                _write(str(src / rel), *content)
+
+    return setup
+
+
+_GOOD_MICIRP = {"Good.wav": (np.hanning(64), 44100)}
+
+# case -> (setup of the source folder, build keyword arguments, message)
+MICIRP_BAD_INPUTS = {
+    "no wav files": (_files({}), {}, r"^source .*src holds no \.wav files; expected the MicIRP"),
+    "source not a folder": (shutil.rmtree, {}, r"^source .*src is not a folder"),
+    "stereo file": (
+        _files({"Stereo_Mic.wav": (np.full((500, 2), 0.25), 44100)}),
+        {},
+        r"Stereo_Mic\.wav has 2 channels; expected mono",
+    ),
+    "rate below the target": (
+        _files({"Low_Rate.wav": (np.hanning(64), 16000)}),
+        {},
+        r"Low_Rate\.wav has sample rate 16000 Hz; expected at least 32000 Hz",
+    ),
+    "truncated file": (
+        _files({"Cut.wav": _wav_bytes(np.hanning(2000), 44100)[:-1500]}),
+        {},
+        r"Cut\.wav is truncated",
+    ),
+    "silent file": (_files({"Zero.wav": (np.zeros(100), 44100)}), {}, r"Zero\.wav is silent"),
+    "not audio": (
+        _files({"Broken.wav": b"RIFF\x10\x00\x00\x00WAVEnot audio"}),
+        {},
+        r"Broken\.wav cannot be decoded",
+    ),
+    "every file skipped": (
+        _files({"Broken.wav": b"junk"}),
+        {"on_error": "skip"},
+        r"^no usable IRs under source .*src: all 1 files were skipped \(first: .*Broken\.wav",
+    ),
+    "sample_rate 0": (
+        _files(_GOOD_MICIRP),
+        {"processing": {"sample_rate": 0}},
+        r"^sample_rate must be > 0 Hz, got 0$",
+    ),
+    "unknown normalize": (
+        _files(_GOOD_MICIRP),
+        {"processing": {"normalize": "loud"}},
+        r"^normalize 'loud' is not valid; expected one of none, peak, energy$",
+    ),
+    "unknown resample_gain": (
+        _files(_GOOD_MICIRP),
+        {"processing": {"resample_gain": "x"}},
+        r"^resample_gain 'x' is not valid; expected one of filter, signal$",
+    ),
+    "shards 0": (_files(_GOOD_MICIRP), {"shards": 0}, r"^shards must be at least 1, got 0$"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MICIRP_BAD_INPUTS))
+def test_micirp_bad_input_one_clear_error(case, tmp_path):
+    setup, kwargs, message = MICIRP_BAD_INPUTS[case]
+    src = tmp_path / "src"
+    os.makedirs(src)
+    setup(src)
+    kwargs = dict(kwargs)
+    with pytest.raises(UserError, match=message):
+        if "processing" in kwargs:
+            kwargs["processing"] = MicIRPProcessing(**kwargs["processing"])
+        micirp.build(str(src), str(tmp_path / "out"), **kwargs)
+    assert set(os.listdir(tmp_path)) <= {"src"}  # no output, no temporary folder, no lock
+
+
+def test_micirp_downmix_averages_the_channels(tmp_path):
     stereo = tmp_path / "stereo"
     _write(str(stereo / "Stereo_Mic.wav"), np.full((500, 2), 0.25) * [1.0, 0.5], 44100)
-    with pytest.raises(UserError, match=r"Stereo_Mic\.wav has 2 channels; expected mono"):
-        micirp.build(str(stereo), str(tmp_path / "o2"))
-    micirp.build(str(stereo), str(tmp_path / "o3"), downmix=True)
+    micirp.build(str(stereo), str(tmp_path / "o3"), processing=MicIRPProcessing(downmix=True))
     _, (rec,) = _read_records(tmp_path / "o3")
     expected = soxr.resample(np.full(500, 0.1875, np.float32), 44100, SR) * (44100 / SR)
     np.testing.assert_allclose(rec["ir"], expected, atol=1e-6)
-
-    low = tmp_path / "low"
-    _write(str(low / "Low_Rate.wav"), np.hanning(64), 16000)
-    with pytest.raises(UserError, match=r"Low_Rate\.wav has sample rate 16000 Hz; expected at"):
-        micirp.build(str(low), str(tmp_path / "o4"))
-
-    truncated = tmp_path / "trunc"
-    raw = _wav_bytes(np.hanning(2000), 44100)
-    os.makedirs(truncated)
-    (truncated / "Cut.wav").write_bytes(raw[:-1500])
-    with pytest.raises(UserError, match=r"Cut\.wav is truncated"):
-        micirp.build(str(truncated), str(tmp_path / "o5"))
-    assert not (tmp_path / "o5").exists()
-
-    silent = tmp_path / "silent"
-    _write(str(silent / "Zero.wav"), np.zeros(100), 44100)
-    with pytest.raises(UserError, match=r"Zero\.wav is silent"):
-        micirp.build(str(silent), str(tmp_path / "o6"))
 
 
 def test_micirp_skip_reports_bad_files(micirp_source, tmp_path):
@@ -241,12 +305,6 @@ def test_micirp_skip_reports_bad_files(micirp_source, tmp_path):
     assert [s["item"] for s in info["skipped"]] == ["Broken.wav"]
     assert "cannot be decoded" in info["skipped"][0]["reason"]
     assert (out / "skipped.tsv").read_text().splitlines()[1].startswith("dirs\tBroken.wav\t")
-
-    only_bad = tmp_path / "only_bad"
-    os.makedirs(only_bad)
-    (only_bad / "Broken.wav").write_bytes(b"junk")
-    with pytest.raises(UserError, match="all 1 files were skipped"):
-        micirp.build(str(only_bad), str(tmp_path / "none"), on_error="skip")
 
 
 def test_micirp_count_warning_only_for_the_real_looking_set():
@@ -309,7 +367,7 @@ def test_micirp_cli(micirp_source, tmp_path, capsys):
     ],
 )
 def test_parse_surrey_path(path, expected):
-    name = md.parse_surrey_path(path)
+    name = parse_surrey_path(path)
     assert name.path == path
     got = (name.config, name.distance_cm, name.angle_deg, name.name_variant, name.ir_type)
     assert got + (name.bit_depth,) == expected
@@ -328,12 +386,12 @@ def test_parse_surrey_path(path, expected):
 )
 def test_malformed_surrey_names_name_the_file(path, message):
     with pytest.raises(UserError, match=message) as err:
-        md.parse_surrey_path(path)
+        parse_surrey_path(path)
     assert str(err.value).startswith(path + ":")
 
 
 def _names(*paths):
-    return [md.parse_surrey_path(p) for p in paths]
+    return [parse_surrey_path(p) for p in paths]
 
 
 def test_select_files_bit_depth_and_type():
@@ -344,26 +402,26 @@ def test_select_files_bit_depth_and_type():
         "N/Normalised_IRs/A1Omni_50cm/24bit/A1Omni_50cm_10Deg.wav",
         "N/Raw_IRs/A1Omni_50cm/24bit/A1Omni_50cm_0Deg.wav",
     )
-    picked, stats = md.select_files(names, bit_depth=24)
+    picked, stats = select_files(names, bit_depth=24)
     assert [n.path.split("/", 3)[3] for n in picked] == [
         "24bit/A1Omni_50cm_0Deg.wav",
         "32bit/A1Omni_50cm_5Deg.wav",
         "24bit/A1Omni_50cm_10Deg.wav",
     ]
     assert stats == {"ir_type": "normalised", "duplicates_dropped": 1, "other_depth_used": 1}
-    picked, stats = md.select_files(names, bit_depth=32)
+    picked, stats = select_files(names, bit_depth=32)
     assert [n.bit_depth for n in picked] == [32, 32, 24]
     assert stats["other_depth_used"] == 1
-    picked, stats = md.select_files(names, ir_type="raw")
+    picked, stats = select_files(names, ir_type="raw")
     assert [n.path for n in picked] == ["N/Raw_IRs/A1Omni_50cm/24bit/A1Omni_50cm_0Deg.wav"]
     with pytest.raises(UserError, match=r"no raw IRs found \(IR types present: untyped\)"):
-        md.select_files(_names("X_50cm/X_50cm_0Deg.wav"), ir_type="raw")
+        select_files(_names("X_50cm/X_50cm_0Deg.wav"), ir_type="raw")
 
 
 def test_select_files_rejects_two_copies_at_one_depth():
     names = _names("a/Q_50cm/Q_50cm_0Deg.wav", "b/Q_50cm/Q_50cm_0Deg.wav")
     with pytest.raises(UserError, match=r"a/Q_50cm/Q_50cm_0Deg.wav and b/.* are the same IR"):
-        md.select_files(names)
+        select_files(names)
 
 
 # === Microphone table ===
@@ -441,7 +499,7 @@ def test_bad_microphone_tables(tmp_path, text, message):
 
 def test_metadata_join():
     table = md.load_microphones()
-    name = md.parse_surrey_path("Normalised_IRs/SchoepsCMC6_MK2H_KA40_5m/24bit/x_45Deg_1.wav")
+    name = parse_surrey_path("Normalised_IRs/SchoepsCMC6_MK2H_KA40_5m/24bit/x_45Deg_1.wav")
     meta = md.record_metadata(name, md.lookup_microphone(table, name))
     assert meta == {
         "microphone": "SchoepsCMC6_MK2H",
@@ -454,14 +512,14 @@ def test_metadata_join():
         "address": "end",
         "diaphragm_count": 1,
     }
-    name = md.parse_surrey_path("Normalised_IRs/AKGC414Hyper_50cm/24bit/AKGC414Hyper_50cm_0Deg.wav")
+    name = parse_surrey_path("Normalised_IRs/AKGC414Hyper_50cm/24bit/AKGC414Hyper_50cm_0Deg.wav")
     meta = md.record_metadata(name, md.lookup_microphone(table, name))
     assert (meta["microphone"], meta["pattern"], meta["diaphragm_count"]) == (
         "AKGC414",
         "hypercardioid",
         2,
     )
-    unknown = md.parse_surrey_path("Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav")
+    unknown = parse_surrey_path("Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav")
     with pytest.raises(
         UserError,
         match=r"Mystery_50cm_0Deg\.wav: microphone configuration "
@@ -555,7 +613,7 @@ def test_multi_dirs_end_to_end(surrey_source, surrey_built):
         assert rec["source_sample_rate"] == RATE48
         assert rec["num_samples"] == 1024 == rec["ir"].shape[0]
         assert rec["peak"] == pytest.approx(1.0)
-        name = md.parse_surrey_path(rec["name"])
+        name = parse_surrey_path(rec["name"])
         row = table[name.config]
         assert (rec["pattern"], rec["transducer"], rec["address"]) == (
             row.pattern,
@@ -591,7 +649,12 @@ def test_multi_dirs_window_parity(surrey_source, surrey_built):
 
 def test_group_onset_keeps_the_figure8_null_aligned(surrey_source, surrey_built, tmp_path):
     _, grouped = _read_records(surrey_built)
-    md.build(str(surrey_source), str(tmp_path / "file"), onset="file", workers=0)
+    md.build(
+        str(surrey_source),
+        str(tmp_path / "file"),
+        processing=SurreyProcessing(onset="file"),
+        workers=0,
+    )
     info, per_file = _read_records(tmp_path / "file")
     assert info["processing"]["onset"]["mode"] == "file"
     null = [
@@ -617,14 +680,17 @@ def test_multi_dirs_options(surrey_source, surrey_built, tmp_path):
         str(surrey_source),
         str(tmp_path / "o"),
         bit_depth=32,
-        window="full",
-        kaiser_beta=0.0,
-        length=512,
-        pre_roll=0,
-        normalize="energy",
+        processing=SurreyProcessing(
+            window="full", kaiser_beta=0.0, length=512, pre_roll=0, normalize="energy"
+        ),
         workers=0,
     )
-    md.build(str(surrey_source), str(tmp_path / "r16"), sample_rate=16000, workers=0)
+    md.build(
+        str(surrey_source),
+        str(tmp_path / "r16"),
+        processing=SurreyProcessing(sample_rate=16000),
+        workers=0,
+    )
     info16, at16 = _read_records(tmp_path / "r16")
     assert info16["sample_rate"] == 16000 and {r["sample_rate"] for r in at16} == {16000}
     assert {r["num_samples"] for r in at16} == {1024}
@@ -665,25 +731,118 @@ def _copy_tree(src, dst):
                 b.write(a.read())
 
 
-def test_multi_dirs_bad_input(surrey_source, tmp_path):
-    with pytest.raises(UserError, match="holds no .wav files; expected the Surrey"):
-        md.build(str(tmp_path), str(tmp_path / "o"))
+_MYSTERY = "Mystery_50cm/Mystery_50cm_0Deg.wav"
+_RODE = "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_"
+_GOOD_SURREY = {_RODE + "0Deg.wav": (np.hanning(99), RATE48)}
 
+# case -> (files of the source, build keyword arguments, message)
+MULTI_DIRS_BAD_INPUTS = {
+    "no wav files": (
+        {},
+        {},
+        r"^source .*src holds no \.wav files; expected the Surrey microphone IRs",
+    ),
+    "malformed name": (
+        {_RODE + "notes.wav": (np.zeros(96), RATE48)},
+        {},
+        r"RodeK2Omni_50cm_notes\.wav: malformed Surrey IR name",
+    ),
+    "unknown microphone": (
+        {_MYSTERY: (np.hanning(99), RATE48)},
+        {},
+        r"'Mystery' is not in the microphone table",
+    ),
+    "nothing left after selection": (
+        {_MYSTERY: (np.hanning(99), RATE48)},
+        {"on_error": "skip"},
+        r"^no usable IRs under source .*src: 1 \.wav files, none left after parsing and "
+        r"selection \(first problem: .*'Mystery' is not in the microphone table",
+    ),
+    "other source rate": (
+        {_RODE + "0Deg.wav": (np.hanning(99), 44100)},
+        {},
+        r"RodeK2Omni_50cm_0Deg\.wav has sample rate 44100 Hz; expected 48000 Hz",
+    ),
+    "stereo file": (
+        {_RODE + "5Deg.wav": (np.zeros((960, 2)), RATE48)},
+        {},
+        r"RodeK2Omni_50cm_5Deg\.wav has 2 channels; expected mono",
+    ),
+    "every file skipped": (
+        {_RODE + "5Deg.wav": (np.zeros((960, 2)), RATE48)},
+        {"on_error": "skip"},
+        r"^no usable IRs under source .*src: all 1 files were skipped \(first: .*2 channels",
+    ),
+    "missing microphone table": (
+        _GOOD_SURREY,
+        {"microphones": "nope.csv"},
+        r"nope\.csv: cannot read the microphone table",
+    ),
+    # The eight parameter checks, named by their keyword arguments.
+    "length": (_GOOD_SURREY, {"length": 0}, r"^length must be > 0, got 0$"),
+    "pre_roll": (
+        _GOOD_SURREY,
+        {"length": 16, "pre_roll": 16},
+        r"^pre_roll must be in \[0, length\), got 16$",
+    ),
+    "kaiser_beta": (_GOOD_SURREY, {"kaiser_beta": -1.0}, r"^kaiser_beta must be >= 0, got -1\.0$"),
+    "onset_threshold_db": (
+        _GOOD_SURREY,
+        {"onset_threshold_db": 3.0},
+        r"^onset_threshold_db must be <= 0, got 3\.0$",
+    ),
+    "onset_noise_factor": (
+        _GOOD_SURREY,
+        {"onset_noise_factor": -0.5},
+        r"^onset_noise_factor must be >= 0, got -0\.5$",
+    ),
+    "onset_lookback": (
+        _GOOD_SURREY,
+        {"onset_lookback": -1},
+        r"^onset_lookback must be >= 0, got -1$",
+    ),
+    "shards": (_GOOD_SURREY, {"shards": 0}, r"^shards must be at least 1, got 0$"),
+    "sample_rate": (_GOOD_SURREY, {"sample_rate": 0}, r"^sample_rate must be > 0 Hz, got 0$"),
+    "onset mode": (
+        _GOOD_SURREY,
+        {"onset": "late"},
+        r"^onset 'late' is not valid; expected one of group, file$",
+    ),
+    "window mode": (
+        _GOOD_SURREY,
+        {"window": "box"},
+        r"^window 'box' is not valid; expected one of half, full$",
+    ),
+}
+_SURREY_OPTIONS = {f.name for f in dataclasses.fields(SurreyProcessing)}
+
+
+@pytest.mark.parametrize("case", sorted(MULTI_DIRS_BAD_INPUTS))
+def test_multi_dirs_bad_input_one_clear_error(case, tmp_path):
+    files, kwargs, message = MULTI_DIRS_BAD_INPUTS[case]
+    src = tmp_path / "src"
+    os.makedirs(src)
+    _files(files)(src)
+    options = {k: v for k, v in kwargs.items() if k in _SURREY_OPTIONS}
+    kwargs = {k: v for k, v in kwargs.items() if k not in _SURREY_OPTIONS}
+    if "microphones" in kwargs:
+        kwargs["microphones"] = str(tmp_path / kwargs["microphones"])
+    with pytest.raises(UserError, match=message):
+        processing = SurreyProcessing(**options)
+        md.build(str(src), str(tmp_path / "out"), processing=processing, workers=0, **kwargs)
+    assert set(os.listdir(tmp_path)) == {"src"}  # no output, no temporary folder, no lock
+
+
+def test_multi_dirs_skip_reports_each_bad_file(surrey_source, tmp_path):
     src = tmp_path / "src"
     _copy_tree(surrey_source, src)
     bad = {
-        "Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav": (np.zeros(960), RATE48),
-        "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_0Deg.wav": (np.zeros(960), 44100),
-        "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_notes.wav": (np.zeros(96), RATE48),
-        "Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_5Deg.wav": (
-            np.zeros((960, 2)),
-            RATE48,
-        ),
+        "Normalised_IRs/" + _MYSTERY.replace("/", "/24bit/"): (np.zeros(960), RATE48),
+        _RODE + "0Deg.wav": (np.zeros(960), 44100),
+        _RODE + "notes.wav": (np.zeros(96), RATE48),
+        _RODE + "5Deg.wav": (np.zeros((960, 2)), RATE48),
     }
-    for rel, (data, rate) in bad.items():
-        _write(str(src / rel), data, rate)
-    with pytest.raises(UserError, match=r"RodeK2Omni_50cm_notes\.wav: malformed Surrey IR name"):
-        md.build(str(src), str(tmp_path / "o"), workers=0)
+    _files(bad)(src)
     out = tmp_path / "skip"
     md.build(str(src), str(out), on_error="skip", workers=0)
     info, records = _read_records(out)
@@ -694,38 +853,30 @@ def test_multi_dirs_bad_input(surrey_source, tmp_path):
         "'Mystery' is not in the microphone table"
         in reasons["Normalised_IRs/Mystery_50cm/24bit/Mystery_50cm_0Deg.wav"]
     )
-    assert (
-        "has sample rate 44100 Hz; expected 48000 Hz"
-        in reasons["Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_0Deg.wav"]
-    )
-    assert (
-        "has 2 channels; expected mono"
-        in reasons["Normalised_IRs/RodeK2Omni_50cm/24bit/RodeK2Omni_50cm_5Deg.wav"]
-    )
+    assert "has sample rate 44100 Hz; expected 48000 Hz" in reasons[_RODE + "0Deg.wav"]
+    assert "has 2 channels; expected mono" in reasons[_RODE + "5Deg.wav"]
 
+
+def test_multi_dirs_user_table_and_any_source_rate(tmp_path):
+    # A user table that knows the microphone; a 44.1 kHz file passes with source_rate=0.
     only = tmp_path / "only"
-    _write(str(only / "Mystery_50cm/Mystery_50cm_0Deg.wav"), np.hanning(99), RATE48)
-    with pytest.raises(UserError, match=r"'Mystery' is not in the microphone table"):
-        md.build(str(only), str(tmp_path / "o2"), workers=0)
-    with pytest.raises(UserError, match="none left after parsing and selection"):
-        md.build(str(only), str(tmp_path / "o2"), workers=0, on_error="skip")
-    # A user table that knows the microphone; a 44.1 kHz file passes with --source-rate 0.
+    _write(str(only / _MYSTERY), np.hanning(99), RATE48)
+    _write(str(only / "Mystery_50cm/Mystery_50cm_5Deg.wav"), np.hanning(99), 44100)
     table = tmp_path / "mics.csv"
     table.write_text(
         "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,"
         "address\nMystery,MysteryMic,omni,dynamic,,,end\n"
     )
-    _write(str(only / "Mystery_50cm/Mystery_50cm_5Deg.wav"), np.hanning(99), 44100)
-    md.build(str(only), str(tmp_path / "o3"), microphones=str(table), source_rate=0, workers=0)
+    processing = SurreyProcessing(source_rate=0)
+    md.build(
+        str(only), str(tmp_path / "o3"), microphones=str(table), processing=processing, workers=0
+    )
     info, records = _read_records(tmp_path / "o3")
     assert [(r["microphone"], r["angle_deg"], r["source_sample_rate"]) for r in records] == [
         ("MysteryMic", 0, 48000),
         ("MysteryMic", 5, 44100),
     ]
     assert records[0]["diaphragm_size"] == "" and records[0]["diaphragm_count"] == -1
-
-    with pytest.raises(UserError, match=r"--pre-roll must be in \[0, --length\)"):
-        md.build(str(only), str(tmp_path / "o4"), length=16, pre_roll=16)
 
 
 def test_multi_dirs_cli(surrey_source, tmp_path, capsys):
@@ -760,6 +911,12 @@ def test_multi_dirs_cli(surrey_source, tmp_path, capsys):
     ]
     assert run_cli(builder_main, argv) == 2
     assert "cannot read the microphone table" in capsys.readouterr().err
+    # The command line names the flags where the library names keyword arguments.
+    argv = ["multi-dirs", "--source", str(surrey_source), "--out", str(out)]
+    assert run_cli(builder_main, [*argv, "--length", "16", "--pre-roll", "16"]) == 2
+    assert capsys.readouterr().err == "error: --pre-roll must be in [0, --length), got 16\n"
+    assert run_cli(builder_main, [*argv, "--shards", "0"]) == 2
+    assert capsys.readouterr().err == "error: --shards must be at least 1, got 0\n"
     assert len(_read_records(out)[1]) == 9  # the failed run left the earlier output alone
 
 
@@ -795,7 +952,7 @@ def test_builders_on_the_synthetic_corpus(synthetic_corpus, tmp_path):
     assert len(records) == surrey["num_measurements"]
     truth = {(f["config"], f["distance_cm"], f["angle_deg"]): f for f in surrey["files"]}
     for rec in records:
-        name = md.parse_surrey_path(rec["name"])
+        name = parse_surrey_path(rec["name"])
         f = truth[(name.config, name.distance_cm, name.angle_deg)]
         assert (rec["microphone"], rec["pattern"]) == (f["microphone"], f["pattern"])
         assert rec["num_samples"] == 1024

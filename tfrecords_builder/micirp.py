@@ -22,20 +22,18 @@ Each record stores the name (relative path), ``microphone`` = the file stem, the
 ``peak``; ``info.json`` adds per-file source length, rate, peak and md5.
 """
 
+import dataclasses
 import os
 import warnings
 from pathlib import PurePosixPath
 
 import numpy as np
 
-from asc_core import vocab
-from asc_core.audio import read_audio
-from asc_core.audio import resample
 from asc_core.errors import UserError
 from tfrecords_builder import ir_processing as irp
+from tfrecords_builder import ir_set
 
 SET_NAME = "micirp"
-BUILDER = "micirp"
 
 # The 66 files of CPJKU's set (fschmid56/cpjku_dcase23 datasets/dirs), by stem.
 KNOWN_NAMES = (
@@ -58,58 +56,26 @@ KNOWN_NAMES = (
 _REAL_SET_MIN_KNOWN = 20
 
 
-def add_arguments(parser):
-    """Adds the ``micirp`` command's arguments to an argparse parser."""
-    parser.add_argument("--source", required=True, help="folder tree holding the MicIRP .wav files")
-    parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    parser.add_argument(
-        "--normalize",
-        choices=irp.NORMALIZATIONS,
-        default="none",
-        help="level rule: none (raw level, default, as CPJKU), peak (max abs 1), "
+@dataclasses.dataclass(frozen=True)
+class MicIRPProcessing(ir_set.Processing):
+    """How each MicIRP file becomes the stored IR (see the module docstring).
+
+    Attributes:
+        sample_rate: rate of the stored IRs in Hz.
+        resample_gain: ``filter`` (default) or ``signal``.
+        normalize: ``none`` (default, as CPJKU), ``peak`` or ``energy``.
+        downmix: average the channels of a multichannel file (else it is an error).
+    """
+
+    normalize: str = ir_set.option(
+        "none",
+        "level rule: none (raw level, default, as CPJKU), peak (max abs 1), "
         "energy (sum of squares 1)",
+        irp.NORMALIZATIONS,
     )
-    parser.add_argument(
-        "--resample-gain",
-        choices=irp.RESAMPLE_GAINS,
-        default="filter",
-        help="filter (default): keep the IR's frequency response and level across the rate "
-        "change; signal: keep the resampled sample values (librosa/CPJKU)",
+    downmix: bool = ir_set.option(
+        False, "average the channels of multichannel files instead of rejecting them"
     )
-    parser.add_argument(
-        "--downmix",
-        action="store_true",
-        help="average the channels of multichannel files instead of rejecting them",
-    )
-    parser.add_argument(
-        "--sample-rate",
-        type=int,
-        default=vocab.SAMPLE_RATE,
-        help=f"rate of the stored IRs in Hz (default {vocab.SAMPLE_RATE}, the model's rate)",
-    )
-    parser.add_argument("--shards", type=int, default=1, help="number of TFRecord files")
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="raise (default) stops at the first bad file; skip leaves it out and reports it",
-    )
-
-
-def run(args):
-    """Runs the command from parsed arguments."""
-    out = build(
-        args.source,
-        args.out,
-        normalize=args.normalize,
-        resample_gain=args.resample_gain,
-        downmix=args.downmix,
-        sample_rate=args.sample_rate,
-        shards=args.shards,
-        on_error=args.on_error,
-    )
-    print(f"wrote {out}")
-    return 0
 
 
 def check_count(stems):
@@ -136,35 +102,25 @@ def check_count(stems):
     return "; ".join(parts)
 
 
-def process_file(
-    path, *, normalize="none", resample_gain="filter", downmix=False, sample_rate=vocab.SAMPLE_RATE
-):
+def process_file(path, processing):
     """Reads one MicIRP file and turns it into the stored IR.
 
     Args:
         path: the WAV file.
-        normalize, resample_gain: see :mod:`tfrecords_builder.ir_processing`.
-        downmix: average the channels of a multichannel file (else it is an error).
-        sample_rate: rate of the stored IR in Hz.
+        processing: a :class:`MicIRPProcessing`.
 
     Returns:
-        dict with ``ir`` (float32 ``[n]`` at ``sample_rate``), ``source_sample_rate``,
+        dict with ``ir`` (float32 ``[n]`` at ``processing.sample_rate``), ``source_sample_rate``,
         ``source_num_samples`` and ``source_peak``.
 
     Raises:
-        UserError: unreadable, multichannel (without ``downmix``), below ``sample_rate``, or
+        UserError: unreadable, multichannel (without ``downmix``), below the target rate, or
             silent.
     """
-    audio, rate = read_audio(path, mono="downmix" if downmix else "require")
-    if rate < sample_rate:
-        raise UserError(
-            f"audio file {path} has sample rate {rate} Hz; expected at least "
-            f"{sample_rate} Hz (an IR cannot be upsampled without losing its top band)"
-        )
-    ir = resample(audio, rate, sample_rate).astype(np.float64)
-    ir *= irp.resampling_gain(rate, sample_rate, resample_gain)
+    mono = "downmix" if processing.downmix else "require"
+    ir, audio, rate = ir_set.read_resampled(path, processing, mono=mono)
     try:
-        ir = irp.normalize_ir(ir, normalize)
+        ir = irp.normalize_ir(ir, processing.normalize)
     except ValueError as err:
         raise UserError(f"audio file {path}: {err}") from None
     if not np.any(ir):
@@ -177,57 +133,99 @@ def process_file(
     }
 
 
-def _planned_bytes(source, paths, sample_rate):
-    """Bytes of the records the build will write, from the WAV headers (an IR is stored whole:
-    ``round(frames * sample_rate / rate)`` float32 samples, plus its metadata and framing).
+def process_files(task):
+    """The worker function: ``(source, [relative path], processing)`` → ``(entries, None)``."""
+    from tfrecords_builder.writer import md5_file
 
-    A file whose header cannot be read counts nothing: it fails (or is skipped) in its turn.
-    """
+    source, paths, processing = task
+    entries = []
+    for rel in paths:
+        full = os.path.join(source, rel)
+        try:
+            entries.append({"ok": True, **process_file(full, processing), "md5": md5_file(full)})
+        except UserError as err:
+            entries.append({"ok": False, "reason": str(err)})
+    return entries, None
+
+
+def _planned_samples(path, sample_rate):
+    """``(stored samples, source rate)`` from the WAV header (an IR is stored whole), or
+    ``(None, sample_rate)`` when the header cannot be read."""
     import soundfile
 
-    from keras_asc.data.schema import encode_dir_example
-    from tfrecords_builder.tfrecord_io import FRAME_BYTES
+    try:
+        header = soundfile.info(path)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError):
+        return None, sample_rate
+    return round(header.frames * sample_rate / header.samplerate), header.samplerate
 
-    total = 0
-    for rel in paths:
-        try:
-            header = soundfile.info(os.path.join(os.fspath(source), rel))
-        except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError):
-            continue
-        samples = round(header.frames * sample_rate / header.samplerate)
-        total += FRAME_BYTES + len(
-            encode_dir_example(
-                np.zeros(max(samples, 1), np.float32),
-                name=rel,
-                set=SET_NAME,
-                source_sample_rate=header.samplerate,
-                sample_rate=sample_rate,
-                microphone=PurePosixPath(rel).stem,
-            )
+
+class MicIRP(ir_set.IRSet):
+    """The MicIRP set: every ``.wav`` under the source, one task each, in sorted path order."""
+
+    BUILDER = "micirp"
+    SET_NAME = SET_NAME
+    SOURCE_HINT = "the MicIRP IRs"
+    Processing = MicIRPProcessing
+    process = staticmethod(process_files)
+
+    def discover(self, paths, ignored):
+        self.ignored, self.notes = ignored, []
+        self.items, self.microphones = [], {}
+        count_warning = check_count([PurePosixPath(p).stem for p in paths])
+        if count_warning:
+            warnings.warn(count_warning, stacklevel=4)
+            self.notes.append(count_warning)
+        tasks = []
+        for rel in paths:
+            full = os.path.join(os.fspath(self.source), rel)
+            samples, rate = _planned_samples(full, self.processing.sample_rate)
+            metadata = {"microphone": PurePosixPath(rel).stem}
+            tasks.append([ir_set.Planned(rel, metadata, samples, rate)])
+        return tasks
+
+    def account(self, planned, entry):
+        stem = planned.metadata["microphone"]
+        self.microphones[stem] = self.microphones.get(stem, 0) + 1
+        ir = entry["ir"]
+        self.items.append(
+            {
+                "name": planned.name,
+                "num_samples": int(ir.shape[0]),
+                "peak": float(np.max(np.abs(ir))),
+                "source_sample_rate": entry["source_sample_rate"],
+                "source_num_samples": entry["source_num_samples"],
+                "source_peak": entry["source_peak"],
+            }
         )
-    return total
+
+    def info(self):
+        processing = self.processing
+        return {
+            "processing": {
+                "resampler": "soxr HQ",
+                "resample_gain": processing.resample_gain,
+                "normalize": processing.normalize,
+                "downmix": bool(processing.downmix),
+                "window": None,
+            },
+            "counts": {
+                "source_sample_rate": dict(sorted(self.rates.items())),
+                "microphone": dict(sorted(self.microphones.items())),
+            },
+            "ignored_files": self.ignored,
+            "warnings": self.notes,
+            "items": self.items,
+        }
 
 
-def build(
-    source,
-    out,
-    *,
-    normalize="none",
-    resample_gain="filter",
-    downmix=False,
-    sample_rate=vocab.SAMPLE_RATE,
-    shards=1,
-    on_error="raise",
-):
+def build(source, out, *, processing=None, shards=1, on_error="raise"):
     """Builds the MicIRP DIR TFRecords.
 
     Args:
         source: folder tree holding the ``.wav`` files.
         out: output folder.
-        normalize: ``none`` (default), ``peak`` or ``energy``.
-        resample_gain: ``filter`` (default) or ``signal``.
-        downmix: average multichannel files instead of rejecting them.
-        sample_rate: rate of the stored IRs in Hz (default 32000).
+        processing: a :class:`MicIRPProcessing` (None: the defaults).
         shards: number of TFRecord files.
         on_error: ``raise`` or ``skip``.
 
@@ -238,94 +236,15 @@ def build(
         UserError: no IRs under ``source`` (or none left after skipping), a bad file with
             ``on_error="raise"``, or less free space than the records need (checked first).
     """
-    from keras_asc.data.schema import encode_dir_example
-    from tfrecords_builder.writer import ErrorPolicy
-    from tfrecords_builder.writer import OutputDir
-    from tfrecords_builder.writer import check_free_space
-    from tfrecords_builder.writer import md5_file
+    processing = MicIRPProcessing() if processing is None else processing
+    return ir_set.build(MicIRP, source, out, processing, shards=shards, on_error=on_error)
 
-    if sample_rate <= 0:
-        raise UserError(f"--sample-rate must be > 0 Hz, got {sample_rate}")
-    paths, ignored = irp.find_wavs(source)
-    if not paths:
-        raise UserError(f"--source {source} holds no .wav files; expected the MicIRP IRs")
-    notes = []
-    count_warning = check_count([PurePosixPath(p).stem for p in paths])
-    if count_warning:
-        warnings.warn(count_warning, stacklevel=2)
-        notes.append(count_warning)
 
-    policy = ErrorPolicy(on_error)
-    check_free_space(out, _planned_bytes(source, paths, sample_rate), BUILDER)
-    items, checksums, rates, microphones = [], {}, {}, {}
-    with OutputDir(out, builder=BUILDER, policy=policy) as output:
-        writer = output.sharded_writer("dirs", shards)
-        for rel in paths:
-            full = os.path.join(os.fspath(source), rel)
-            try:
-                result = process_file(
-                    full,
-                    normalize=normalize,
-                    resample_gain=resample_gain,
-                    downmix=downmix,
-                    sample_rate=sample_rate,
-                )
-            except UserError as err:
-                policy.fail("dirs", rel, str(err))
-                continue
-            ir = result["ir"]
-            stem = PurePosixPath(rel).stem
-            writer.write(
-                encode_dir_example(
-                    ir,
-                    name=rel,
-                    set=SET_NAME,
-                    source_sample_rate=result["source_sample_rate"],
-                    sample_rate=sample_rate,
-                    microphone=stem,
-                )
-            )
-            checksums[rel] = md5_file(full)
-            rate_key = str(result["source_sample_rate"])
-            rates[rate_key] = rates.get(rate_key, 0) + 1
-            microphones[stem] = microphones.get(stem, 0) + 1
-            items.append(
-                {
-                    "name": rel,
-                    "num_samples": int(ir.shape[0]),
-                    "peak": float(np.max(np.abs(ir))),
-                    "source_sample_rate": result["source_sample_rate"],
-                    "source_num_samples": result["source_num_samples"],
-                    "source_peak": result["source_peak"],
-                }
-            )
-        if not items:
-            raise UserError(
-                f"no usable IRs under --source {source}: all {len(paths)} files were skipped "
-                f"(first: {policy.skipped[0]['reason']})"
-            )
-        info = {
-            "set": SET_NAME,
-            "sample_rate": sample_rate,
-            "num_examples": writer.num_examples,
-            "shards": list(writer.names),
-            "shard_counts": list(writer.counts),
-            "source": os.path.abspath(os.fspath(source)),
-            "processing": {
-                "resampler": "soxr HQ",
-                "resample_gain": resample_gain,
-                "normalize": normalize,
-                "downmix": bool(downmix),
-                "window": None,
-            },
-            "counts": {
-                "source_sample_rate": dict(sorted(rates.items())),
-                "microphone": dict(sorted(microphones.items())),
-            },
-            "ignored_files": ignored,
-            "warnings": notes,
-            "items": items,
-            "source_checksums": checksums,
-            "source_digest": irp.combined_digest(checksums),
-        }
-        return output.finish(info)
+def add_arguments(parser):
+    """Adds the ``micirp`` command's arguments to an argparse parser."""
+    ir_set.add_arguments(parser, MicIRP, "folder tree holding the MicIRP .wav files", workers=False)
+
+
+def run(args):
+    """Runs the command from parsed arguments."""
+    return ir_set.run(MicIRP, args)
