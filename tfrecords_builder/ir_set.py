@@ -29,6 +29,7 @@ from asc_core.audio import read_audio
 from asc_core.audio import resample
 from asc_core.errors import UserError
 from tfrecords_builder import ir_processing as irp
+from tfrecords_builder.writer import ON_ERROR_CHOICES
 
 
 class ParameterError(UserError):
@@ -304,6 +305,9 @@ def build(cls, source, out, processing, *, shards=1, workers=0, on_error="raise"
 
 # === Command ===
 
+_WORKERS_HELP = "decoding processes (default: the CPU cores; 0 decodes in this process)"
+_SKIP_HELP = "raise (default) stops at the first bad file; skip leaves it out and reports it"
+
 
 def add_arguments(parser, cls, source_help, workers=True):
     """Adds the arguments of ``cls``'s command to an argparse parser."""
@@ -313,18 +317,8 @@ def add_arguments(parser, cls, source_help, workers=True):
     cls.Processing.add_arguments(parser)
     parser.add_argument("--shards", type=int, default=1, help="number of TFRecord files")
     if workers:
-        parser.add_argument(
-            "--workers",
-            type=int,
-            default=None,
-            help="decoding processes (default: the CPU cores; 0 decodes in this process)",
-        )
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="raise (default) stops at the first bad file; skip leaves it out and reports it",
-    )
+        parser.add_argument("--workers", type=int, default=None, help=_WORKERS_HELP)
+    parser.add_argument("--on-error", choices=ON_ERROR_CHOICES, default="raise", help=_SKIP_HELP)
 
 
 def run(cls, args):

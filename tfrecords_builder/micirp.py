@@ -56,6 +56,12 @@ KNOWN_NAMES = (
 _REAL_SET_MIN_KNOWN = 20
 
 
+_NORMALIZE_HELP = (
+    "level rule: none (raw level, default, as CPJKU), peak (max abs 1), energy (sum of squares 1)"
+)
+_DOWNMIX_HELP = "average the channels of multichannel files instead of rejecting them"
+
+
 @dataclasses.dataclass(frozen=True)
 class MicIRPProcessing(ir_set.Processing):
     """How each MicIRP file becomes the stored IR (see the module docstring).
@@ -67,15 +73,8 @@ class MicIRPProcessing(ir_set.Processing):
         downmix: average the channels of a multichannel file (else it is an error).
     """
 
-    normalize: str = ir_set.option(
-        "none",
-        "level rule: none (raw level, default, as CPJKU), peak (max abs 1), "
-        "energy (sum of squares 1)",
-        irp.NORMALIZATIONS,
-    )
-    downmix: bool = ir_set.option(
-        False, "average the channels of multichannel files instead of rejecting them"
-    )
+    normalize: str = ir_set.option("none", _NORMALIZE_HELP, irp.NORMALIZATIONS)
+    downmix: bool = ir_set.option(False, _DOWNMIX_HELP)
 
 
 def check_count(stems):

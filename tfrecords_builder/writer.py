@@ -151,7 +151,23 @@ class ErrorPolicy:
         self.skipped.append({"split": group, "item": item, "reason": reason})
 
 
-class ShardedWriter:
+class _RoundRobin:
+    """``num_shards`` shard names of ``prefix`` and their record counts, filled in turn."""
+
+    def __init__(self, prefix, num_shards):
+        if num_shards < 1:
+            raise UserError(f"--shards must be at least 1, got {num_shards}")
+        self.prefix = prefix
+        self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
+        self.counts = [0] * num_shards
+        self._next = 0
+
+    @property
+    def num_examples(self):
+        return sum(self.counts)
+
+
+class ShardedWriter(_RoundRobin):
     """Writes serialized records round-robin into ``num_shards`` TFRecord files.
 
     Args:
@@ -161,17 +177,8 @@ class ShardedWriter:
     """
 
     def __init__(self, directory, prefix, num_shards):
-        if num_shards < 1:
-            raise UserError(f"--shards must be at least 1, got {num_shards}")
-        self.prefix = prefix
-        self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
-        self.counts = [0] * num_shards
+        super().__init__(prefix, num_shards)
         self._writers = [tfrecord_io.RecordWriter(os.path.join(directory, n)) for n in self.names]
-        self._next = 0
-
-    @property
-    def num_examples(self):
-        return sum(self.counts)
 
     def write(self, record):
         """Appends one serialized record (bytes, or a list of pieces) to the next shard."""
@@ -187,7 +194,7 @@ class ShardedWriter:
         return list(self.names)
 
 
-class PlacedShards:
+class PlacedShards(_RoundRobin):
     """Round-robin shards whose records are placed first and written by other processes.
 
     :meth:`place` gives the n-th planned record shard ``n % num_shards`` and the byte offset
@@ -203,23 +210,14 @@ class PlacedShards:
     """
 
     def __init__(self, directory, prefix, num_shards):
-        if num_shards < 1:
-            raise UserError(f"--shards must be at least 1, got {num_shards}")
-        self.prefix = prefix
-        self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
+        super().__init__(prefix, num_shards)
         self.paths = [os.path.join(directory, n) for n in self.names]
-        self.counts = [0] * num_shards
         self.sizes = [0] * num_shards
         self._allocated = [0] * num_shards
         self._gaps = defaultdict(list)
-        self._next = 0
         for path in self.paths:
             with open(path, "wb"):
                 pass
-
-    @property
-    def num_examples(self):
-        return sum(self.counts)
 
     def place(self, record_size):
         """Reserves the next record's place.

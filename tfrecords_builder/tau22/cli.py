@@ -4,17 +4,22 @@ from tfrecords_builder import writer as writer_lib
 from tfrecords_builder.tau22.builder import build
 from tfrecords_builder.tau22.builder import summary
 
+_SPLIT_HELP = (
+    "extra split CSV like fold1_train.csv (e.g. DCASE2024 split5.csv); split name = file stem; "
+    "repeatable"
+)
+
 
 def add_arguments(parser):
     parser.add_argument("--source", required=True, help="extracted TAU22 folder (meta.csv)")
     parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
     parser.add_argument(
         "--split-file",
+        dest="split_files",
         action="append",
         default=[],
         metavar="CSV",
-        help="extra split CSV like fold1_train.csv (e.g. DCASE2024 split5.csv); split name = "
-        "file stem; repeatable",
+        help=_SPLIT_HELP,
     )
     parser.add_argument("--on-error", choices=writer_lib.ON_ERROR_CHOICES, default="raise")
     parser.add_argument(
@@ -26,15 +31,11 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the stored record order")
 
 
+# The options that are keyword arguments of build under the same names.
+OPTIONS = ("split_files", "on_error", "shards", "workers", "seed")
+
+
 def run(args):
-    info = build(
-        args.source,
-        args.out,
-        split_files=args.split_file,
-        on_error=args.on_error,
-        shards=args.shards,
-        workers=args.workers,
-        seed=args.seed,
-    )
+    info = build(args.source, args.out, **{name: getattr(args, name) for name in OPTIONS})
     print(summary(info, args.out))
     return 0
