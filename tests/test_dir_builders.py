@@ -817,6 +817,20 @@ MULTI_DIRS_BAD_INPUTS = {
 _SURREY_OPTIONS = {f.name for f in dataclasses.fields(SurreyProcessing)}
 
 
+def test_parameter_errors_name_kwargs_in_the_library_and_flags_on_the_command_line():
+    from tfrecords_builder.ir_set import ParameterError
+
+    err = ParameterError("{pre_roll} must be in [0, {length}), got {0}", 16)
+    assert str(err) == "pre_roll must be in [0, length), got 16"
+    assert err.flags() == "--pre-roll must be in [0, --length), got 16"
+    odd = ParameterError("{source} {0} is not a folder", "/tmp/{x}")  # values stay verbatim
+    assert (str(odd), odd.flags()) == (
+        "source /tmp/{x} is not a folder",
+        "--source /tmp/{x} is not a folder",
+    )
+    assert isinstance(err, UserError)
+
+
 @pytest.mark.parametrize("case", sorted(MULTI_DIRS_BAD_INPUTS))
 def test_multi_dirs_bad_input_one_clear_error(case, tmp_path):
     files, kwargs, message = MULTI_DIRS_BAD_INPUTS[case]

@@ -70,7 +70,8 @@ class Processing:
     """
 
     sample_rate: int = option(
-        vocab.SAMPLE_RATE, f"rate of the stored IRs in Hz (default {vocab.SAMPLE_RATE})"
+        vocab.SAMPLE_RATE,
+        f"rate of the stored IRs in Hz (default {vocab.SAMPLE_RATE}, the model's rate)",
     )
     resample_gain: str = option(
         "filter",
