@@ -243,7 +243,7 @@ def find_wavs(source):
     """
     root = Path(source)
     if not root.is_dir():
-        raise UserError(f"--source {source} is not a folder; expected the folder holding the IRs")
+        raise UserError(f"source {source} is not a folder; expected the folder holding the IRs")
     paths, ignored = [], 0
     for path in root.rglob("*"):
         if path.suffix.lower() != ".wav" or not path.is_file():

@@ -173,7 +173,8 @@ def lookup_microphone(table, name, table_path=None):
         where = table_path or DEFAULT_MICROPHONES
         raise UserError(
             f"{name.path}: microphone configuration {name.config!r} is not in the microphone "
-            f"table {where}; add a row for it (see the table's header) or pass --microphones"
+            f"table {where}; add a row for it (see the table's header) or give another table "
+            "(microphones, --microphones)"
         )
     return info
 
