@@ -51,3 +51,16 @@ def add_run_dirs(container, **kwargs):
         help="run directories (several = seeds of one method)",
         **kwargs,
     )
+
+
+def open_method(args):
+    """The runs of ``--run`` (seed folders expanded) and the name of their method (``--name``)."""
+    from keras_asc.evaluation import runs as run_io
+
+    opened = run_io.expand_runs(args.run)
+    return opened, run_io.method_name(opened, args.name)
+
+
+def clip_options(args):
+    """``(split, data, batch_size, max_examples)``: the clips a run is scored on."""
+    return args.split, args.data, args.batch_size, args.max_examples

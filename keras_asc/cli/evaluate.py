@@ -9,6 +9,8 @@ from keras_asc.cli._options import add_batch_options
 from keras_asc.cli._options import add_method_options
 from keras_asc.cli._options import add_run_dirs
 from keras_asc.cli._options import add_split_options
+from keras_asc.cli._options import clip_options
+from keras_asc.cli._options import open_method
 from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation.evaluate import REPORT_VERSION
 from keras_asc.evaluation.evaluate import compare
@@ -49,18 +51,10 @@ def main(argv=None):
         run_io.check_writable(args.out)
     if args.compare:
         return compare(args.compare, args.out)
-    opened = run_io.expand_runs(args.run)
-    name = run_io.method_name(opened, args.name)
+    opened, name = open_method(args)
     reports = []
     for run in opened:
-        report = evaluate_run(
-            run,
-            args.split,
-            args.data,
-            args.batch_size,
-            args.max_examples,
-            plots_enabled=not args.no_plots,
-        )
+        report = evaluate_run(run, *clip_options(args), plots_enabled=not args.no_plots)
         reports.append(report)
         where = run_io.eval_dir(run.path, args.split)
         if not report["labelled"]:

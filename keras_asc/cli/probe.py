@@ -9,6 +9,8 @@ from keras_asc.cli._options import add_batch_options
 from keras_asc.cli._options import add_method_options
 from keras_asc.cli._options import add_run_dirs
 from keras_asc.cli._options import add_split_options
+from keras_asc.cli._options import clip_options
+from keras_asc.cli._options import open_method
 from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation import tables
 from keras_asc.evaluation.probe import PROTOCOLS
@@ -80,16 +82,12 @@ def main(argv=None):
         raise UserError(f"--seed {args.seed}: expected a non-negative integer")
     if args.probe_seeds < 1:
         raise UserError(f"--probe-seeds {args.probe_seeds}: expected at least 1")
-    opened = run_io.expand_runs(args.run)
-    name = run_io.method_name(opened, args.name)
+    opened, name = open_method(args)
     results = []
     for run in opened:
         result = probe_run(
             run,
-            args.split,
-            args.data,
-            args.batch_size,
-            args.max_examples,
+            *clip_options(args),
             seed=args.seed,
             split_by=args.split_by,
             protocol=args.protocol,
