@@ -1,8 +1,10 @@
 """``keras-asc <command>``: one console command for every tool of the package.
 
-Each command is a ``main(argv)`` function in the module named below, imported only when its
-command runs (``keras-asc --help`` imports none of them), and run through
-:func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status 2).
+Each command is a ``main(argv)`` function (and its ``build_parser()``) in its own module of this
+package, named below; the library modules it calls take arguments and raise ``UserError``, and
+never parse flags. A command's module is imported only when its command runs (``keras-asc
+--help`` imports none of them), and run through :func:`asc_core.errors.run_cli` (a user error is
+one ``error: ...`` line and exit status 2).
 ``scripts/*.py`` are aliases of the same functions, so ``python scripts/train.py --config
 configs/multi_icl.yaml`` and ``keras-asc train --config multi_icl`` are the same run.
 

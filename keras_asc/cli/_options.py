@@ -1,4 +1,5 @@
-"""Options that several commands share, so that each flag has one spelling and one help text."""
+"""Options that several commands share, so that each flag has one spelling and one help text,
+and the two steps that read them the same way in ``evaluate`` and ``probe``."""
 
 import os
 
