@@ -3,7 +3,7 @@
 import sys
 
 from asc_core.errors import run_cli
-from keras_asc.convert.convert_passt import main
+from keras_asc.cli.convert import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

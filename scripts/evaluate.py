@@ -1,9 +1,9 @@
-"""Per-device report (paper Table 3) of run directories; see keras_asc.evaluation.evaluate."""
+"""Per-device report (paper Table 3) of run directories; see keras_asc.cli.evaluate."""
 
 import sys
 
 from asc_core.errors import run_cli
-from keras_asc.evaluation.evaluate import main
+from keras_asc.cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

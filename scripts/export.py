@@ -1,9 +1,9 @@
-"""Verified SavedModel/TFLite export with parameters and MACs; see keras_asc.inference.export."""
+"""Verified SavedModel/TFLite export with parameters and MACs; see keras_asc.cli.export."""
 
 import sys
 
 from asc_core.errors import run_cli
-from keras_asc.inference.export import main
+from keras_asc.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

@@ -7,7 +7,7 @@ import pytest
 from _fs import read_only
 
 from asc_core.errors import run_cli
-from keras_asc.convert.convert_passt import main
+from keras_asc.cli.convert import main
 
 
 def _in_read_only_folder(tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from asc_core.errors import UserError
+from keras_asc.cli.convert import main
 from keras_asc.convert import passt_checkpoint
-from keras_asc.convert.convert_passt import main
 from keras_asc.convert.passt_checkpoint import checkpoint_geometry
 from keras_asc.convert.passt_checkpoint import load_passt_state_dict
 from keras_asc.convert.passt_checkpoint import passt_weight_table
@@ -296,7 +296,7 @@ def test_conversion_needs_no_torch(tmp_path):
     out = str(tmp_path / "tiny.weights.h5")
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any import of torch raises ImportError
-        "from keras_asc.convert.convert_passt import main\n"
+        "from keras_asc.cli.convert import main\n"
         f"main(['--checkpoint', {checkpoint!r}, '--out', {out!r}])\n"
         "assert sys.modules['torch'] is None\n"
     )

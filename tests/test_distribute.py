@@ -99,7 +99,7 @@ def test_two_multiworker_processes_finish_an_epoch(corpus, tmp_path):
         argv = ["--config", str(config_path), "--run-dir", str(run_dir)]
         processes.append(
             python(
-                "from asc_core.errors import run_cli; from keras_asc.training.cli import main; "
+                "from asc_core.errors import run_cli; from keras_asc.cli.train import main; "
                 f"sys.exit(run_cli(main, {argv!r}))",
                 env={"TF_CONFIG": json.dumps(tf_config)},
             )

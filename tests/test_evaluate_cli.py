@@ -18,10 +18,10 @@ import yaml
 
 from asc_core.errors import run_cli
 from asc_core.vocab import SCENES
-from keras_asc.evaluation import evaluate
-from keras_asc.evaluation import grid
+from keras_asc.cli import evaluate as evaluate_cli
+from keras_asc.cli import grid_report
+from keras_asc.cli import probe as probe_cli
 from keras_asc.evaluation import metrics
-from keras_asc.evaluation import probe
 
 CLIP = 32000
 # Six training devices x 3 recordings x 2 clips, plus 2 clips of s4; s5 and s6 absent.
@@ -132,7 +132,7 @@ def png_ok(path):
 
 def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
     run = workspace["run_a"]
-    assert run_cli(evaluate.main, ["--run", str(run), "--no-wandb"]) == 0
+    assert run_cli(evaluate_cli.main, ["--run", str(run), "--no-wandb"]) == 0
     out = capsys.readouterr().out
     assert "| Method | A | B | C | Avg real |" in out
     assert "| icl |" in out  # method name = the seeds' parent folder
@@ -170,7 +170,7 @@ def seeds_report(workspace):
     # The folder of seed runs expands to its seeds.
     argv = ["--run", str(workspace["root"] / "icl"), "--out", str(out_json), "--no-plots"]
     with contextlib.redirect_stdout(stdout):
-        code = run_cli(evaluate.main, argv)
+        code = run_cli(evaluate_cli.main, argv)
     return code, stdout.getvalue(), out_json
 
 
@@ -202,7 +202,7 @@ def test_evaluate_compare_reports_into_one_table(workspace, seeds_report, tmp_pa
     capsys.readouterr()
     out_json = tmp_path / "table3.json"
     argv = ["--compare", str(second), str(first), "--out", str(out_json)]
-    assert run_cli(evaluate.main, argv) == 0
+    assert run_cli(evaluate_cli.main, argv) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     methods = [line.split(" | ")[0][2:] for line in lines if not line.startswith("| Method")]
     assert methods == ["PaSST", "icl (best of 2)", "icl (mean ± std, n=2)"] * 2
@@ -211,19 +211,19 @@ def test_evaluate_compare_reports_into_one_table(workspace, seeds_report, tmp_pa
     # Reports of different splits, and files that are not reports, are refused.
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**data, "split": "test"}))
-    assert run_cli(evaluate.main, ["--compare", str(first), str(other)]) == 2
+    assert run_cli(evaluate_cli.main, ["--compare", str(first), str(other)]) == 2
     assert "cover different splits (evaluate, test)" in capsys.readouterr().err
-    assert run_cli(evaluate.main, ["--compare", str(workspace["run_a"] / "config.yaml")]) == 2
+    assert run_cli(evaluate_cli.main, ["--compare", str(workspace["run_a"] / "config.yaml")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     bogus = tmp_path / "bogus.json"
     bogus.write_text("[1, 2]")
-    assert run_cli(evaluate.main, ["--compare", str(bogus)]) == 2
+    assert run_cli(evaluate_cli.main, ["--compare", str(bogus)]) == 2
     assert "not a combined report of `scripts/evaluate.py --out`" in capsys.readouterr().err
 
 
 def test_evaluate_unlabelled_split_writes_predictions_only(workspace, capsys):
     run = workspace["run_a"]
-    assert run_cli(evaluate.main, ["--run", str(run), "--split", "eval2023"]) == 0
+    assert run_cli(evaluate_cli.main, ["--run", str(run), "--split", "eval2023"]) == 0
     out = capsys.readouterr().out
     assert "split 'eval2023' has no scene labels; wrote 3 predictions" in out
     assert "| Method |" not in out
@@ -240,34 +240,35 @@ def test_evaluate_unlabelled_split_writes_predictions_only(workspace, capsys):
 def test_evaluate_bad_inputs(workspace, tmp_path, capsys):
     empty = tmp_path / "empty-run"
     empty.mkdir()
-    assert run_cli(evaluate.main, ["--run", str(empty)]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(empty)]) == 2
     assert f"--run {empty}: no model.keras; expected a finished training run" in (
         capsys.readouterr().err
     )
-    assert run_cli(evaluate.main, ["--run", str(tmp_path / "nowhere")]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(tmp_path / "nowhere")]) == 2
     assert "run directory not found" in capsys.readouterr().err
     assert (
         run_cli(
-            evaluate.main, ["--run", str(workspace["run_a"]), "--data", str(tmp_path / "missing")]
+            evaluate_cli.main,
+            ["--run", str(workspace["run_a"]), "--data", str(tmp_path / "missing")],
         )
         == 2
     )
     assert "TFRecord folder not found" in capsys.readouterr().err
-    assert run_cli(evaluate.main, ["--run", str(workspace["run_a"]), "--split", "train"]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(workspace["run_a"]), "--split", "train"]) == 2
     assert "no TFRecord shards for split 'train'" in capsys.readouterr().err
     # A damaged model file and a config that is not YAML: one clear line each.
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.keras").write_text("not a zip")
     (broken / "config.yaml").write_text(f"data: {{path: {workspace['data']}}}\n")
-    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(broken)]) == 2
     assert f"{broken / 'model.keras'}: cannot load the model" in capsys.readouterr().err
     (broken / "config.yaml").write_text("data: [unclosed\n")
-    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(broken)]) == 2
     err = capsys.readouterr().err
     assert f"{broken / 'config.yaml'}: not valid YAML" in err and err.count("\n") == 1
     (broken / "config.yaml").write_text("seed: 1\n")
-    assert run_cli(evaluate.main, ["--run", str(broken)]) == 2
+    assert run_cli(evaluate_cli.main, ["--run", str(broken)]) == 2
     assert "config.yaml: no data.path; pass the TFRecord folder with --data" in (
         capsys.readouterr().err
     )
@@ -332,7 +333,7 @@ EVALUATE_BAD_INPUTS = {
 def test_evaluate_bad_input_one_clear_error(case, workspace, tmp_path, capsys):
     make_args, message = EVALUATE_BAD_INPUTS[case]
     argv = make_args(workspace, tmp_path)
-    assert run_cli(evaluate.main, argv) == 2
+    assert run_cli(evaluate_cli.main, argv) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # after the progress bar
     assert re.match(f"error: .*{message}", last) and "Traceback" not in err, err
@@ -343,7 +344,7 @@ def test_probe_devices_cli_paper_protocol(workspace, capsys, tmp_path):
     out_json = tmp_path / "probe.json"
     argv = ["--run", str(workspace["run_a"]), "--out", str(out_json), "--train-split", "fit",
             "--probe-seeds", "3", "--seed", "2"]  # fmt: skip
-    assert run_cli(probe.main, argv) == 0
+    assert run_cli(probe_cli.main, argv) == 0
     out = capsys.readouterr().out
     assert "| Method | Accuracy [%] | Chance [%] | Runs |" in out
     assert "| icl |" in out and "| 16.67 | 1 |" in out
@@ -366,7 +367,7 @@ def test_probe_devices_cli_paper_protocol(workspace, capsys, tmp_path):
 def test_probe_devices_cli_evaluate_protocol(workspace, capsys, tmp_path):
     out_json = tmp_path / "probe.json"
     argv = ["--run", str(workspace["run_a"]), "--out", str(out_json), "--protocol", "evaluate"]
-    assert run_cli(probe.main, argv) == 0
+    assert run_cli(probe_cli.main, argv) == 0
     out = capsys.readouterr().out
     assert "| icl |" in out and "| 16.67 | 1 |" in out
     result = json.loads(out_json.read_text())["runs"][0]
@@ -378,7 +379,7 @@ def test_probe_devices_cli_evaluate_protocol(workspace, capsys, tmp_path):
 
 
 def test_probe_devices_cli_paper_protocol_needs_a_training_split(workspace, capsys):
-    assert run_cli(probe.main, ["--run", str(workspace["run_a"])]) == 2
+    assert run_cli(probe_cli.main, ["--run", str(workspace["run_a"])]) == 2
     assert "no TFRecord shards for split 'train'" in capsys.readouterr().err
 
 
@@ -386,7 +387,7 @@ def test_grid_report_from_cached_reports(workspace, capsys, tmp_path):
     # Both runs were evaluated above (eval/evaluate/report.json): nothing is predicted again.
     out_json = tmp_path / "grid.json"
     argv = [str(workspace["root"] / "icl"), "--out", str(out_json)]
-    assert run_cli(grid.main, argv) == 0
+    assert run_cli(grid_report.main, argv) == 0
     out = capsys.readouterr().out
     assert "| α | LogLoss | Acc. [%] | λ_ICL | LogLoss | Acc. [%] |" in out
     data = json.loads(out_json.read_text())
@@ -399,7 +400,7 @@ def test_grid_report_needs_icl_settings(tmp_path, capsys):
     run = tmp_path / "plain"
     run.mkdir()
     (run / "config.yaml").write_text("data: {path: x}\nloss: {icl_alpha: fast}\n")
-    assert run_cli(grid.main, [str(run)]) == 2
+    assert run_cli(grid_report.main, [str(run)]) == 2
     assert "loss.icl_alpha is 'fast'; expected a number" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ from _fs import read_only
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from keras_asc.cli import export as export_cli
 from keras_asc.inference import complexity
 from keras_asc.inference import export
 
@@ -96,7 +97,7 @@ def test_savedmodel_parity_atomic_overwrite(tiny, tmp_path, monkeypatch):
 def test_tflite_fp32_cli_parity_and_complexity(tiny, tmp_path, capsys):
     model, path = tiny
     out = tmp_path / "tiny.tflite"
-    code = run_cli(export.main, ["--model", path, "--format", "tflite", "--out", str(out)])
+    code = run_cli(export_cli.main, ["--model", path, "--format", "tflite", "--out", str(out)])
     printed = capsys.readouterr().out.splitlines()
     assert code == 0
     assert printed[0].startswith(f"exported tflite to {out} (")
@@ -255,7 +256,7 @@ def test_unwritable_out_one_clear_error(case, tiny, tmp_path, monkeypatch, capsy
     out = make_out(tmp_path, monkeypatch)
     before = sorted(os.listdir(tmp_path))
     argv = ["--model", tiny[1], "--format", "tflite", "--out", str(out)]
-    assert run_cli(export.main, argv) == 2
+    assert run_cli(export_cli.main, argv) == 2
     err = capsys.readouterr().err
     assert re.fullmatch(f"error: {message}\n", err), err
     assert sorted(os.listdir(tmp_path)) == before  # nothing written, no temp folder

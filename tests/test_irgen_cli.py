@@ -12,6 +12,8 @@ import pytest
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from keras_asc.cli import irgen_generate
+from keras_asc.cli import irgen_train
 from keras_asc.data.dirs import load_dirs
 from keras_asc.irgen import generate as generate_lib
 from keras_asc.irgen import report as report_lib
@@ -100,7 +102,7 @@ def trained(tmp_path_factory):
     argv = ["--config", str(CONFIG), "--run-dir", run, "--set", f"data.path={data}"]
     for item in TINY:
         argv += ["--set", item]
-    assert train_lib.main(argv) == 0
+    assert irgen_train.main(argv) == 0
     return {"root": root, "data": data, "run": run, "argv": argv}
 
 
@@ -139,7 +141,7 @@ def test_run_directory(trained):
     assert conditions["trained"]["collisions"] == []
     # Asking for the same run directory again is refused.
     with pytest.raises(UserError, match="already holds a finished generator run"):
-        train_lib.main(trained["argv"])
+        irgen_train.main(trained["argv"])
 
 
 def test_training_lowers_the_validation_mse(trained):
@@ -164,7 +166,7 @@ def test_training_lowers_the_validation_mse(trained):
 def test_generated_set_loads_through_the_dir_loader(trained):
     out = str(trained["root"] / "generated")
     code = run_cli(
-        generate_lib.main,
+        irgen_generate.main,
         ["--run", trained["run"], "--out", out, "--grid", "angles=0:360:90", "distances=50,125"],
     )
     assert code == 0
@@ -215,7 +217,7 @@ def test_out_of_range_and_user_described_microphones(trained, tmp_path):
     assert [w["config"] for w in info["out_of_range"]] == ["MyShotgun", "MyCardioid"]
 
     with pytest.raises(UserError) as err:
-        generate_lib.main(
+        irgen_generate.main(
             [
                 "--run",
                 trained["run"],
@@ -249,14 +251,14 @@ def test_bad_inputs(trained, tmp_path):
     argv[argv.index("--run-dir") + 1] = str(tmp_path / "run2")
     argv[argv.index(f"data.path={trained['data']}")] = f"data.path={bare}"
     with pytest.raises(UserError) as err:
-        train_lib.main(argv)
+        irgen_train.main(argv)
     assert str(err.value) == (
         f"{bare}: 80 of 80 IRs carry no microphone metadata (first: "
         "'Normalised_IRs/MicAOmni_50cm/24bit/MicAOmni_50cm_0Deg.wav': microphone '', "
         "distance_cm -1, angle_deg -1); the generator needs a set built by `python -m "
         "tfrecords_builder multi-dirs` (with its microphone table)"
     )
-    assert run_cli(train_lib.main, argv) == 2
+    assert run_cli(irgen_train.main, argv) == 2
     # Weights of a generator of another size.
     from keras_asc.irgen.generator import DirGenerator
 
@@ -269,7 +271,7 @@ def test_bad_inputs(trained, tmp_path):
         match=r"other\.weights\.h5 does not fit the generator of .*"
         r"it is a checkpoint of another size",
     ):
-        generate_lib.main(
+        irgen_generate.main(
             ["--run", trained["run"], "--out", str(tmp_path / "z"), "--checkpoint", weights]
         )
     # The run's own checkpoint loads.

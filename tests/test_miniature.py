@@ -13,6 +13,7 @@ import yaml
 from asc_core.errors import UserError
 from asc_core.vocab import DEVICES
 from asc_core.vocab import SCENES
+from keras_asc.cli import reproduce_miniature
 from keras_asc.evaluation.metrics import scene_metrics
 from keras_asc.experiments import calibration
 from keras_asc.experiments import claims
@@ -214,13 +215,13 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(UserError, match=r"--rows nope: unknown row; expected some of icl, "):
         driver.run_miniature(work_dir=str(tmp_path), rows=["nope"], out=None)
     with pytest.raises(UserError, match=r"--seeds 0: expected at least 1"):
-        driver.main(["--work-dir", str(tmp_path), "--seeds", "0"])
+        reproduce_miniature.main(["--work-dir", str(tmp_path), "--seeds", "0"])
     with pytest.raises(UserError, match=r"--pretrain-corpus-seed 0: must differ"):
-        driver.main(["--work-dir", str(tmp_path), "--pretrain-corpus-seed", "0"])
+        reproduce_miniature.main(["--work-dir", str(tmp_path), "--pretrain-corpus-seed", "0"])
     with pytest.raises(UserError, match=r"calibration grid value -1.0: expected a number >= 0"):
-        driver.main(["--work-dir", str(tmp_path), "--weight-grid", "0", "-1"])
+        reproduce_miniature.main(["--work-dir", str(tmp_path), "--weight-grid", "0", "-1"])
     with pytest.raises(UserError, match=r"--calibration-epochs 0: expected at least 1"):
-        driver.main(["--work-dir", str(tmp_path), "--calibration-epochs", "0"])
+        reproduce_miniature.main(["--work-dir", str(tmp_path), "--calibration-epochs", "0"])
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "manifest.json").write_text(json.dumps({"size": "tiny", "seed": 3}))
@@ -294,7 +295,7 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
             *[x for s in short for x in ("--set", s)],
             *[x for s in short for x in ("--pretrain-set", s)],
             *[x for s in short for x in ("--calibration-set", s)]]  # fmt: skip
-    assert driver.main(args) == 0
+    assert reproduce_miniature.main(args) == 0
     results = json.loads((work / "results.json").read_text())
 
     # Pretraining ran once on the seed-1 corpus; its weights started every later run.
@@ -371,7 +372,7 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
     pre_stamp = os.path.getmtime(pre["weights"])
     out.write_text(text.replace(report.DEFAULT_READING, "kept"))
     capsys.readouterr()
-    assert driver.main(args) == 0
+    assert reproduce_miniature.main(args) == 0
     assert [
         os.path.getmtime(os.path.join(first, p))
         for p in ("model.keras", "eval/evaluate/report.json", "eval/evaluate/probe.json")

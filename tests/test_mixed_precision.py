@@ -146,7 +146,7 @@ def test_policy_survives_config_keras_file_and_clone(pair, tmp_path):
 
 @pytest.fixture(scope="module")
 def bf16_run(tmp_path_factory):
-    from keras_asc.training.cli import main as train_main
+    from keras_asc.cli.train import main as train_main
 
     root = tmp_path_factory.mktemp("bf16run")
     data = str(root / "data")
@@ -198,9 +198,9 @@ def test_cli_bf16_run_is_used_as_trained_everywhere(bf16_run, loaded_models, tmp
     import soundfile
 
     from keras_asc import hear
-    from keras_asc.evaluation.evaluate import main as evaluate_main
-    from keras_asc.inference.export import main as export_main
-    from keras_asc.inference.predict import main as predict_main
+    from keras_asc.cli.evaluate import main as evaluate_main
+    from keras_asc.cli.export import main as export_main
+    from keras_asc.cli.predict import main as predict_main
 
     run_dir, _ = bf16_run
     assert yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))["model"]["dtype"] == (

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from keras_asc.convert.convert_passt import main as convert_main
+from keras_asc.cli.convert import main as convert_main
 from keras_asc.layers.transformer_block import TransformerBlock
 from keras_asc.models.scene_classifier import SceneClassifier
 

@@ -250,7 +250,7 @@ def _cut_last_dir_record(folder):
 
 
 # Damaged DIR shards met when training starts: one UserError naming the shard (or the folder
-# and both counts), from the same checks as the audio shards (pipeline.shard_problem).
+# and both counts), from the same checks as the audio shards (shards.shard_problem).
 REBUILD = (
     r"; expected a complete TFRecord shard; rebuild the folder with python -m "
     r"tfrecords_builder"

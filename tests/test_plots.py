@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from asc_core.errors import UserError
+from keras_asc.cli import plot_dirs
 from keras_asc.evaluation import dir_plots
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import plots
@@ -188,7 +189,7 @@ def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
 
     multi, one = dir_sets
     out = tmp_path / "fig1.png"
-    assert run_cli(dir_plots.main, ["--dirs", multi, one, "--out", str(out)]) == 0
+    assert run_cli(plot_dirs.main, ["--dirs", multi, one, "--out", str(out)]) == 0
     assert png_size(out)[0] > 100
     out2 = tmp_path / "fig2.png"
     argv = [
@@ -205,17 +206,17 @@ def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
         "--smoothing",
         "1/3",
     ]
-    assert run_cli(dir_plots.main, argv) == 0
+    assert run_cli(plot_dirs.main, argv) == 0
     assert png_size(out2)[0] > 100
     # A set with a single IR still plots, and says why the bands are one line.
     out3 = tmp_path / "one.png"
-    assert run_cli(dir_plots.main, ["--dirs", one, "--out", str(out3)]) == 0
+    assert run_cli(plot_dirs.main, ["--dirs", one, "--out", str(out3)]) == 0
     assert "m.wav is the only IR; the bands collapse onto it" in capsys.readouterr().out
     assert png_size(out3)[0] > 100
     # MicIRP-like IRs have no angles: a clear error, exit 2, nothing written.
     out4 = tmp_path / "bad.png"
-    assert run_cli(dir_plots.main, ["--dirs", one, "--out", str(out4), "--mic", "m"]) == 2
+    assert run_cli(plot_dirs.main, ["--dirs", one, "--out", str(out4), "--mic", "m"]) == 2
     assert "carry no angle" in capsys.readouterr().err
     assert not out4.exists()
-    assert run_cli(dir_plots.main, ["--dirs", str(tmp_path / "nope"), "--out", str(out4)]) == 2
+    assert run_cli(plot_dirs.main, ["--dirs", str(tmp_path / "nope"), "--out", str(out4)]) == 2
     assert "DIR folder not found" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import soxr
 
 from asc_core.errors import run_cli
 from asc_core.vocab import SCENES
+from keras_asc.cli import predict as predict_cli
 from keras_asc.inference import predict
 
 RATE = 32000
@@ -71,7 +72,7 @@ def manual_probabilities(model, path, hop_seconds=1.0):
 
 
 def run_json(capsys, argv):
-    code = run_cli(predict.main, argv + ["--json"])
+    code = run_cli(predict_cli.main, argv + ["--json"])
     captured = capsys.readouterr()
     return code, json.loads(captured.out) if captured.out else None, captured.err
 
@@ -142,7 +143,9 @@ def test_window_rules():
 
 def test_table_output(setup, capsys):
     paths = [setup["paths"]["a16k.wav"], setup["paths"]["d_short.wav"]]
-    code = run_cli(predict.main, ["--model", os.path.join(setup["run_dir"], "model.keras"), *paths])
+    code = run_cli(
+        predict_cli.main, ["--model", os.path.join(setup["run_dir"], "model.keras"), *paths]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert lines[0].split() == ["file", "scene", "prob", *SCENES]
@@ -184,7 +187,9 @@ def test_unreadable_and_missing_files_do_not_stop_the_others(setup, capsys):
     ],
 )
 def test_bad_options(setup, capsys, args, message):
-    code = run_cli(predict.main, ["--model", setup["run_dir"], setup["paths"]["a16k.wav"], *args])
+    code = run_cli(
+        predict_cli.main, ["--model", setup["run_dir"], setup["paths"]["a16k.wav"], *args]
+    )
     assert code == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
 
@@ -194,15 +199,15 @@ def test_bad_model_paths(tmp_path, capsys):
     empty.mkdir()
     damaged = tmp_path / "damaged.keras"
     damaged.write_bytes(b"not a zip")
-    assert run_cli(predict.main, ["--model", str(empty), "x.wav"]) == 2
+    assert run_cli(predict_cli.main, ["--model", str(empty), "x.wav"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: --model {empty}: folder has no model.keras; expected a .keras file or a run "
         "directory written by scripts/train.py"
     )
-    assert run_cli(predict.main, ["--model", str(tmp_path / "nope.keras"), "x.wav"]) == 2
+    assert run_cli(predict_cli.main, ["--model", str(tmp_path / "nope.keras"), "x.wav"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: --model {tmp_path / 'nope.keras'}: not found; expected a .keras file or a run "
         "directory"
     )
-    assert run_cli(predict.main, ["--model", str(damaged), "x.wav"]) == 2
+    assert run_cli(predict_cli.main, ["--model", str(damaged), "x.wav"]) == 2
     assert capsys.readouterr().err.startswith(f"error: --model {damaged}: cannot load the model")

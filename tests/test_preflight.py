@@ -9,8 +9,8 @@ import yaml
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from keras_asc.cli.train import main
 from keras_asc.config import load_config
-from keras_asc.training.cli import main
 from keras_asc.training.preflight import check_inputs
 from keras_asc.training.runner import train_seeds
 

@@ -5,6 +5,8 @@ import pytest
 
 from asc_core.errors import UserError
 from keras_asc.evaluation import probe
+from keras_asc.evaluation import probe_model
+from keras_asc.evaluation import probe_splits
 
 
 def synthetic(separation, counts, dim=16, seed=0):
@@ -18,7 +20,7 @@ def synthetic(separation, counts, dim=16, seed=0):
 
 
 def test_balanced_class_weights():
-    weights = probe.balanced_class_weights([0, 0, 0, 1, 3, 3], num_classes=4)
+    weights = probe_model.balanced_class_weights([0, 0, 0, 1, 3, 3], num_classes=4)
     # N = 6 over K = 3 present classes: 6 / (3 * n_k).
     np.testing.assert_allclose(weights, [2 / 3, 2.0, 0.0, 1.0])
     labels = np.array([0, 0, 0, 1, 3, 3])
@@ -28,14 +30,14 @@ def test_balanced_class_weights():
 
 def test_gradients_match_finite_differences():
     rng = np.random.default_rng(0)
-    normed = probe.layer_norm(rng.normal(size=(7, 5)))
+    normed = probe_model.layer_norm(rng.normal(size=(7, 5)))
     labels = rng.integers(0, 3, 7)
     weights = rng.uniform(0.5, 2.0, 7)
-    params = probe.init_probe(5, 3, seed=1)
+    params = probe_model.init_probe(5, 3, seed=1)
     params["gamma"] = rng.normal(size=5)
     params["beta"] = rng.normal(size=5)
     params["bias"] = rng.normal(size=3)
-    _, grads = probe.weighted_loss_and_grads(params, normed, labels, weights)
+    _, grads = probe_model.weighted_loss_and_grads(params, normed, labels, weights)
     step = 1e-6
     for key, value in params.items():
         numeric = np.zeros_like(value)
@@ -43,7 +45,7 @@ def test_gradients_match_finite_differences():
             for sign in (1, -1):
                 shifted = {k: v.copy() for k, v in params.items()}
                 shifted[key][idx] += sign * step
-                loss, _ = probe.weighted_loss_and_grads(shifted, normed, labels, weights)
+                loss, _ = probe_model.weighted_loss_and_grads(shifted, normed, labels, weights)
                 numeric[idx] += sign * loss / (2 * step)
         np.testing.assert_allclose(grads[key], numeric, rtol=1e-5, atol=1e-8, err_msg=key)
 
@@ -51,19 +53,21 @@ def test_gradients_match_finite_differences():
 def test_numpy_probe_equals_keras_layernorm_dense():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 8)).astype(np.float32) * 3 + 1
-    params = probe.init_probe(8, 6, seed=2)
+    params = probe_model.init_probe(8, 6, seed=2)
     params["gamma"] = rng.normal(size=8)
     params["beta"] = rng.normal(size=8)
-    model = probe.build_probe(8, 6)
+    model = probe_model.build_probe(8, 6)
     model.set_weights([params[k].astype(np.float32) for k in ("gamma", "beta", "kernel", "bias")])
     expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(probe.probe_logits(params, probe.layer_norm(x)), expected, atol=1e-4)
+    np.testing.assert_allclose(
+        probe_model.probe_logits(params, probe_model.layer_norm(x)), expected, atol=1e-4
+    )
 
 
 def test_grouped_split_keeps_groups_whole_and_stratified():
     labels = np.repeat([0, 1, 2], 40)
     groups = np.array([f"{lab}-{i // 4}" for lab, i in zip(labels, np.tile(np.arange(40), 3))])
-    fit, stop, test = probe.split_indices(labels, groups, seed=3)
+    fit, stop, test = probe_splits.split_indices(labels, groups, seed=3)
     assert fit.size + stop.size + test.size == labels.size
     assert len(np.intersect1d(fit, stop)) == len(np.intersect1d(fit, test)) == 0
     sets = [set(groups[p]) for p in (fit, stop, test)]
@@ -76,9 +80,11 @@ def test_grouped_split_keeps_groups_whole_and_stratified():
 
 def test_split_needs_three_groups_per_class():
     with pytest.raises(UserError, match=r"s1 has 2 10-s recording\(s\); at least 3 .* clip"):
-        probe.split_indices([0, 0, 0, 1, 1], ["a", "b", "c", "d", "e"], class_names=["a", "s1"])
+        probe_splits.split_indices(
+            [0, 0, 0, 1, 1], ["a", "b", "c", "d", "e"], class_names=["a", "s1"]
+        )
     with pytest.raises(UserError, match=r"class 1 has 2 clip\(s\); at least 3 are needed"):
-        probe.split_indices([0, 0, 0, 1, 1])
+        probe_splits.split_indices([0, 0, 0, 1, 1])
 
 
 def test_informative_embeddings_are_recognised():
@@ -150,14 +156,14 @@ def test_holdout_split_keeps_recordings_whole():
         ]
     )
     for seed in range(4):
-        fit, stop = probe.holdout_split(labels, groups, seed=seed)
+        fit, stop = probe_splits.holdout_split(labels, groups, seed=seed)
         assert fit.size + stop.size == labels.size and not np.intersect1d(fit, stop).size
         assert not set(groups[fit]) & set(groups[stop])
         # round(0.2 × recordings) per device held out, at least one: 2, 1 (0.6 → 1), 1 (0.4 → 1)
         held = {lab: len(set(groups[stop][labels[stop] == lab])) for lab in (0, 1, 2)}
         assert held == {0: 2, 1: 1, 2: 1}
-    a, _ = probe.holdout_split(labels, groups, seed=0)
-    b, _ = probe.holdout_split(labels, groups, seed=1)
+    a, _ = probe_splits.holdout_split(labels, groups, seed=0)
+    b, _ = probe_splits.holdout_split(labels, groups, seed=1)
     assert not np.array_equal(a, b)  # the seed draws another split
 
 
@@ -174,7 +180,7 @@ def test_holdout_split_keeps_recordings_whole():
 )
 def test_holdout_split_needs_two_groups_per_device(labels, groups, message):
     with pytest.raises(UserError, match=message):
-        probe.holdout_split(labels, groups, class_names=["a", "b"])
+        probe_splits.holdout_split(labels, groups, class_names=["a", "b"])
 
 
 def test_paper_probe_finds_linearly_encoded_devices():

@@ -22,7 +22,7 @@ import pytest
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
 from keras_asc.config import resolve_config
-from keras_asc.data.pipeline import shard_problem
+from keras_asc.data.shards import shard_problem
 from keras_asc.training import run_dir as run_dir_lib
 from keras_asc.training.runner import train
 

@@ -18,11 +18,11 @@ import yaml
 import keras_asc  # noqa: F401  (registers the serializable classes for load_model)
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from keras_asc.cli.train import main
 from keras_asc.config import load_config
 from keras_asc.config import resolve_config
 from keras_asc.data.pipeline import make_datasets
 from keras_asc.training import callbacks as cb
-from keras_asc.training.cli import main
 from keras_asc.training.runner import build_model
 from keras_asc.training.runner import summarize_seeds
 from keras_asc.training.runner import train

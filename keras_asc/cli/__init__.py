@@ -1,8 +1,10 @@
 """``keras-asc <command>``: one console command for every tool of the package.
 
-Each command is a ``main(argv)`` function in the module named below, imported only when its
-command runs (``keras-asc --help`` imports none of them), and run through
-:func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status 2).
+Each command is a ``main(argv)`` function (and its ``build_parser()``) in its own module of this
+package, named below; the library modules it calls take arguments and raise ``UserError``, and
+never parse flags. A command's module is imported only when its command runs (``keras-asc
+--help`` imports none of them), and run through :func:`asc_core.errors.run_cli` (a user error is
+one ``error: ...`` line and exit status 2).
 ``scripts/*.py`` are aliases of the same functions, so ``python scripts/train.py --config
 configs/multi_icl.yaml`` and ``keras-asc train --config multi_icl`` are the same run.
 
@@ -20,30 +22,30 @@ COMMANDS = {
         "raw datasets -> TFRecords (tau22, micirp, multi-dirs, synthetic, inspect, download)",
     ),
     "train": (
-        "keras_asc.training.cli",
+        "keras_asc.cli.train",
         "train a scene classifier from a config (file or "
         "shipped name) into a resumable run directory",
     ),
-    "evaluate": ("keras_asc.evaluation.evaluate", "per-device report of runs (paper Table 3)"),
+    "evaluate": ("keras_asc.cli.evaluate", "per-device report of runs (paper Table 3)"),
     "probe": (
-        "keras_asc.evaluation.probe",
+        "keras_asc.cli.probe",
         "device probe of a run's frozen encoder (paper Table 2)",
     ),
-    "predict": ("keras_asc.inference.predict", "scene predictions for audio files"),
-    "export": ("keras_asc.inference.export", "SavedModel / TFLite export, verified"),
+    "predict": ("keras_asc.cli.predict", "scene predictions for audio files"),
+    "export": ("keras_asc.cli.export", "SavedModel / TFLite export, verified"),
     "convert": (
-        "keras_asc.convert.convert_passt",
+        "keras_asc.cli.convert",
         "official PaSST .pt checkpoint -> Keras weights (no torch needed)",
     ),
-    "grid-report": ("keras_asc.evaluation.grid", "alpha / lambda grid table (paper Table 1)"),
-    "plot-dirs": ("keras_asc.evaluation.dir_plots", "DIR frequency responses (paper Figures 1, 2)"),
+    "grid-report": ("keras_asc.cli.grid_report", "alpha / lambda grid table (paper Table 1)"),
+    "plot-dirs": ("keras_asc.cli.plot_dirs", "DIR frequency responses (paper Figures 1, 2)"),
     "reproduce-miniature": (
-        "keras_asc.experiments.driver",
+        "keras_asc.cli.reproduce_miniature",
         "CPU miniature of the paper's tables and claims",
     ),
-    "irgen-train": ("keras_asc.irgen.train", "train the DIR generator"),
-    "irgen-generate": ("keras_asc.irgen.generate", "generate DIRs with a trained generator"),
-    "irgen-report": ("keras_asc.irgen.report", "report on a trained DIR generator"),
+    "irgen-train": ("keras_asc.cli.irgen_train", "train the DIR generator"),
+    "irgen-generate": ("keras_asc.cli.irgen_generate", "generate DIRs with a trained generator"),
+    "irgen-report": ("keras_asc.cli.irgen_report", "report on a trained DIR generator"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``scripts/evaluate.py``: scene-classification report of one or more run directories.
+"""Scene-classification report of one or more run directories.
 
 For each ``--run RUN_DIR`` the model (``RUN_DIR/model.keras``) is run over the 1-s clips of
 ``--split`` of the TFRecord folder named by ``RUN_DIR/config.yaml`` (``data.path``, or
@@ -13,7 +13,6 @@ A split without scene labels (an evaluation set) is predicted and its prediction
 report says it is unlabelled and has no metrics.
 """
 
-import argparse
 import os
 
 import numpy as np
@@ -252,86 +251,3 @@ def log_to_wandb(run, report):
     finally:
         wb.finish()
     return True
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Per-device scene-classification report (paper Table 3) of run directories.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--run",
-        nargs="+",
-        metavar="RUN_DIR",
-        help="run directories (several = seeds of one method)",
-    )
-    source.add_argument(
-        "--compare",
-        nargs="+",
-        metavar="REPORT",
-        help="combined reports (--out of earlier calls): one Table 3 with a row per method",
-    )
-    parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
-    parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
-    parser.add_argument("--out", help="combined JSON report")
-    parser.add_argument("--name", help="method name in the table (default: the run's name)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-examples", type=int, help="only the first N clips")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    parser.add_argument("--no-wandb", action="store_true", help="never log to W&B")
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
-    if args.max_examples is not None and args.max_examples < 1:
-        raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
-    if args.out:
-        run_io.check_writable(args.out)
-    if args.compare:
-        return compare(args.compare, args.out)
-    opened = run_io.expand_runs(args.run)
-    name = run_io.method_name(opened, args.name)
-    reports = []
-    for run in opened:
-        report = evaluate_run(
-            run,
-            args.split,
-            args.data,
-            args.batch_size,
-            args.max_examples,
-            plots_enabled=not args.no_plots,
-        )
-        reports.append(report)
-        where = run_io.eval_dir(run.path, args.split)
-        if not report["labelled"]:
-            print(
-                f"{run.name}: split {args.split!r} has no scene labels; wrote "
-                f"{report['num_clips']} predictions to {where}/predictions.tsv (no metrics)"
-            )
-            continue
-        unlabelled = report["num_clips"] - report["num_labelled"]
-        if unlabelled:
-            print(f"{run.name}: {unlabelled} clips without a scene label are not scored")
-        print(f"{run.name}: {report['num_labelled']} clips scored; outputs in {where}")
-        if not args.no_wandb and log_to_wandb(run, report):
-            print(f"{run.name}: logged to W&B ({run.config['wandb'].get('mode', 'offline')})")
-    text = markdown_report([(name, reports)], args.split)
-    if text:
-        print()
-        print(text, end="")
-    if args.out:
-        combined = {
-            "version": REPORT_VERSION,
-            "method": name,
-            "split": args.split,
-            "runs": reports,
-            "summary": summary(reports),
-            "markdown": text,
-        }
-        run_io.write_json(args.out, combined)
-        print(f"wrote {args.out}")
-    return 0

@@ -29,184 +29,32 @@ import numpy as np
 from asc_core.errors import UserError
 from asc_core.vocab import DEVICES
 from asc_core.vocab import TRAIN_DEVICES
-
-HEAD_EPSILON = 1e-5  # PaSST's head LayerNorm (torch default eps), like the scene head.
-
-
-def balanced_class_weights(labels, num_classes):
-    """Per-class weights ``N / (K * n_k)`` over the ``K`` classes present; 0 for absent ones.
-
-    With these weights every present class contributes the same total weight to the loss.
-
-    Args:
-        labels: ``[N]`` int class ids in ``[0, num_classes)``.
-        num_classes: number of classes.
-
-    Returns:
-        ``[num_classes]`` float64 weights.
-    """
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    present = counts > 0
-    weights = np.zeros(num_classes, dtype=np.float64)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+from keras_asc.evaluation.probe_model import layer_norm
+from keras_asc.evaluation.probe_model import score_probe
+from keras_asc.evaluation.probe_model import train_probe
+from keras_asc.evaluation.probe_splits import holdout_split
+from keras_asc.evaluation.probe_splits import split_indices
 
 
-def split_indices(labels, groups=None, fractions=(0.6, 0.2, 0.2), seed=0, class_names=None):
-    """Stratified fit / early-stopping / test split, by group when ``groups`` are given.
-
-    Args:
-        labels: ``[N]`` int class ids.
-        groups: optional ``[N]`` group keys (strings or ints); a group never spans two parts.
-        fractions: the three parts' shares of each class's groups (normalised).
-        seed: shuffling seed.
-        class_names: names of the label ids, for error messages.
-
-    Returns:
-        Three sorted int arrays of indices (fit, stop, test).
-
-    Raises:
-        UserError: a class has fewer than three groups (or clips), so some part would lack it.
-    """
-    labels = np.asarray(labels)
-    fractions = np.asarray(fractions, dtype=np.float64)
-    fractions = fractions / fractions.sum()
-    parts = ([], [], [])
-    classes = _shuffled_groups_per_class(
-        labels, groups, seed, class_names, 3, "", "fit, early-stop and test the probe"
-    )
-    for members, member_groups, keys in classes:
-        # At least one group per part; the rest by the fractions.
-        n_stop = max(1, int(round(fractions[1] * keys.shape[0])))
-        n_test = max(1, int(round(fractions[2] * keys.shape[0])))
-        n_fit = keys.shape[0] - n_stop - n_test
-        if n_fit < 1:
-            n_fit, n_stop, n_test = 1, 1, keys.shape[0] - 2
-        bounds = np.cumsum([n_fit, n_stop])
-        for part, chosen in zip(parts, np.split(keys, bounds)):
-            part.append(members[np.isin(member_groups, chosen)])
-    return tuple(np.sort(np.concatenate(p)) for p in parts)
+def _checked(embeddings, device_ids, embeddings_name, ids_name):
+    """``embeddings`` as ``[N, D]`` float64 and ``device_ids`` as ``[N]`` int64, or ValueError."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    device_ids = np.asarray(device_ids, dtype=np.int64)
+    if embeddings.ndim != 2 or device_ids.shape != (embeddings.shape[0],):
+        raise ValueError(
+            f"{embeddings_name} must be [N, D] and {ids_name} [N]; got {embeddings.shape} and "
+            f"{device_ids.shape}"
+        )
+    return embeddings, device_ids
 
 
-def _shuffled_groups_per_class(labels, groups, seed, class_names, minimum, what, purpose):
-    """Per class: its indices, their groups and the class's distinct groups, shuffled.
-
-    Yields ``(members, member_groups, keys)``; ``groups`` None makes every clip its own group.
-
-    Raises:
-        UserError: a class has fewer than ``minimum`` groups (the message says ``purpose``).
-    """
-    groups_are_clips = groups is None
-    groups = np.arange(labels.shape[0]) if groups_are_clips else np.asarray(groups)
-    rng = np.random.default_rng(seed)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        keys = np.unique(groups[members])
-        if keys.shape[0] < minimum:
-            unit = "clip(s)" if groups_are_clips else "10-s recording(s)"
-            name = class_names[label] if class_names is not None else f"class {label}"
-            raise UserError(
-                f"device probe: {name} has {keys.shape[0]} {what}{unit}; at least {minimum} are "
-                f"needed to {purpose}"
-                + ("" if groups_are_clips else " (or split by clip: --split-by clip)")
-            )
-        yield members, groups[members], keys[rng.permutation(keys.shape[0])]
-
-
-def layer_norm(x, epsilon=HEAD_EPSILON):
-    """Per-row standardisation ``(x - mean) / sqrt(var + eps)`` (LayerNorm without its affine)."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=1, keepdims=True)
-    var = x.var(axis=1, keepdims=True)
-    return (x - mean) / np.sqrt(var + epsilon)
-
-
-def init_probe(embedding_dim, num_classes, seed=0):
-    """Initial probe parameters: LayerNorm ``gamma=1, beta=0``; Glorot-uniform kernel, zero bias.
-
-    Returns:
-        dict ``gamma [D]``, ``beta [D]``, ``kernel [D, K]``, ``bias [K]`` (float64), the same
-        parameters and initialisation as ``keras.layers.LayerNormalization`` + ``Dense``.
-    """
-    rng = np.random.default_rng(seed)
-    limit = np.sqrt(6.0 / (embedding_dim + num_classes))
-    return {
-        "gamma": np.ones(embedding_dim),
-        "beta": np.zeros(embedding_dim),
-        "kernel": rng.uniform(-limit, limit, size=(embedding_dim, num_classes)),
-        "bias": np.zeros(num_classes),
-    }
-
-
-def probe_logits(params, normed):
-    """Logits ``[N, K]`` of the probe on LayerNorm-standardised embeddings ``normed [N, D]``."""
-    return (normed * params["gamma"] + params["beta"]) @ params["kernel"] + params["bias"]
-
-
-def weighted_loss_and_grads(params, normed, labels, sample_weights):
-    """Weighted softmax cross-entropy ``sum(w_i * ce_i) / N`` and its parameter gradients.
-
-    The LayerNorm input is the frozen embedding, so its standardisation is computed once
-    (``normed``) and only the affine parameters, kernel and bias get gradients.
-    """
-    hidden = normed * params["gamma"] + params["beta"]
-    logits = hidden @ params["kernel"] + params["bias"]
-    logits = logits - logits.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(logits).sum(axis=1))
-    rows = np.arange(labels.shape[0])
-    losses = log_z - logits[rows, labels]
-    n = labels.shape[0]
-    loss = float((sample_weights * losses).sum() / n)
-    d_logits = np.exp(logits - log_z[:, None])
-    d_logits[rows, labels] -= 1.0
-    d_logits *= (sample_weights / n)[:, None]
-    d_hidden = d_logits @ params["kernel"].T
-    grads = {
-        "kernel": hidden.T @ d_logits,
-        "bias": d_logits.sum(axis=0),
-        "gamma": (d_hidden * normed).sum(axis=0),
-        "beta": d_hidden.sum(axis=0),
-    }
-    return loss, grads
-
-
-class _Adam:
-    """Adam with Keras' defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7)."""
-
-    def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        self.learning_rate = learning_rate
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-        self.step = 0
-        self.m, self.v = {}, {}
-
-    def apply(self, params, grads):
-        self.step += 1
-        b1, b2 = self.beta_1, self.beta_2
-        # Keras folds the bias corrections into the learning rate.
-        lr = self.learning_rate * np.sqrt(1 - b2**self.step) / (1 - b1**self.step)
-        for key, grad in grads.items():
-            m = self.m.get(key, 0.0) * b1 + (1 - b1) * grad
-            v = self.v.get(key, 0.0) * b2 + (1 - b2) * grad**2
-            self.m[key], self.v[key] = m, v
-            params[key] = params[key] - lr * m / (np.sqrt(v) + self.epsilon)
-
-
-def build_probe(embedding_dim, num_classes, epsilon=HEAD_EPSILON):
-    """The probe as a Keras model (``LayerNormalization`` + ``Dense``), e.g. to deploy it.
-
-    ``[B, embedding_dim]`` → ``[B, num_classes]`` logits; load trained NumPy parameters with
-    ``model.set_weights([gamma, beta, kernel, bias])``.
-    """
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.Input((embedding_dim,)),
-            keras.layers.LayerNormalization(epsilon=epsilon, name="probe_norm"),
-            keras.layers.Dense(num_classes, name="probe_logits"),
-        ],
-        name="device_probe",
-    )
+def _probe_classes(device_ids, device_names, what):
+    """The sorted device ids present (the probe's classes) and their names; two are needed."""
+    present = np.unique(device_ids)
+    names = [device_names[i] for i in present]
+    if present.shape[0] < 2:
+        raise UserError(f"device probe: needs {what} of at least 2 devices, got {names}")
+    return present, names
 
 
 def device_probe(
@@ -247,22 +95,10 @@ def device_probe(
         (trained), ``best_epoch``, ``early_stopped`` (False: ``max_epochs`` ended it),
         ``stop_loss`` (best held-out balanced loss), ``seed``.
     """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    device_ids = np.asarray(device_ids, dtype=np.int64)
-    if embeddings.ndim != 2 or device_ids.shape != (embeddings.shape[0],):
-        raise ValueError(
-            f"embeddings must be [N, D] and device_ids [N]; got {embeddings.shape} and "
-            f"{device_ids.shape}"
-        )
-    present = np.unique(device_ids)
-    if present.shape[0] < 2:
-        raise UserError(
-            f"device probe: needs clips of at least 2 devices, got "
-            f"{[device_names[i] for i in present]}"
-        )
+    embeddings, device_ids = _checked(embeddings, device_ids, "embeddings", "device_ids")
+    present, names = _probe_classes(device_ids, device_names, "clips")
     labels = np.searchsorted(present, device_ids)
     num_classes = present.shape[0]
-    names = [device_names[i] for i in present]
     fit, stop, test = split_indices(labels, groups, fractions, seed, class_names=names)
     normed = layer_norm(embeddings)
     trained = train_probe(
@@ -277,109 +113,6 @@ def device_probe(
         **{k: v for k, v in trained.items() if k != "params"},
         "seed": seed,
     }
-
-
-def train_probe(
-    normed, labels, fit, stop, num_classes, seed=0, learning_rate=1e-3, batch_size=256,
-    max_epochs=1000, patience=20,
-):  # fmt: skip
-    """Mini-batch Adam on the balanced CE of ``fit``, early-stopped on the balanced CE of ``stop``.
-
-    Args:
-        normed: ``[N, D]`` LayerNorm-standardised embeddings (:func:`layer_norm`).
-        labels: ``[N]`` class ids in ``[0, num_classes)``.
-        fit, stop: index arrays into ``normed`` (disjoint).
-        num_classes: number of probe classes.
-        seed: initialisation and batch-order seed.
-        learning_rate, batch_size, max_epochs, patience: see :func:`device_probe`.
-
-    Returns:
-        dict ``params`` (the best epoch's), ``epochs`` (trained), ``best_epoch``,
-        ``early_stopped`` (False: ``max_epochs`` ended it), ``stop_loss``.
-    """
-    class_w = balanced_class_weights(labels[fit], num_classes)
-    stop_w = balanced_class_weights(labels[stop], num_classes)[labels[stop]]
-    rng = np.random.default_rng(seed)
-    params = init_probe(normed.shape[1], num_classes, seed=seed)
-    optimizer = _Adam(learning_rate)
-    best = (np.inf, 0, {k: v.copy() for k, v in params.items()})
-    epoch = 0
-    for epoch in range(1, max_epochs + 1):
-        order = fit[rng.permutation(fit.size)]
-        weights = class_w[labels[order]]
-        for start in range(0, order.size, batch_size):
-            batch = slice(start, start + batch_size)
-            _, grads = weighted_loss_and_grads(
-                params, normed[order[batch]], labels[order[batch]], weights[batch]
-            )
-            optimizer.apply(params, grads)
-        stop_loss, _ = weighted_loss_and_grads(params, normed[stop], labels[stop], stop_w)
-        if stop_loss < best[0]:
-            best = (stop_loss, epoch, {k: v.copy() for k, v in params.items()})
-        elif epoch - best[1] >= patience:
-            break
-    stop_loss, best_epoch, params = best
-    return {
-        "params": params,
-        "epochs": epoch,
-        "best_epoch": best_epoch,
-        "early_stopped": epoch - best_epoch >= patience,
-        "stop_loss": float(stop_loss),
-    }
-
-
-def score_probe(params, normed, labels, names):
-    """Balanced accuracy, accuracy, per-class recall and confusion matrix (rows true).
-
-    Classes without a test clip get recall None and are left out of the balanced accuracy.
-    """
-    num_classes = len(names)
-    predictions = probe_logits(params, normed).argmax(axis=1)
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    totals = matrix.sum(axis=1)
-    recall = [float(matrix[k, k] / totals[k]) if totals[k] else None for k in range(num_classes)]
-    present = [r for r in recall if r is not None]
-    return {
-        "balanced_accuracy": float(np.mean(present)),
-        "accuracy": float((predictions == labels).mean()),
-        "recall": dict(zip(names, recall)),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def holdout_split(labels, groups=None, stop_fraction=0.2, seed=0, class_names=None):
-    """Fit / early-stopping split of the training clips, stratified, by group when given.
-
-    Per class, ``round(stop_fraction * groups)`` groups (at least one) go to the early-stopping
-    part and the rest (at least one) to the fit part; a group (10-s recording) never spans both.
-
-    Args:
-        labels: ``[N]`` int class ids.
-        groups: optional ``[N]`` group keys; None: every clip is its own group.
-        stop_fraction: share of each class's groups held out for early stopping.
-        seed: shuffling seed.
-        class_names: names of the label ids, for error messages.
-
-    Returns:
-        Two sorted int arrays of indices (fit, stop).
-
-    Raises:
-        UserError: a class has fewer than two groups.
-    """
-    labels = np.asarray(labels)
-    if not 0 < stop_fraction < 1:
-        raise ValueError(f"stop_fraction must be in (0, 1), got {stop_fraction}")
-    fit, stop = [], []
-    classes = _shuffled_groups_per_class(
-        labels, groups, seed, class_names, 2, "training ", "fit and early-stop the probe"
-    )
-    for members, member_groups, keys in classes:
-        n_stop = min(keys.shape[0] - 1, max(1, int(round(stop_fraction * keys.shape[0]))))
-        held = np.isin(member_groups, keys[:n_stop])
-        stop.append(members[held])
-        fit.append(members[~held])
-    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(stop))
 
 
 def paper_probe(
@@ -427,35 +160,24 @@ def paper_probe(
     """
     from keras_asc.experiments.stats import t_interval
 
-    train_embeddings = np.asarray(train_embeddings, dtype=np.float64)
-    test_embeddings = np.asarray(test_embeddings, dtype=np.float64)
-    train_device_ids = np.asarray(train_device_ids, dtype=np.int64)
-    test_device_ids = np.asarray(test_device_ids, dtype=np.int64)
-    for what, emb, ids in (("train", train_embeddings, train_device_ids),
-                           ("test", test_embeddings, test_device_ids)):  # fmt: skip
-        if emb.ndim != 2 or ids.shape != (emb.shape[0],):
-            raise ValueError(
-                f"{what} embeddings must be [N, D] and device ids [N]; got {emb.shape} and "
-                f"{ids.shape}"
-            )
+    train_embeddings, train_device_ids = _checked(
+        train_embeddings, train_device_ids, "train embeddings", "device ids"
+    )
+    test_embeddings, test_device_ids = _checked(
+        test_embeddings, test_device_ids, "test embeddings", "device ids"
+    )
     if train_embeddings.shape[1] != test_embeddings.shape[1]:
         raise ValueError(
             f"train and test embeddings differ in width: {train_embeddings.shape[1]} vs "
             f"{test_embeddings.shape[1]}"
         )
-    present = np.unique(train_device_ids)
-    if present.shape[0] < 2:
-        raise UserError(
-            f"device probe: needs training clips of at least 2 devices, got "
-            f"{[device_names[i] for i in present]}"
-        )
+    present, names = _probe_classes(train_device_ids, device_names, "training clips")
     unseen = sorted(set(np.unique(test_device_ids).tolist()) - set(present.tolist()))
     if unseen:
         raise UserError(
             f"device probe: test clips of devices {[device_names[i] for i in unseen]} that have "
             f"no training clip (probe classes: {[device_names[i] for i in present]})"
         )
-    names = [device_names[i] for i in present]
     num_classes = len(names)
     train_labels = np.searchsorted(present, train_device_ids)
     test_labels = np.searchsorted(present, test_device_ids)
@@ -506,7 +228,7 @@ def train_device_mask(device_ids, device_names=DEVICES, devices=TRAIN_DEVICES):
     return np.isin(np.asarray(device_ids), wanted)
 
 
-# === Command line (scripts/probe_devices.py) ===
+# === Run directories ===
 
 
 PROTOCOLS = ("paper", "evaluate")
@@ -602,111 +324,3 @@ def probe_run(
     path = os.path.join(run_io.eval_dir(run.path, split), PROBE_FILES[protocol])
     run_io.write_json(path, result)
     return result
-
-
-def build_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="probe_devices.py",
-        description="Device probe (paper Table 2): how well a LayerNorm+Dense classifier "
-        "recognises the six training devices from the frozen embedding.",
-    )
-    parser.add_argument(
-        "--run",
-        nargs="+",
-        required=True,
-        metavar="RUN_DIR",
-        help="run directories (several = seeds of one method)",
-    )
-    parser.add_argument("--split", default="evaluate", help="TFRecord split (default: evaluate)")
-    parser.add_argument("--data", help="TFRecord folder (default: data.path of config.yaml)")
-    parser.add_argument("--out", help="combined JSON")
-    parser.add_argument("--name", help="method name in the table (default: the run's name)")
-    parser.add_argument("--seed", type=int, default=0, help="first split/initialisation seed")
-    parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="paper",
-        help="paper (default): fit on the training split, test on every --split clip; "
-        "evaluate: the earlier 60/20/20 split of the --split clips",
-    )
-    parser.add_argument("--train-split", default="train", help="the paper protocol's fit split")
-    parser.add_argument(
-        "--probe-seeds", type=int, default=5, help="probe seeds of the paper protocol (default 5)"
-    )
-    parser.add_argument(
-        "--split-by",
-        choices=("recording", "clip"),
-        default="recording",
-        help="keep each 10-s recording in one part (default) or split clips",
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-examples", type=int, help="only the first N clips")
-    return parser
-
-
-def describe(name, result):
-    """One line about a probe result (either protocol)."""
-    recall = ", ".join(f"{d} {100 * r:.1f}" for d, r in result["recall"].items() if r is not None)
-    text = (
-        f"{name}: balanced device accuracy {100 * result['balanced_accuracy']:.2f} % "
-        f"(chance {100 * result['chance']:.2f} %; per device: {recall}); "
-        f"{result['counts']['test']} test clips; "
-    )
-    if result.get("protocol") == "paper":
-        ci = result["balanced_accuracy_ci"]
-        spread = (
-            f"s.d. {100 * result['balanced_accuracy_sd']:.2f} pp, {100 * result['level']:.0f} % "
-            f"CI [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
-            if ci is not None
-            else "one probe seed"
-        )
-        stopped = sum(r["early_stopped"] for r in result["per_seed"])
-        return text + (
-            f"{len(result['per_seed'])} probe seeds ({spread}); early stopping ended "
-            f"{stopped} of them"
-        )
-    return text + (
-        f"early-stopped after {result['epochs']} epochs"
-        if result["early_stopped"]
-        else f"still improving at the last of {result['epochs']} epochs"
-    )
-
-
-def main(argv=None):
-    from keras_asc.evaluation import runs as run_io
-    from keras_asc.evaluation import tables
-
-    args = build_parser().parse_args(argv)
-    if args.seed < 0:
-        raise UserError(f"--seed {args.seed}: expected a non-negative integer")
-    if args.probe_seeds < 1:
-        raise UserError(f"--probe-seeds {args.probe_seeds}: expected at least 1")
-    opened = run_io.expand_runs(args.run)
-    name = run_io.method_name(opened, args.name)
-    results = []
-    for run in opened:
-        result = probe_run(
-            run,
-            args.split,
-            args.data,
-            args.batch_size,
-            args.max_examples,
-            seed=args.seed,
-            split_by=args.split_by,
-            protocol=args.protocol,
-            train_split=args.train_split,
-            probe_seeds=args.probe_seeds,
-        )
-        results.append(result)
-        print(describe(run.name, result))
-    text = tables.table2([(name, results)])
-    print()
-    print(text)
-    if args.out:
-        run_io.write_json(
-            args.out, {"method": name, "split": args.split, "runs": results, "markdown": text}
-        )
-        print(f"wrote {args.out}")
-    return 0

@@ -1,6 +1,6 @@
-"""``scripts/irgen_report.py``: IR-level metrics of trained DIR generators, per hold-out protocol.
+"""IR-level metrics of trained DIR generators, per hold-out protocol.
 
-Usage::
+From the command line (:mod:`keras_asc.cli`)::
 
     python scripts/irgen_report.py --run runs/irgen/angles --run runs/irgen/distance \
         --run runs/irgen/microphones [--out runs/irgen/report] [--config RodeK2/cardioid]
@@ -20,7 +20,6 @@ run):
   held-out angles are dashed in the generated panel.
 """
 
-import argparse
 import os
 
 import numpy as np
@@ -290,34 +289,3 @@ def write_report(runs, out=None, config_token=None, distance_cm=None):
     atomic_write_text(paths["markdown"], markdown(results))
     plot_responses(first_arrays, paths["figure"], config_token, distance_cm)
     return paths
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="irgen_report.py",
-        description="IR-level metrics (MSE, LSD, polar error) of trained DIR generators.",
-    )
-    parser.add_argument(
-        "--run",
-        action="append",
-        required=True,
-        help="run directory of scripts/train_irgen.py (repeatable)",
-    )
-    parser.add_argument("--out", default=None, help="output folder (default: RUN/report)")
-    parser.add_argument(
-        "--config",
-        dest="config_token",
-        default=None,
-        help="figure: the configuration, e.g. RodeK2/cardioid",
-    )
-    parser.add_argument("--distance", type=int, default=None, help="figure: distance in cm")
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    paths = write_report(args.run, args.out, args.config_token, args.distance)
-    with open(paths["markdown"], encoding="utf-8") as f:
-        print(f.read())
-    print(f"wrote {', '.join(paths.values())}")
-    return 0

@@ -1,6 +1,6 @@
-"""``scripts/train_irgen.py``: train the DIR generator GAN into a run directory.
+"""Training the DIR generator GAN into a run directory.
 
-Usage::
+From the command line (:mod:`keras_asc.cli`)::
 
     python scripts/train_irgen.py --config configs/irgen/small_cpu.yaml [--set k=v ...]
                                   [--run-dir runs/irgen_small] [--overwrite]
@@ -18,7 +18,6 @@ Run directory (``docs/irgen.md``)::
     RUN_DIR/summary.json               protocol, epochs, best epoch, validation MSE, minutes
 """
 
-import argparse
 import csv
 import json
 import os
@@ -30,7 +29,6 @@ from asc_core.errors import UserError
 from keras_asc.irgen import holdout as holdout_lib
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
 from keras_asc.irgen.condition_encoding import ConditionEncoder
-from keras_asc.irgen.config import load_irgen_config
 from keras_asc.irgen.config import save_irgen_config
 from keras_asc.irgen.records import configuration_key
 from keras_asc.irgen.records import load_dir_set
@@ -338,44 +336,3 @@ def train(config, run_dir, overwrite=False):
     }
     atomic_write_json(summary_path, summary)
     return summary
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="train_irgen.py",
-        description="Train the FAST-RIR-style DIR generator GAN on a DIR TFRecord set.",
-    )
-    parser.add_argument("--config", required=True, help="YAML config (configs/irgen/*.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.epochs=3 (repeatable)",
-    )
-    parser.add_argument(
-        "--run-dir", default=None, help="output folder (default: runs/irgen/<config stem>)"
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the results of a finished run in --run-dir",
-    )
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    config = load_irgen_config(args.config, args.overrides)
-    run_dir = args.run_dir or os.path.join(
-        "runs", "irgen", os.path.splitext(os.path.basename(args.config))[0]
-    )
-    summary = train(config, run_dir, overwrite=args.overwrite)
-    print(
-        f"done: {summary['epochs']} epochs ({summary['minutes']} min) in {summary['run_dir']}; "
-        f"protocol {summary['protocol']}, validation MSE {summary['first_val_mse']} -> "
-        f"{summary['last_val_mse']} (best {summary['best_val_mse']}, epoch "
-        f"{summary['best_epoch']})"
-    )
-    return 0

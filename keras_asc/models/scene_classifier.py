@@ -1,8 +1,6 @@
 """Acoustic scene classifier: waveform → Kaldi log-mel → PaSST → LayerNorm + Dense head."""
 
-import numbers
 import os
-import warnings
 
 import keras
 import tensorflow as tf
@@ -15,17 +13,19 @@ from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.losses.icl_diagnostics import DIAGNOSTICS
 from keras_asc.losses.icl_diagnostics import gradient_share
 from keras_asc.losses.icl_diagnostics import icl_diagnostics
-from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
+from keras_asc.models.config_upgrade import CONFIG_VERSION
+from keras_asc.models.config_upgrade import V1_KWARGS
+from keras_asc.models.config_upgrade import upgrade_config
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
+from keras_asc.models.task_arguments import TASK_KWARGS
+from keras_asc.models.task_arguments import icl_task_kwargs  # noqa: F401  (public here too)
+from keras_asc.models.task_arguments import logits_compile_arguments
+from keras_asc.models.task_arguments import validate_task_arguments
 from keras_asc.utils.weights_cache import load_preset_weights
 
 NUM_SCENES = len(SCENES)
-
-# Config layout version: 1 = flat icl_* / mixstyle_* / mixup_alpha / augment_seed /
-# dir_augmentation kwargs (no "version" key); 2 = auxiliary_loss + augmenter objects.
-CONFIG_VERSION = 2
 
 
 class _PresetDescriptions:
@@ -33,14 +33,6 @@ class _PresetDescriptions:
 
     def __get__(self, instance, owner):
         return {name: preset["description"] for name, preset in passt_presets.items()}
-
-
-# The head emits logits, so cross-entropy losses named by string must read them as logits
-# (Keras' string losses default to from_logits=False, which would silently train on garbage).
-_LOGIT_LOSSES = {
-    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
-    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
-}
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -127,7 +119,7 @@ class SceneClassifier(keras.Model):
         **kwargs,
     ):
         kwargs.setdefault("name", "scene_classifier")
-        _validate_task_arguments(
+        validate_task_arguments(
             auxiliary_loss, auxiliary_loss_weight, auxiliary_loss_rampup_steps, augmenter
         )
         if frontend is None:
@@ -203,16 +195,7 @@ class SceneClassifier(keras.Model):
         """
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-5)
-        # Keras style: a dict keyed by output name. Only "logits" has targets; the ICL term on
-        # the class tokens is `auxiliary_loss`, so the dict is unwrapped to its logits entry.
-        loss = _logits_entry(loss, "loss")
-        metrics = _logits_entry(metrics, "metrics")
-        if loss == "auto":
-            loss = "sparse_categorical_crossentropy"
-        if isinstance(loss, str) and loss in _LOGIT_LOSSES:
-            loss = _LOGIT_LOSSES[loss](from_logits=True)
-        if metrics == "auto":
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        loss, metrics = logits_compile_arguments(loss, metrics)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):
@@ -375,7 +358,7 @@ class SceneClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = _upgrade_config(dict(config))
+        config = upgrade_config(dict(config))
         for key in ("backbone", "frontend"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
@@ -451,7 +434,7 @@ class SceneClassifier(keras.Model):
                 f"{', '.join(sorted(passt_presets))}, or a directory written by "
                 "SceneClassifier.save_to_preset"
             )
-        old = sorted(k for k in overrides if k in _V1_ICL or k in _V1_AUGMENT)
+        old = sorted(k for k in overrides if k in V1_KWARGS)
         if old:
             raise UserError(
                 f"SceneClassifier.from_preset: {', '.join(old)} are kwargs of config version 1; "
@@ -461,7 +444,7 @@ class SceneClassifier(keras.Model):
         config = get_preset(preset)
         if weights is None and load_weights and config["checkpoint"] is not None:
             weights = "audioset"
-        task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _TASK_KWARGS}
+        task_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in TASK_KWARGS}
         if num_classes is None:
             num_classes = config["num_classes"] or NUM_SCENES
         backbone = PaSSTBackbone(**{**config["backbone"], "dtype": dtype, **overrides})
@@ -485,26 +468,6 @@ class SceneClassifier(keras.Model):
         return save_preset(self, preset_dir)
 
 
-def _logits_entry(value, argument):
-    """`compile`'s `loss` / `metrics` given as `{output name: ...}` -> the `"logits"` entry."""
-    if not isinstance(value, dict):
-        return value
-    outputs = ("logits", "embedding", "class_tokens")
-    unknown = sorted(str(k) for k in value if k not in outputs)
-    if unknown:
-        raise UserError(
-            f"SceneClassifier.compile: {argument} keys {unknown} are not outputs; expected "
-            f"the output name 'logits' (outputs: {', '.join(outputs)})"
-        )
-    other = sorted(k for k in value if k != "logits" and value[k] is not None)
-    if other:
-        raise UserError(
-            f"SceneClassifier.compile: {argument} for {other}: only 'logits' takes a compiled "
-            f"{argument} (the class-token term is auxiliary_loss=InverseContrastiveLoss(...))"
-        )
-    return value.get("logits", "auto" if argument == "loss" else None)
-
-
 def _logits_of(y_pred):
     return y_pred["logits"] if isinstance(y_pred, dict) else y_pred
 
@@ -515,132 +478,3 @@ def _gather_replicas(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_gather(value, axis=0)
-
-
-_TASK_KWARGS = (
-    "auxiliary_loss",
-    "auxiliary_loss_weight",
-    "auxiliary_loss_rampup_steps",
-    "augmenter",
-)
-
-
-def icl_task_kwargs(
-    icl_weight=0.0,
-    icl_alpha=0.2,
-    icl_beta=1.0,
-    icl_normalization="pairs",
-    icl_num_devices=None,
-    icl_rampup_steps=0,
-    icl_target="pooled",
-):
-    """The ``SceneClassifier`` kwargs of an ICL setting (the config's ``loss`` section).
-
-    Args:
-        icl_weight: float >= 0, ``lambda``; 0 means no auxiliary loss (plain CE).
-        icl_alpha, icl_beta, icl_normalization, icl_num_devices, icl_target: the
-            ``InverseContrastiveLoss`` arguments ``alpha``, ``beta``, ``normalization``,
-            ``num_devices``, ``target``.
-        icl_rampup_steps: int >= 0, linear ramp of ``lambda`` over this many steps.
-
-    Returns:
-        dict with ``auxiliary_loss`` (None when ``icl_weight`` is 0),
-        ``auxiliary_loss_weight`` and ``auxiliary_loss_rampup_steps``.
-
-    Raises:
-        UserError: naming the bad ``icl_*`` key.
-    """
-    _check_weight("icl_weight", icl_weight)
-    _check_rampup("icl_rampup_steps", icl_rampup_steps)
-    try:
-        loss = InverseContrastiveLoss(
-            alpha=icl_alpha,
-            beta=icl_beta,
-            normalization=icl_normalization,
-            num_devices=icl_num_devices,
-            target=icl_target,
-        )
-    except UserError as err:
-        # Name the config key (icl_alpha), not the loss argument (alpha).
-        message = str(err).replace("inverse contrastive loss: ", "ICL settings: ")
-        for key in ("alpha", "beta", "normalization", "num_devices", "target"):
-            message = message.replace(f"{key} must", f"icl_{key} must")
-            message = message.replace(f"got {key}=", f"got icl_{key}=")
-        raise UserError(message) from None
-    return {
-        "auxiliary_loss": loss if icl_weight > 0 else None,
-        "auxiliary_loss_weight": icl_weight,
-        "auxiliary_loss_rampup_steps": icl_rampup_steps,
-    }
-
-
-_V1_ICL = (
-    "icl_weight",
-    "icl_alpha",
-    "icl_beta",
-    "icl_normalization",
-    "icl_num_devices",
-    "icl_rampup_steps",
-)
-_V1_AUGMENT = {
-    "dir_augmentation": "dir_augmentation",
-    "mixstyle_p": "mixstyle_p",
-    "mixstyle_alpha": "mixstyle_alpha",
-    "mixup_alpha": "mixup_alpha",
-    "augment_seed": "seed",
-}
-
-
-def _upgrade_config(config):
-    """A ``get_config`` dict of any known layout -> the current one (version 2).
-
-    Version 1 (no ``version`` key; keras_asc before the Task layout) had flat ``icl_*``,
-    ``mixstyle_*``, ``mixup_alpha``, ``augment_seed`` and ``dir_augmentation`` kwargs; they
-    become ``auxiliary_loss`` (+ weight, ramp-up) and ``augmenter``. The augmentation layers
-    keep their weight paths, so the file's weights (IR bank and counters included) load.
-    """
-    version = config.pop("version", 1)
-    if version == CONFIG_VERSION:
-        return config
-    if version != 1:
-        raise UserError(
-            f"SceneClassifier: this model was saved with config version {version!r}; this "
-            f"keras_asc reads versions 1 and {CONFIG_VERSION} (a newer keras_asc wrote it?)"
-        )
-    icl = {key: config.pop(key) for key in _V1_ICL if key in config}
-    augment = {new: config.pop(old) for old, new in _V1_AUGMENT.items() if old in config}
-    if isinstance(augment.get("dir_augmentation"), dict):
-        augment["dir_augmentation"] = keras.layers.deserialize(augment["dir_augmentation"])
-    config.update(icl_task_kwargs(**icl))
-    config["augmenter"] = Augmenter(**augment)
-    warnings.warn(
-        "SceneClassifier: upgraded a config of version 1 (flat icl_*/augmentation kwargs) to "
-        f"version {CONFIG_VERSION}; save the model again to write the new layout",
-        stacklevel=2,
-    )
-    return config
-
-
-def _check_weight(key, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0.0:
-        raise UserError(f"SceneClassifier: {key} must be a number >= 0, got {value!r}")
-
-
-def _check_rampup(key, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise UserError(f"SceneClassifier: {key} must be an int >= 0, got {value!r}")
-
-
-def _validate_task_arguments(auxiliary_loss, weight, rampup_steps, augmenter):
-    if auxiliary_loss is not None and not isinstance(auxiliary_loss, InverseContrastiveLoss):
-        raise UserError(
-            "SceneClassifier: auxiliary_loss must be a keras_asc.losses.InverseContrastiveLoss "
-            f"or None, got {type(auxiliary_loss).__name__}"
-        )
-    _check_weight("auxiliary_loss_weight", weight)
-    _check_rampup("auxiliary_loss_rampup_steps", rampup_steps)
-    if augmenter is not None and not isinstance(augmenter, Augmenter):
-        raise UserError(
-            "SceneClassifier: augmenter must be a keras_asc.augment.Augmenter or None, got "
-            f"{type(augmenter).__name__}"
-        )

@@ -1,4 +1,5 @@
-"""``scripts/train.py``: train one config into a run directory (resumable), or several seeds.
+"""``keras-asc train`` (``scripts/train.py``): train one config into a run directory (resumable),
+or several seeds.
 
 Usage::
 
@@ -11,8 +12,9 @@ again resumes an interrupted run (or does nothing more when it has finished).
 
 import argparse
 import json
-import os
 
+from keras_asc.cli._options import add_config_options
+from keras_asc.cli._options import default_run_dir
 from keras_asc.config.loader import load_config
 
 
@@ -21,18 +23,11 @@ def build_parser():
         prog="train.py",
         description="Train a scene classifier from a YAML config into a resumable run directory.",
     )
-    parser.add_argument("--config", required=True, help="YAML config file (configs/*.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optimizer.learning_rate=1.0e-4 (repeatable; "
-        "the value is parsed as YAML)",
-    )
-    parser.add_argument(
-        "--run-dir", default=None, help="output folder (default: runs/<config stem>)"
+    add_config_options(
+        parser,
+        config_help="YAML config file (configs/*.yaml)",
+        set_example="optimizer.learning_rate=1.0e-4 (repeatable; the value is parsed as YAML)",
+        run_dir_default="runs/<config stem>",
     )
     parser.add_argument(
         "--seeds",
@@ -46,9 +41,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config, args.overrides)
-    run_dir = args.run_dir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.config))[0]
-    )
+    run_dir = args.run_dir or default_run_dir(args.config)
     from keras_asc.training.runner import train
     from keras_asc.training.runner import train_seeds
 
