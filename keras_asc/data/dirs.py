@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from asc_core import vocab
-from keras_asc.data.schema import parse_dir_example
 from asc_core.errors import UserError
+from keras_asc.data.schema import parse_dir_example
 
 
 class DirBank:

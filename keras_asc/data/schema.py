@@ -264,8 +264,9 @@ def _vocab_id(name, value, choices):
     return choices.index(value)
 
 
-def _audio_values(audio, num_samples, filename, scene, device, city, location, segment_id, index,
-                  sample_rate):
+def _audio_values(
+    audio, num_samples, filename, scene, device, city, location, segment_id, index, sample_rate
+):
     return {
         "audio": audio,
         "num_samples": num_samples,
@@ -311,8 +312,15 @@ def encode_audio_example(
         bytes, the serialized ``tf.train.Example``.
     """
     pieces, _ = audio_example_pieces(
-        audio, filename=filename, scene=scene, device=device, city=city, location=location,
-        segment_id=segment_id, index=index, sample_rate=sample_rate,
+        audio,
+        filename=filename,
+        scene=scene,
+        device=device,
+        city=city,
+        location=location,
+        segment_id=segment_id,
+        index=index,
+        sample_rate=sample_rate,
     )
     return b"".join(pieces)
 
@@ -337,8 +345,18 @@ def audio_example_pieces(
         float32 array (no copy).
     """
     audio = _waveform("audio", audio)
-    values = _audio_values(audio, audio.shape[0], filename, scene, device, city, location,
-                           segment_id, index, sample_rate)
+    values = _audio_values(
+        audio,
+        audio.shape[0],
+        filename,
+        scene,
+        device,
+        city,
+        location,
+        segment_id,
+        index,
+        sample_rate,
+    )
     return example_pieces(AUDIO_FEATURES, values)
 
 
@@ -366,11 +384,12 @@ def audio_example_layout(
     """
     num_samples = int(num_samples)
     blank = _Blank(4 * num_samples)
-    values = _audio_values(blank, num_samples, filename, scene, device, city, location,
-                           segment_id, index, sample_rate)
+    values = _audio_values(
+        blank, num_samples, filename, scene, device, city, location, segment_id, index, sample_rate
+    )
     pieces, _ = example_pieces(AUDIO_FEATURES, values)
     at = next((i for i, piece in enumerate(pieces) if piece is blank), len(pieces))
-    return b"".join(pieces[:at]), b"".join(pieces[at + 1:])
+    return b"".join(pieces[:at]), b"".join(pieces[at + 1 :])
 
 
 _SIZE_CACHE = {}
@@ -409,13 +428,33 @@ def audio_example_size(
     # Every field is a varint or length-delimited, so the length depends only on the lengths of
     # the strings and varints: records with the same ones share a cached answer (a builder
     # asks for ~10^5 records with a handful of distinct shapes).
-    shape = (num_samples, _utf8_length(filename), _utf8_length(scene), scene_id < 0,
-             _utf8_length(device), device_id < 0, _utf8_length(city), _utf8_length(location),
-             _varint_length(segment_id), _varint_length(index), _varint_length(sample_rate))
+    shape = (
+        num_samples,
+        _utf8_length(filename),
+        _utf8_length(scene),
+        scene_id < 0,
+        _utf8_length(device),
+        device_id < 0,
+        _utf8_length(city),
+        _utf8_length(location),
+        _varint_length(segment_id),
+        _varint_length(index),
+        _varint_length(sample_rate),
+    )
     size = _SIZE_CACHE.get(shape)
     if size is None:
-        values = _audio_values(_Blank(4 * num_samples), num_samples, filename, scene, device,
-                               city, location, segment_id, index, sample_rate)
+        values = _audio_values(
+            _Blank(4 * num_samples),
+            num_samples,
+            filename,
+            scene,
+            device,
+            city,
+            location,
+            segment_id,
+            index,
+            sample_rate,
+        )
         size = example_pieces(AUDIO_FEATURES, values)[1]
         if len(_SIZE_CACHE) >= 4096:
             _SIZE_CACHE.clear()
