@@ -102,12 +102,6 @@ def test_plan_columns_and_units_of_a_split(tiny_tau):
     assert [k for k, _ in tau22._units(plan, groups, 0)] == [k for k, _ in units]  # seeded
 
 
-def test_varint_lengths_match_protobuf():
-    values = [0, 1, 127, 128, 16383, 16384, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
-    expected = [1, 1, 1, 2, 2, 3, 6, 8, 9, 9, 10, 10]
-    assert tau22._varint_lengths(np.array(values, np.int64)).tolist() == expected
-
-
 def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
     from conftest import write_tau22
 
@@ -128,58 +122,3 @@ def test_record_sizes_per_shape_equal_each_clips_size(tmp_path):
     sizes = tau22._clip_record_sizes(plan)
     assert sizes.tolist() == [tau22._record_size(plan.clip(i)) for i in range(len(plan))]
     assert len(set(sizes.tolist())) == 3
-
-
-def _clip(name, index, scene="bus", device="a", city="paris", location="paris-2", segment=7):
-    return tau22.Clip(
-        line=2,
-        filename=name,
-        root="/",
-        scene=scene,
-        device=device,
-        city=city,
-        location=location,
-        segment_id=segment,
-        index=index,
-        key="k",
-    )
-
-
-def test_spliced_layouts_equal_computed_ones():
-    from keras_asc.data import schema
-
-    def computed(clip):
-        return schema.audio_example_layout(
-            tau22.CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
-        )
-
-    parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
-    units = [
-        parts,
-        parts[::-1],  # the first part need not have index 0
-        [_clip("audio/x-0.wav", 127), _clip("audio/x-1.wav", 5), _clip("audio/x-2.wav", 200)],
-        [_clip("audio/x-0.wav", 300), _clip("audio/x-1.wav", 1)],  # first index >= 128
-        [_clip("audio/x-0.wav", 0), _clip("audio/x-10.wav", 10)],  # another name length
-        [_clip("audio/x-0.wav", 0), _clip("audio/x-1.wav", 1, scene="park")],  # other labels
-        [_clip("audio/\u00e9-0.wav", 0), _clip("audio/\u00e9-1.wav", 1)],  # non-ASCII name
-        [_clip("audio/0.wav", 0), _clip("audio/1.wav", 1)],  # "0" is also a byte
-        [_clip(f"audio/paris-{k}.wav", k, location="audio/paris-0.wav") for k in range(3)],
-        parts[:1],
-    ]
-    for clips in units:
-        assert tau22._clip_layouts(clips) == [computed(c) for c in clips]
-
-
-def test_spliced_layouts_compute_two_per_recording(monkeypatch):
-    from keras_asc.data import schema
-
-    calls = []
-    layout = schema.audio_example_layout
-    monkeypatch.setattr(
-        schema,
-        "audio_example_layout",
-        lambda *a, **k: calls.append(k["filename"]) or layout(*a, **k),
-    )
-    parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
-    assert len(tau22._clip_layouts(parts)) == 10
-    assert calls == [parts[0].filename] * 2  # the first part, and its probe with index 1

@@ -32,9 +32,9 @@ import zipfile
 from pathlib import Path
 from pathlib import PurePosixPath
 
+from asc_core.download import fetch_resumable
+from asc_core.download import file_digest
 from asc_core.errors import UserError
-from keras_asc.utils.download import fetch_resumable
-from keras_asc.utils.download import file_digest
 
 DEFAULT_TABLE = Path(__file__).parent / "data" / "checksums.tsv"
 MIRROR_ENV = "KERAS_ASC_DATA_MIRROR"

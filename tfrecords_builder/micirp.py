@@ -185,7 +185,7 @@ def _planned_bytes(source, paths, sample_rate):
     """
     import soundfile
 
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
     from tfrecords_builder.tfrecord_io import FRAME_BYTES
 
     total = 0
@@ -238,7 +238,7 @@ def build(
         UserError: no IRs under ``source`` (or none left after skipping), a bad file with
             ``on_error="raise"``, or less free space than the records need (checked first).
     """
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
     from tfrecords_builder.writer import ErrorPolicy
     from tfrecords_builder.writer import OutputDir
     from tfrecords_builder.writer import check_free_space

@@ -668,7 +668,7 @@ def build(
     Returns:
         the output folder path.
     """
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
     from tfrecords_builder.tfrecord_io import FRAME_BYTES

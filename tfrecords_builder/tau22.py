@@ -49,6 +49,8 @@ from collections import Counter
 
 import numpy as np
 
+from asc_core import example
+from asc_core import tfrecord
 from asc_core import vocab
 from asc_core.errors import UserError
 from tfrecords_builder import csvutil
@@ -62,7 +64,7 @@ PARTS = 10
 CLIP_SAMPLES = vocab.SAMPLE_RATE * CLIP_SECONDS
 TARGET_SHARD_BYTES = 256 << 20
 # What a worker imports to run _process_unit (it does so while the main process plans).
-WORKER_MODULES = ("tfrecords_builder.tau22", "asc_core.audio", "keras_asc.data.schema")
+WORKER_MODULES = ("tfrecords_builder.tau22", "asc_core.audio", "asc_core.example")
 SPLIT_FILES = (
     ("train", "fold1_train.csv"),
     ("evaluate", "fold1_evaluate.csv"),
@@ -749,7 +751,7 @@ class _Units:
         """Bytes this split's records take in their shards (both views, TFRecord framing)."""
         clips, recordings = self.record_sizes()
         count = len(clips) + int(np.count_nonzero(self.groups.complete))
-        return int(clips.sum() + recordings.sum()) + count * tfrecord_io.FRAME_BYTES
+        return int(clips.sum() + recordings.sum()) + count * tfrecord.FRAME_BYTES
 
     def __len__(self):
         return len(self.order)
@@ -774,16 +776,6 @@ class _Units:
             yield key, clips, [*sizes[parts].tolist(), int(recordings[k])]
 
 
-def _varint_lengths(values):
-    """Bytes of the protobuf varint of each int64 value (10 for a negative one)."""
-    values = np.asarray(values, np.int64)
-    lengths = np.ones(len(values), np.int32)
-    for k in range(1, 9):
-        lengths += values >= 1 << (7 * k)
-    lengths[values < 0] = 10
-    return lengths
-
-
 def _clip_record_sizes(plan):
     """Serialized length of the 1-s record of each clip of ``plan`` (int64 array).
 
@@ -801,8 +793,8 @@ def _clip_record_sizes(plan):
     shape = name_bytes << 40
     for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city), (8, plan.location)):
         shape |= utf8[column] << shift
-    shape |= _varint_lengths(plan.segment_id).astype(np.int64) << 4
-    shape |= _varint_lengths(plan.index)
+    shape |= example.varint_lengths(plan.segment_id).astype(np.int64) << 4
+    shape |= example.varint_lengths(plan.index)
     _, first, inverse = np.unique(shape, return_index=True, return_inverse=True)
     del shape
     sizes = np.array([_record_size(plan.clip(at)) for at in first.tolist()], np.int64)
@@ -832,15 +824,16 @@ def _process_unit(task):
         ``(filename, message)`` for each failed clip.
     """
     from asc_core import audio as audio_lib
-    from keras_asc.data import schema
 
     split, key, clips, display, places = task
     # The bytes around each waveform first, in one tight loop (cheaper than one at a time
     # between the decoding and resampling of the recording).
-    layouts = _clip_layouts(clips)
+    layouts = example.audio_example_layouts(
+        CLIP_SAMPLES, [dict(filename=c.filename, index=c.index, **c.labels()) for c in clips]
+    )
     if key is not None:
         layouts.append(
-            schema.audio_example_layout(
+            example.audio_example_layout(
                 CLIP_SAMPLES * PARTS, filename=key, index=-1, **clips[0].labels()
             )
         )
@@ -866,62 +859,6 @@ def _process_unit(task):
     return written, written_10s, errors
 
 
-def _clip_layouts(clips):
-    """``(prefix, suffix)`` of the 1-s record of each clip (see ``audio_example_layout``).
-
-    The parts of a recording differ only in their file name (same length) and index (0-9),
-    so the layout of the first part is computed, and the others are copies of it with those
-    bytes replaced: a protobuf stores a string's bytes verbatim and a value below 128 as one
-    byte, and equal lengths keep every other byte. Where the bytes are found, from a second
-    layout with another index, is checked; any clip that does not fit (another name length,
-    index or labels) gets its layout computed in full.
-    """
-    from keras_asc.data import schema
-
-    def computed(clip, index=None):
-        return schema.audio_example_layout(
-            CLIP_SAMPLES,
-            filename=clip.filename,
-            index=clip.index if index is None else index,
-            **clip.labels(),
-        )
-
-    first = clips[0]
-    base = computed(first)
-    if len(clips) == 1 or not 0 <= first.index < 128:
-        return [base] + [computed(clip) for clip in clips[1:]]
-    prefix, suffix = base
-    probe_prefix, probe_suffix = computed(first, first.index ^ 1)
-    name = first.filename.encode("utf-8")
-    at_name = suffix.find(name)
-    if len(probe_suffix) != len(suffix):
-        return [base] + [computed(clip) for clip in clips[1:]]
-    differ = np.flatnonzero(
-        np.frombuffer(suffix, np.uint8) != np.frombuffer(probe_suffix, np.uint8)
-    )
-    if (
-        probe_prefix != prefix
-        or len(differ) != 1
-        or at_name < 0
-        or suffix.find(name, at_name + 1) >= 0
-        or at_name <= differ[0] < at_name + len(name)
-    ):
-        return [base] + [computed(clip) for clip in clips[1:]]
-    at_index = int(differ[0])
-    labels = first.labels()
-    layouts = [base]
-    for clip in clips[1:]:
-        encoded = clip.filename.encode("utf-8")
-        if len(encoded) != len(name) or not 0 <= clip.index < 128 or clip.labels() != labels:
-            layouts.append(computed(clip))
-            continue
-        spliced = bytearray(suffix)
-        spliced[at_name : at_name + len(name)] = encoded
-        spliced[at_index] = clip.index
-        layouts.append((prefix, bytes(spliced)))
-    return layouts
-
-
 def _write_wave(wave, layout, reserved):
     """Writes the record of a resampled waveform where it was placed.
 
@@ -938,13 +875,11 @@ def _write_wave(wave, layout, reserved):
 
 def _record_size(clip, key=None):
     """Serialized length of the 1-s record of ``clip``, or of the 10-s record ``key``."""
-    from keras_asc.data import schema
-
     if key is None:
-        return schema.audio_example_size(
+        return example.audio_example_size(
             CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
         )
-    return schema.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1, **clip.labels())
+    return example.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1, **clip.labels())
 
 
 def _placed_tasks(tasks, views, issued):

@@ -38,6 +38,7 @@ import os
 import shutil
 from collections import defaultdict
 
+from asc_core import tfrecord
 from asc_core.errors import UserError
 from tfrecords_builder import tfrecord_io
 
@@ -232,7 +233,7 @@ class PlacedShards:
         """
         shard = self._next
         offset = self.sizes[shard]
-        framed = record_size + tfrecord_io.FRAME_BYTES
+        framed = record_size + tfrecord.FRAME_BYTES
         self.sizes[shard] += framed
         self.counts[shard] += 1
         self._next = (shard + 1) % len(self.paths)

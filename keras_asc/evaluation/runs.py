@@ -19,6 +19,7 @@ import yaml
 
 from asc_core import vocab
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.yaml"
@@ -378,7 +379,6 @@ def _named_data_errors(batches, path, split):
     """Yields ``batches``; a TFRecord data loss becomes a UserError naming the shard."""
     import tensorflow as tf
 
-    from keras_asc.data.pipeline import data_loss_error
     from keras_asc.data.pipeline import shard_files
 
     try:

@@ -15,10 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
-from keras_asc.data.pipeline import data_loss_error
 from keras_asc.data.pipeline import make_datasets
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief

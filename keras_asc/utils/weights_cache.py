@@ -29,8 +29,8 @@ import warnings
 from pathlib import Path
 
 from asc_core.errors import UserError
-from keras_asc.utils.download import fetch_resumable
-from keras_asc.utils.download import file_digest
+from asc_core.download import fetch_resumable
+from asc_core.download import file_digest
 
 CACHE_ENV = "KERAS_ASC_CACHE"
 MIRROR_ENV = "KERAS_ASC_WEIGHTS_MIRROR"
