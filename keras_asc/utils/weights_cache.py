@@ -28,9 +28,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from asc_core.errors import UserError
 from asc_core.download import fetch_resumable
 from asc_core.download import file_digest
+from asc_core.errors import UserError
 
 CACHE_ENV = "KERAS_ASC_CACHE"
 MIRROR_ENV = "KERAS_ASC_WEIGHTS_MIRROR"
