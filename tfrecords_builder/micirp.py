@@ -186,7 +186,7 @@ def _planned_bytes(source, paths, sample_rate):
     import soundfile
 
     from asc_core.example import encode_dir_example
-    from tfrecords_builder.tfrecord_io import FRAME_BYTES
+    from asc_core.tfrecord import FRAME_BYTES
 
     total = 0
     for rel in paths:

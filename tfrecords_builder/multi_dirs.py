@@ -669,9 +669,9 @@ def build(
         the output folder path.
     """
     from asc_core.example import encode_dir_example
+    from asc_core.tfrecord import FRAME_BYTES
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
-    from tfrecords_builder.tfrecord_io import FRAME_BYTES
     from tfrecords_builder.writer import ErrorPolicy
     from tfrecords_builder.writer import OutputDir
     from tfrecords_builder.writer import check_free_space

@@ -7,9 +7,9 @@ Then `SceneClassifier.from_preset(NAME, num_classes=N, weights=OUT)`. Needs no t
 """
 
 import argparse
-import os
 
 from asc_core.errors import UserError
+from asc_core.files import replacing
 from keras_asc.convert.passt_checkpoint import checkpoint_geometry
 from keras_asc.convert.passt_checkpoint import load_passt_state_dict
 from keras_asc.convert.passt_checkpoint import matching_presets
@@ -74,23 +74,13 @@ def convert_checkpoint(checkpoint, out, num_classes=None, arch=None):
     model = SceneClassifier.from_preset(arch, load_weights=False, num_classes=num_classes)
     report = load_passt_state_dict(model, state_dict, source=f"checkpoint {checkpoint}")
 
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(
-        directory,
-        f".{os.path.basename(out)[: -len(WEIGHTS_SUFFIX)]}.{os.getpid()}.tmp{WEIGHTS_SUFFIX}",
-    )
-    try:
+    with replacing(out, suffix=WEIGHTS_SUFFIX) as temporary:
         model.save_weights(temporary)
-        os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return {"arch": arch, "num_classes": num_classes, **report}
 
 
 def main(argv=None):
-    from keras_asc.evaluation.runs import check_writable
+    from asc_core.files import check_writable
 
     args = build_parser().parse_args(argv)
     check_writable(args.out)  # before the checkpoint is read and converted

@@ -19,6 +19,9 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import atomic_write_text
+from asc_core.files import check_writable
+from asc_core.files import write_json
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import plots
 from keras_asc.evaluation import runs as run_io
@@ -83,7 +86,7 @@ def evaluate_run(
     report, probabilities = evaluate_predictions(predicted, split)
     out_dir = run_io.eval_dir(run.path, split)
     files = {
-        "predictions": run_io.atomic_write_text(
+        "predictions": atomic_write_text(
             os.path.join(out_dir, "predictions.tsv"),
             run_io.predictions_tsv(predicted["filename"], probabilities),
         )
@@ -109,7 +112,7 @@ def evaluate_run(
             "files": files,
         }
     )
-    run_io.write_json(os.path.join(out_dir, "report.json"), report)
+    write_json(os.path.join(out_dir, "report.json"), report)
     return report
 
 
@@ -188,7 +191,7 @@ def compare(paths, out=None):
         raise UserError("--compare: no report has a labelled split to tabulate")
     print(text, end="")
     if out:
-        run_io.write_json(
+        write_json(
             out,
             {
                 "version": REPORT_VERSION,
@@ -290,7 +293,7 @@ def main(argv=None):
     if args.max_examples is not None and args.max_examples < 1:
         raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
     if args.out:
-        run_io.check_writable(args.out)
+        check_writable(args.out)
     if args.compare:
         return compare(args.compare, args.out)
     opened = run_io.expand_runs(args.run)
@@ -332,6 +335,6 @@ def main(argv=None):
             "summary": summary(reports),
             "markdown": text,
         }
-        run_io.write_json(args.out, combined)
+        write_json(args.out, combined)
         print(f"wrote {args.out}")
     return 0

@@ -14,6 +14,7 @@ import json
 import os
 
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation import tables
 
@@ -155,7 +156,7 @@ def main(argv=None):
     print()
     print(text)
     if args.out:
-        run_io.write_json(
+        write_json(
             args.out,
             {
                 "split": args.split,

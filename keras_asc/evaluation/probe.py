@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from asc_core.vocab import DEVICES
 from asc_core.vocab import TRAIN_DEVICES
 
@@ -600,7 +601,7 @@ def probe_run(
         }
     )
     path = os.path.join(run_io.eval_dir(run.path, split), PROBE_FILES[protocol])
-    run_io.write_json(path, result)
+    write_json(path, result)
     return result
 
 
@@ -705,7 +706,7 @@ def main(argv=None):
     print()
     print(text)
     if args.out:
-        run_io.write_json(
+        write_json(
             args.out, {"method": name, "split": args.split, "runs": results, "markdown": text}
         )
         print(f"wrote {args.out}")

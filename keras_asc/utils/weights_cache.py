@@ -31,6 +31,7 @@ from pathlib import Path
 from asc_core.download import fetch_resumable
 from asc_core.download import file_digest
 from asc_core.errors import UserError
+from asc_core.files import write_json
 
 CACHE_ENV = "KERAS_ASC_CACHE"
 MIRROR_ENV = "KERAS_ASC_WEIGHTS_MIRROR"
@@ -84,9 +85,7 @@ class WeightsCache:
             self.manifest = {}
 
     def _save(self):
-        tmp = self.manifest_path.with_name(self.manifest_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
-        os.replace(tmp, self.manifest_path)
+        write_json(self.manifest_path, self.manifest, indent=1, sort_keys=True)
 
     def _record(self, path, **extra):
         key = path.relative_to(self.root).as_posix()
