@@ -1,7 +1,7 @@
-"""PyTorch PaSST checkpoints → keras-asc weights (NumPy only; `.pt` read without torch)."""
+"""The checkpoint-conversion command (``convert_passt``).
 
-from keras_asc.convert.passt_checkpoint import checkpoint_geometry
-from keras_asc.convert.passt_checkpoint import load_passt_state_dict
-from keras_asc.convert.passt_checkpoint import passt_weight_table
-
-__all__ = ["checkpoint_geometry", "load_passt_state_dict", "passt_weight_table"]
+The conversion itself (PyTorch state dict → keras-asc weights, NumPy only; ``.pt`` read
+without torch) lives with the models it fills: :mod:`keras_asc.models.passt_checkpoint` and
+:mod:`keras_asc.models.torch_checkpoint`, used by ``SceneClassifier.from_preset`` through
+:mod:`keras_asc.models.weights_cache`.
+"""

@@ -426,7 +426,7 @@ def paper_probe(
         ``confusion_matrix``, ``counts`` fit/stop, ``epochs``, ``best_epoch``,
         ``early_stopped``, ``stop_loss``).
     """
-    from keras_asc.experiments.stats import t_interval
+    from keras_asc.evaluation.stats import t_interval
 
     train_embeddings = np.asarray(train_embeddings, dtype=np.float64)
     test_embeddings = np.asarray(test_embeddings, dtype=np.float64)

@@ -75,7 +75,7 @@ class Run:
         """``keras.saving.load_model(RUN_DIR/model.keras)`` after registering keras_asc objects."""
         import keras
 
-        import keras_asc  # noqa: F401 - registers the serializable layers and models
+        import keras_asc.models  # noqa: F401 - registers SceneClassifier and what it is built of
 
         try:
             model = keras.saving.load_model(self.model_path)

@@ -19,7 +19,7 @@ from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
-from keras_asc.utils.weights_cache import load_preset_weights
+from keras_asc.models.weights_cache import load_preset_weights
 
 NUM_SCENES = len(SCENES)
 
@@ -405,7 +405,7 @@ class SceneClassifier(keras.Model):
 
         Weights follow keras-hub: with `load_weights=True` (default) a preset named after an
         official checkpoint loads its AudioSet weights (downloaded and converted once into a
-        verified cache, see `keras_asc.utils.weights_cache`), a small size (`passt_tiny`,
+        verified cache, see `keras_asc.models.weights_cache`), a small size (`passt_tiny`,
         `passt_small`) has none, and a directory loads its `model.weights.h5`;
         `load_weights=False` gives random weights. `weights` picks others: `"audioset"` or the
         path of a `.weights.h5` file (e.g. from `scripts/convert_passt_checkpoint.py`).

@@ -55,7 +55,7 @@ def build_model(config, sample_rate=None):
     from keras_asc.augment.augmenter import Augmenter
     from keras_asc.models.scene_classifier import SceneClassifier
     from keras_asc.models.scene_classifier import icl_task_kwargs
-    from keras_asc.utils.weights_cache import load_preset_weights
+    from keras_asc.models.weights_cache import load_preset_weights
 
     model_cfg = dict(config["model"])
     preset = model_cfg.pop("preset")
