@@ -39,22 +39,18 @@ Goals: build ≥ 90 % of the bound's clips/s; RSS growth from 1× to 4× < 10 %.
 (otherwise one is generated into the work folder, which takes a few minutes).
 """
 
-# Spawned workers re-import this script: keep keras_asc's __init__ (Keras, TensorFlow) out of
-# them by registering the bare packages before anything imports keras_asc.
-from tfrecords_builder import parallel  # isort: skip
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 
-parallel.register_light_packages()
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+from tfrecords_builder import parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAU_ROOT = "TAU-urban-acoustic-scenes-2022-mobile-development"
@@ -184,8 +180,6 @@ def scale_corpus(root, out_root, factor):
 
 RSS_SCRIPT = """
 import sys
-from tfrecords_builder import parallel
-parallel.register_light_packages()
 from tfrecords_builder import tau22
 tau22.build(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
 """

@@ -44,7 +44,6 @@ The paper's setting is ``--batch 64`` (slow on 2 cores: about a minute per step)
 import argparse
 import contextlib
 import io
-import json
 import os
 import statistics
 import sys
@@ -464,9 +463,9 @@ def main(argv=None):
     print(f"CPU: {machine['cpu_model']}; oneDNN ISA: {machine['onednn']['isa']}")
     print(f"load average before/after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")
     if args.json:
-        with open(args.json + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
+        from asc_core.files import write_json  # after the sys.path set-up above
+
+        write_json(args.json, report)
     return 0
 
 

@@ -38,8 +38,8 @@ def write_corpus(directory, recordings=48, eval_clips=64, irs=32, ir_length=1024
     import tensorflow as tf
 
     from asc_core import vocab
-    from keras_asc.data.schema import encode_audio_example
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_audio_example
+    from asc_core.example import encode_dir_example
 
     rng = np.random.default_rng(seed)
     audio_dir = os.path.join(directory, "tau22")

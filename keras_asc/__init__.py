@@ -14,6 +14,7 @@ from keras_asc import irgen
 from keras_asc import layers
 from keras_asc import losses
 from keras_asc import models
+from keras_asc._version import __version__
 from keras_asc.augment.augmenter import Augmenter
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.freq_mix_style import FreqMixStyle
@@ -24,8 +25,6 @@ from keras_asc.losses.inverse_contrastive_loss import InverseContrastiveLoss
 from keras_asc.losses.inverse_contrastive_loss import inverse_contrastive_loss
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.scene_classifier import SceneClassifier
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Augmenter",

@@ -204,7 +204,7 @@ def load_model(
         mode: ``"all"`` (logits and embedding, as hear21passt), ``"embed_only"`` or
             ``"logits"``.
         weights: for a preset name: ``"audioset"`` (the official checkpoint, downloaded and
-            converted once by ``keras_asc.utils.weights_cache``), a converted ``.weights.h5``
+            converted once by ``keras_asc.models.weights_cache``), a converted ``.weights.h5``
             file, or None (random weights, for tests).
         num_classes: for a preset name: classes of the head; None means the checkpoint's
             (527 for AudioSet presets, as hear21passt).
@@ -230,7 +230,7 @@ def load_model(
         model = load_scene_model(path, label="model_file_path")
     else:
         from keras_asc.models.scene_classifier import SceneClassifier
-        from keras_asc.utils.weights_cache import load_preset_weights
+        from keras_asc.models.weights_cache import load_preset_weights
 
         model = SceneClassifier.from_preset(path, load_weights=False, num_classes=num_classes)
         load_preset_weights(model, path, weights, cache_dir=cache_dir)

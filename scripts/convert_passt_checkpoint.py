@@ -1,4 +1,4 @@
-"""Convert an official PyTorch PaSST checkpoint to keras-asc weights (see keras_asc.convert)."""
+"""Convert an official PyTorch PaSST checkpoint to keras-asc weights (`keras-asc convert`)."""
 
 import sys
 

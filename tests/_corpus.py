@@ -16,8 +16,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from asc_core import vocab
-from keras_asc.data.schema import encode_audio_example
-from keras_asc.data.schema import encode_dir_example
+from asc_core.example import encode_audio_example
+from asc_core.example import encode_dir_example
 
 SR = vocab.SAMPLE_RATE
 

@@ -47,7 +47,7 @@ def _no_weight_downloads(monkeypatch, tmp_path_factory):
     once; tests that serve weights restore `fetch_resumable` and set their own mirror."""
     monkeypatch.setenv("KERAS_ASC_WEIGHTS_MIRROR", "http://127.0.0.1:9/no-downloads-in-tests")
     monkeypatch.setenv("KERAS_ASC_CACHE", str(tmp_path_factory.getbasetemp() / "weights-cache"))
-    cache = sys.modules.get("keras_asc.utils.weights_cache")
+    cache = sys.modules.get("keras_asc.models.weights_cache")
     if cache is not None:
 
         def refuse(url, *args, **kwargs):

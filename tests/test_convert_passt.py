@@ -14,13 +14,13 @@ import torch
 
 from asc_core.errors import UserError
 from keras_asc.cli.convert import main
-from keras_asc.convert import passt_checkpoint
-from keras_asc.convert.passt_checkpoint import checkpoint_geometry
-from keras_asc.convert.passt_checkpoint import load_passt_state_dict
-from keras_asc.convert.passt_checkpoint import passt_weight_table
-from keras_asc.convert.torch_checkpoint import read_torch_state_dict
+from keras_asc.models import passt_checkpoint
 from keras_asc.models.passt_backbone import PaSSTBackbone
+from keras_asc.models.passt_checkpoint import checkpoint_geometry
+from keras_asc.models.passt_checkpoint import load_passt_state_dict
+from keras_asc.models.passt_checkpoint import passt_weight_table
 from keras_asc.models.scene_classifier import SceneClassifier
+from keras_asc.models.torch_checkpoint import read_torch_state_dict
 
 sys.path.insert(0, os.path.dirname(__file__))
 import torch_oracle  # noqa: E402

@@ -29,7 +29,7 @@ DEVICES_IN_SPLIT = ("a", "b", "c", "s1", "s2", "s3")
 
 
 def clip_records(rng):
-    from keras_asc.data.schema import encode_audio_example
+    from asc_core.example import encode_audio_example
 
     records, waveforms, labels = [], [], []
     for d, device in enumerate(DEVICES_IN_SPLIT + ("s4",)):
@@ -80,7 +80,7 @@ def make_run(path, data, seed, loss=None, wandb=None):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from keras_asc.data.schema import encode_audio_example
+    from asc_core.example import encode_audio_example
 
     root = tmp_path_factory.mktemp("evalcli")
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asc_core.errors import UserError
-from keras_asc.data.schema import encode_dir_example
+from asc_core.example import encode_dir_example
 from tfrecords_builder import BUILDER_VERSION
 from tfrecords_builder import inspect_cmd
 from tfrecords_builder import tau22

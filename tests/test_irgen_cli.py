@@ -62,7 +62,7 @@ def _ir(pattern, transducer, distance_cm, angle_deg):
 
 
 def _write_dir_set(out, with_metadata=True):
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
     from tfrecords_builder.writer import OutputDir
 
     with OutputDir(out, builder="multi-dirs") as output:

@@ -28,7 +28,7 @@ def write_dir_set(folder, irs_and_meta):
     """A DIR TFRecord folder (one shard) with the schema's encoder."""
     import tensorflow as tf
 
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
 
     os.makedirs(folder, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(folder, "dirs.tfrecord-00000-of-00001")) as writer:

@@ -11,10 +11,10 @@ from asc_core.errors import UserError
 from keras_asc import hear
 from keras_asc.config import resolve_config
 from keras_asc.models import preset_dir
+from keras_asc.models import weights_cache
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
 from keras_asc.training.runner import build_model
-from keras_asc.utils import weights_cache
 
 NUM_CLASSES = 3
 

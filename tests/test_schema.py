@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asc_core import example
 from asc_core import vocab
 from keras_asc.data import schema
 
@@ -43,13 +44,13 @@ AUDIO_LABELS = {
 
 def test_audio_record_equals_tf_example_message():
     audio = _audio(50)
-    serialized = schema.encode_audio_example(audio, **AUDIO_LABELS)
+    serialized = example.encode_audio_example(audio, **AUDIO_LABELS)
     expected = dict(
         AUDIO_LABELS, audio=audio, num_samples=50, sample_rate=32000, scene_id=8, device_id=4
     )
-    assert tf.train.Example.FromString(serialized) == _tf_example(expected, schema.AUDIO_FEATURES)
+    assert tf.train.Example.FromString(serialized) == _tf_example(expected, example.AUDIO_FEATURES)
     # Same inputs, same bytes (the builders rely on it for byte-identical shards).
-    assert schema.encode_audio_example(audio, **AUDIO_LABELS) == serialized
+    assert example.encode_audio_example(audio, **AUDIO_LABELS) == serialized
 
 
 def test_dir_record_equals_tf_example_message_with_unicode_and_negative_ints():
@@ -62,7 +63,7 @@ def test_dir_record_equals_tf_example_message_with_unicode_and_negative_ints():
         "distance_cm": 50,
         "angle_deg": -1,
     }
-    serialized = schema.encode_dir_example(ir, **kwargs)
+    serialized = example.encode_dir_example(ir, **kwargs)
     expected = {
         "ir": ir,
         "num_samples": 17,
@@ -81,12 +82,12 @@ def test_dir_record_equals_tf_example_message_with_unicode_and_negative_ints():
         "address": "",
         "diaphragm_count": -1,
     }
-    assert tf.train.Example.FromString(serialized) == _tf_example(expected, schema.DIR_FEATURES)
+    assert tf.train.Example.FromString(serialized) == _tf_example(expected, example.DIR_FEATURES)
 
 
 def test_parse_single_audio_record_eagerly():
     audio = _audio(32000)
-    parsed = schema.parse_audio_example(schema.encode_audio_example(audio, **AUDIO_LABELS))
+    parsed = schema.parse_audio_example(example.encode_audio_example(audio, **AUDIO_LABELS))
     np.testing.assert_array_equal(parsed["audio"].numpy(), audio)
     assert parsed["audio"].shape == (32000,)
     assert parsed["scene"].numpy() == b"street_traffic"
@@ -97,7 +98,7 @@ def test_parse_single_audio_record_eagerly():
 
 
 def test_unlabelled_record_defaults():
-    record = schema.encode_audio_example(_audio(8), filename="audio/7.wav")
+    record = example.encode_audio_example(_audio(8), filename="audio/7.wav")
     parsed = schema.parse_audio_example(record)
     assert parsed["scene"].numpy() == b"" and parsed["scene_id"].numpy() == -1
     assert parsed["device"].numpy() == b"" and parsed["device_id"].numpy() == -1
@@ -108,15 +109,15 @@ def test_unlabelled_record_defaults():
 def test_batched_parse_is_ragged_or_dense_with_num_samples():
     a, b = _audio(5, 1), _audio(3, 2)
     records = [
-        schema.encode_audio_example(a, filename="x"),
-        schema.encode_audio_example(b, filename="y", scene="bus"),
+        example.encode_audio_example(a, filename="x"),
+        example.encode_audio_example(b, filename="y", scene="bus"),
     ]
     parsed = schema.parse_audio_example(tf.constant(records))
     assert isinstance(parsed["audio"], tf.RaggedTensor)
     assert parsed["audio"].row_lengths().numpy().tolist() == [5, 3]
     np.testing.assert_array_equal(parsed["audio"][1].numpy(), b)
     assert parsed["scene_id"].numpy().tolist() == [-1, 1]
-    same = [schema.encode_audio_example(a, filename=n) for n in "pq"]
+    same = [example.encode_audio_example(a, filename=n) for n in "pq"]
     dense = schema.parse_audio_example(tf.constant(same), num_samples=5)
     assert isinstance(dense["audio"], tf.Tensor) and dense["audio"].shape == (2, 5)
     np.testing.assert_array_equal(dense["audio"].numpy(), np.stack([a, a]))
@@ -127,7 +128,7 @@ def test_batched_parse_is_ragged_or_dense_with_num_samples():
 def test_parse_inside_dataset_map_unbatched_and_batched():
     clips = [_audio(32000, s) for s in range(5)]
     records = [
-        schema.encode_audio_example(c, filename=f"f{i}", device=vocab.DEVICES[i])
+        example.encode_audio_example(c, filename=f"f{i}", device=vocab.DEVICES[i])
         for i, c in enumerate(clips)
     ]
     unbatched = tf.data.Dataset.from_tensor_slices(records).map(schema.parse_audio_example)
@@ -153,7 +154,7 @@ def test_parse_inside_dataset_map_unbatched_and_batched():
 def test_dir_parse_scalar_and_batch_in_map():
     irs = [_audio(n, n) for n in (10, 20)]
     records = [
-        schema.encode_dir_example(
+        example.encode_dir_example(
             ir,
             name=f"m{i}.wav",
             set="multi",
@@ -176,23 +177,23 @@ def test_dir_parse_scalar_and_batch_in_map():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: schema.encode_audio_example(np.zeros((2, 3)), filename="x"), "1-D"),
-        (lambda: schema.encode_audio_example(np.array([0.0, np.nan]), filename="x"), "NaN"),
+        (lambda: example.encode_audio_example(np.zeros((2, 3)), filename="x"), "1-D"),
+        (lambda: example.encode_audio_example(np.array([0.0, np.nan]), filename="x"), "NaN"),
         (
-            lambda: schema.encode_audio_example(np.zeros(3), filename="x", scene="beach"),
+            lambda: example.encode_audio_example(np.zeros(3), filename="x", scene="beach"),
             "unknown scene 'beach'",
         ),
         (
-            lambda: schema.encode_audio_example(np.zeros(3), filename="x", device="s7"),
+            lambda: example.encode_audio_example(np.zeros(3), filename="x", device="s7"),
             "unknown device 's7'",
         ),
         (
-            lambda: schema.encode_dir_example(
+            lambda: example.encode_dir_example(
                 np.zeros(3), name="x", set="vintage", source_sample_rate=1
             ),
             "unknown DIR set 'vintage'",
         ),
-        (lambda: schema.encode_example(schema.AUDIO_FEATURES, {"audio": [0.0]}), "missing"),
+        (lambda: example.encode_example(example.AUDIO_FEATURES, {"audio": [0.0]}), "missing"),
         (lambda: schema.parse_audio_example(tf.constant([["a"]])), "scalar or a vector"),
     ],
 )

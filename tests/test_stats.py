@@ -1,10 +1,10 @@
-"""keras_asc.experiments.stats: t intervals, paired differences, Holm, verdicts, checked by hand."""
+"""keras_asc.evaluation.stats: t intervals, paired differences, Holm, verdicts, checked by hand."""
 
 import math
 
 import pytest
 
-from keras_asc.experiments import stats
+from keras_asc.evaluation import stats
 
 # t(0.975, df) from tables: df 2 → 4.302653, df 4 → 2.776445.
 T975_DF2 = 4.302652729911275

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
+from asc_core import example
 from asc_core.errors import UserError
 from tfrecords_builder import csvutil
 from tfrecords_builder.tau22 import plan as tau22_plan
 from tfrecords_builder.tau22 import source as tau22_source
-from tfrecords_builder.tau22 import worker as tau22_worker
 from tfrecords_builder.writer import ErrorPolicy
 
 
@@ -155,16 +155,8 @@ def test_work_units_hold_every_clip_once_in_a_seeded_order(tmp_path):
     assert orders[0][0] != orders[1][0]  # ... and another seed gives another one
 
 
-def test_varint_lengths_match_protobuf():
-    values = [0, 1, 127, 128, 16383, 16384, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
-    expected = [1, 1, 1, 2, 2, 3, 6, 8, 9, 9, 10, 10]
-    assert tau22_plan.varint_lengths(np.array(values, np.int64)).tolist() == expected
-
-
 def test_record_sizes_equal_the_encoded_records(tmp_path):
     from conftest import write_tau22
-
-    from keras_asc.data import schema
 
     root = str(tmp_path / "tau")
     write_tau22(
@@ -180,47 +172,7 @@ def test_record_sizes_equal_the_encoded_records(tmp_path):
     sizes = tau22_plan.clip_record_sizes(plan)
     silence = np.zeros(tau22_source.CLIP_SAMPLES, np.float32)
     encoded = [
-        len(schema.encode_audio_example(silence, filename=c.filename, index=c.index, **c.labels()))
+        len(example.encode_audio_example(silence, filename=c.filename, index=c.index, **c.labels()))
         for c in map(plan.clip, range(len(plan)))
     ]
     assert sizes.tolist() == encoded and len(set(encoded)) == 3
-
-
-def _clip(name, index, scene="bus", device="a", city="paris", location="paris-2", segment=7):
-    return tau22_plan.Clip(
-        line=2,
-        filename=name,
-        root="/",
-        scene=scene,
-        device=device,
-        city=city,
-        location=location,
-        segment_id=segment,
-        index=index,
-        key="k",
-    )
-
-
-def test_spliced_layouts_equal_computed_ones():
-    from keras_asc.data import schema
-
-    def computed(clip):
-        return schema.audio_example_layout(
-            tau22_source.CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
-        )
-
-    parts = [_clip(f"audio/bus-paris-2-7-{k}-a.wav", k) for k in range(10)]
-    units = [
-        parts,
-        parts[::-1],  # the first part need not have index 0
-        [_clip("audio/x-0.wav", 127), _clip("audio/x-1.wav", 5), _clip("audio/x-2.wav", 200)],
-        [_clip("audio/x-0.wav", 300), _clip("audio/x-1.wav", 1)],  # first index >= 128
-        [_clip("audio/x-0.wav", 0), _clip("audio/x-10.wav", 10)],  # another name length
-        [_clip("audio/x-0.wav", 0), _clip("audio/x-1.wav", 1, scene="park")],  # other labels
-        [_clip("audio/\u00e9-0.wav", 0), _clip("audio/\u00e9-1.wav", 1)],  # non-ASCII name
-        [_clip("audio/0.wav", 0), _clip("audio/1.wav", 1)],  # "0" is also a byte
-        [_clip(f"audio/paris-{k}.wav", k, location="audio/paris-0.wav") for k in range(3)],
-        parts[:1],
-    ]
-    for clips in units:
-        assert tau22_worker.clip_layouts(clips) == [computed(c) for c in clips]

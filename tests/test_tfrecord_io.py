@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asc_core import example
+from asc_core import tfrecord
 from asc_core.errors import UserError
-from keras_asc.data import schema
 from tfrecords_builder import parallel
 from tfrecords_builder import tfrecord_io
 from tfrecords_builder.writer import OutputDir
@@ -34,8 +35,8 @@ RECORDS = [
     b"",  # an empty record is legal TFRecord
     b"x",
     bytes(range(256)) * 3,
-    schema.encode_audio_example(_audio(32000), **_labels(1)),
-    schema.encode_audio_example(_audio(320000, 2), **_labels(2)),
+    example.encode_audio_example(_audio(32000), **_labels(1)),
+    example.encode_audio_example(_audio(320000, 2), **_labels(2)),
 ]
 
 
@@ -54,7 +55,7 @@ def test_masked_crc_of_the_crc32c_check_value():
     # CRC-32C("123456789") = 0xE3069283 (the standard check value), then TFRecord's mask.
     crc = 0xE3069283
     expected = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-    assert tfrecord_io.masked_crc32c(b"123456789") == expected
+    assert tfrecord.masked_crc32c(b"123456789") == expected
 
 
 def test_record_writer_bytes_equal_tf_writer_and_read_back(tmp_path):
@@ -71,13 +72,13 @@ def test_record_writer_bytes_equal_tf_writer_and_read_back(tmp_path):
 
 def test_pieces_give_the_same_frame_as_the_joined_record():
     audio = _audio(1000, 3)
-    pieces, size = schema.audio_example_pieces(audio, **_labels(4))
-    joined = schema.encode_audio_example(audio, **_labels(4))
+    pieces, size = example.audio_example_pieces(audio, **_labels(4))
+    joined = example.encode_audio_example(audio, **_labels(4))
     assert size == len(joined) and b"".join(pieces) == joined
     assert any(p is audio for p in pieces)  # the waveform is not copied
-    framed, framed_size = tfrecord_io.frame(pieces)
-    assert framed_size == len(joined) + tfrecord_io.FRAME_BYTES
-    assert b"".join(framed) == b"".join(tfrecord_io.frame(joined)[0])
+    framed, framed_size = tfrecord.frame(pieces)
+    assert framed_size == len(joined) + tfrecord.FRAME_BYTES
+    assert b"".join(framed) == b"".join(tfrecord.frame(joined)[0])
 
 
 @pytest.mark.parametrize(
@@ -99,9 +100,9 @@ def test_pieces_give_the_same_frame_as_the_joined_record():
 @pytest.mark.parametrize("num_samples", [0, 1, 31, 32000, 320000])
 def test_size_and_layout_are_known_before_the_audio(labels, num_samples):
     audio = _audio(num_samples, num_samples)
-    record = schema.encode_audio_example(audio, **labels)
-    assert schema.audio_example_size(num_samples, **labels) == len(record)
-    prefix, suffix = schema.audio_example_layout(num_samples, **labels)
+    record = example.encode_audio_example(audio, **labels)
+    assert example.audio_example_size(num_samples, **labels) == len(record)
+    prefix, suffix = example.audio_example_layout(num_samples, **labels)
     assert prefix + audio.astype("<f4").tobytes() + suffix == record
 
 
@@ -112,7 +113,7 @@ def test_write_at_any_order_equals_sequential_tf_output(tmp_path):
     try:
         for i in reversed(range(len(RECORDS))):  # last record first: the file is sparse
             pieces = (
-                schema.audio_example_pieces(_audio(32000), **_labels(1))[0]
+                example.audio_example_pieces(_audio(32000), **_labels(1))[0]
                 if i == 3
                 else RECORDS[i]
             )
@@ -143,7 +144,7 @@ def _write_placed(task):
 
 def test_placed_shards_written_by_two_processes(tmp_path):
     records = [
-        schema.encode_audio_example(_audio(n, i), **_labels(i))
+        example.encode_audio_example(_audio(n, i), **_labels(i))
         for i, n in enumerate([10, 3000, 0, 77, 32000, 5, 640, 1])
     ]
     shards = PlacedShards(str(tmp_path), "train-1s", 3)
@@ -221,10 +222,10 @@ def test_pure_python_crc_fallback_gives_the_same_frame(monkeypatch):
     from google_crc32c import python as crc_python
 
     audio = _audio(300, 5)
-    pieces, _ = schema.audio_example_pieces(audio, **_labels(5))
-    expected = b"".join(tfrecord_io.frame(pieces)[0])
-    monkeypatch.setattr(tfrecord_io, "_CRC_READS_ARRAYS", False)
-    monkeypatch.setattr(tfrecord_io.google_crc32c, "extend", crc_python.extend)
-    monkeypatch.setattr(tfrecord_io.google_crc32c, "value", crc_python.value)
-    assert b"".join(tfrecord_io.frame([*pieces[:-1], bytearray(pieces[-1])])[0]) == expected
-    assert b"".join(tfrecord_io.frame(pieces)[0]) == expected
+    pieces, _ = example.audio_example_pieces(audio, **_labels(5))
+    expected = b"".join(tfrecord.frame(pieces)[0])
+    monkeypatch.setattr(tfrecord, "_CRC_READS_ARRAYS", False)
+    monkeypatch.setattr(tfrecord.google_crc32c, "extend", crc_python.extend)
+    monkeypatch.setattr(tfrecord.google_crc32c, "value", crc_python.value)
+    assert b"".join(tfrecord.frame([*pieces[:-1], bytearray(pieces[-1])])[0]) == expected
+    assert b"".join(tfrecord.frame(pieces)[0]) == expected

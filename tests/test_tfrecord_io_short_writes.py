@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from asc_core import tfrecord
 from tfrecords_builder import tfrecord_io
 
 
@@ -35,8 +36,8 @@ def short_writes(monkeypatch):
 def test_write_at_and_record_writer_survive_short_writes(tmp_path, short_writes):
     wave = np.linspace(-1, 1, 3000, dtype=np.float32)
     record = [b"head" * 10, wave, b"tail" * 5]
-    expected = _joined(tfrecord_io.frame(record)[0])
-    assert len(expected) == 40 + wave.nbytes + 20 + tfrecord_io.FRAME_BYTES
+    expected = _joined(tfrecord.frame(record)[0])
+    assert len(expected) == 40 + wave.nbytes + 20 + tfrecord.FRAME_BYTES
 
     path = tmp_path / "placed"
     path.write_bytes(b"")
@@ -49,6 +50,6 @@ def test_write_at_and_record_writer_survive_short_writes(tmp_path, short_writes)
     with tfrecord_io.RecordWriter(tmp_path / "sequential") as writer:
         writer.write(record)
         writer.write(b"small record")
-    small = _joined(tfrecord_io.frame(b"small record")[0])
+    small = _joined(tfrecord.frame(b"small record")[0])
     assert (tmp_path / "sequential").read_bytes() == expected + small
     assert sum(short_writes) == len(expected) + len(small)

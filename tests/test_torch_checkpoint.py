@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from asc_core.errors import UserError
-from keras_asc.convert.torch_checkpoint import load_torch_checkpoint
-from keras_asc.convert.torch_checkpoint import read_torch_state_dict
+from keras_asc.models.torch_checkpoint import load_torch_checkpoint
+from keras_asc.models.torch_checkpoint import read_torch_state_dict
 
 LEGACY_HEADER = (
     pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch_oracle
 
+from asc_core import download
 from asc_core.errors import UserError
+from keras_asc.models import weights_cache
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
-from keras_asc.utils import download
-from keras_asc.utils import weights_cache
 
 RELEASE = "v-test/passt-tiny.pt"
 

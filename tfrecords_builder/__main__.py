@@ -65,13 +65,10 @@ def main(argv=None):
 def cli():
     """Console-script entry point (``keras-asc-build``, ``python -m tfrecords_builder``).
 
-    The builders need only keras_asc's data modules; registering ``keras_asc`` without running
-    its ``__init__`` (which imports Keras) keeps start-up and error reports fast. TensorFlow is
-    imported only when records are written or read.
+    The builders import only ``asc_core`` and their own modules, never ``keras_asc``, so
+    start-up and error reports stay fast; TensorFlow is imported only by ``inspect``, which
+    reads records with ``tf.data``.
     """
-    from tfrecords_builder import parallel
-
-    parallel.register_light_packages()
     from asc_core.errors import run_cli
 
     sys.exit(run_cli(main))

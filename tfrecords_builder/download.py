@@ -32,9 +32,10 @@ import zipfile
 from pathlib import Path
 from pathlib import PurePosixPath
 
+from asc_core.download import fetch_resumable
+from asc_core.download import file_digest
 from asc_core.errors import UserError
-from keras_asc.utils.download import fetch_resumable
-from keras_asc.utils.download import file_digest
+from asc_core.files import write_json
 
 DEFAULT_TABLE = Path(__file__).parent / "data" / "checksums.tsv"
 MIRROR_ENV = "KERAS_ASC_DATA_MIRROR"
@@ -122,9 +123,7 @@ class _State:
         self.data.setdefault("extracted", [])
 
     def save(self):
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data, indent=1, sort_keys=True)
 
     def verified(self, entry, path):
         rec = self.data["files"].get(entry.filename)

@@ -14,6 +14,7 @@ from collections import Counter
 
 from asc_core import vocab
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 from tfrecords_builder import writer as writer_lib
 
 UNKNOWN = "unknown"
@@ -80,8 +81,6 @@ def _scan(out, entry, audio):
                 for device, scene in zip(batch["device"], batch["scene"]):
                     counts[(device.decode() or UNKNOWN, scene.decode() or UNKNOWN)] += 1
     except tf.errors.DataLossError as err:  # a truncated or corrupted shard: name it
-        from keras_asc.data.pipeline import data_loss_error
-
         raise data_loss_error(err, files) from None
     except tf.errors.OpError as err:
         raise UserError(

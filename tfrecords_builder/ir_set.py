@@ -223,10 +223,10 @@ def build(cls, source, out, processing, *, shards=1, workers=0, on_error="raise"
     """
     from tqdm import tqdm
 
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
+    from asc_core.tfrecord import FRAME_BYTES
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
-    from tfrecords_builder.tfrecord_io import FRAME_BYTES
     from tfrecords_builder.writer import ErrorPolicy
     from tfrecords_builder.writer import OutputDir
     from tfrecords_builder.writer import check_free_space

@@ -1,11 +1,10 @@
 """Ordered, memory-bounded parallel map over a process pool that never imports TensorFlow.
 
 Workers are started with the ``spawn`` method (safe after TensorFlow created its threads in the
-writing process). ``keras_asc/__init__.py`` imports Keras and TensorFlow to register the layers,
-so each worker first registers bare ``keras_asc`` and ``keras_asc.data`` package objects (no
-``__init__`` executed): ``import keras_asc.audio`` then loads only that module and its light
-imports (numpy, soundfile, soxr), and a worker starts in about a second instead of paying the
-TensorFlow import (and its memory) once per process.
+writing process). A worker imports only ``asc_core`` and ``tfrecords_builder`` modules, which
+never import TensorFlow (``tests/test_architecture.py`` checks it), so it starts in about a
+second with numpy, soundfile and soxr instead of paying the TensorFlow import (and its memory)
+once per process.
 
 Results come back in input order, so the output is deterministic whatever the scheduling, and at
 most ``window`` tasks are in flight, so memory does not grow with the corpus size. Workers keep
@@ -15,14 +14,11 @@ the same few large arrays.
 
 import collections
 import contextlib
-import importlib.util
+import importlib
 import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-
-# Packages whose __init__ is skipped in workers (their submodules import normally).
-LIGHT_PACKAGES = ("keras_asc", "keras_asc.data")
 
 
 def default_workers():
@@ -84,53 +80,12 @@ def _exit_with_parent(parent):
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _init_worker(locations, warm=(), parent=None):
+def _init_worker(warm=(), parent=None):
     if parent is not None:
         _exit_with_parent(parent)
     _keep_freed_memory()
-    _register_bare_packages(locations)
     for name in warm:
         importlib.import_module(name)
-
-
-def _register_bare_packages(locations):
-    """Puts ``name -> package without its __init__`` into sys.modules (worker initializer)."""
-    for name, directory in locations:
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(directory, "__init__.py"), submodule_search_locations=[directory]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, module)
-
-
-def _package_locations():
-    """``[(package, folder)]`` of LIGHT_PACKAGES, found without importing them."""
-    locations = {}
-    for name in LIGHT_PACKAGES:
-        parent, _, child = name.rpartition(".")
-        if parent:  # find_spec would import the parent package: derive the folder instead
-            if parent in locations:
-                locations[name] = os.path.join(locations[parent], child)
-            continue
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            locations[name] = list(spec.submodule_search_locations)[0]
-    return list(locations.items())
-
-
-def register_light_packages():
-    """Makes ``import keras_asc.<module>`` skip ``keras_asc/__init__.py`` in this process.
-
-    For processes that need only the data modules (builder workers, the builder command line):
-    no Keras or TensorFlow import until a module really needs it. Does nothing when
-    ``keras_asc`` is already imported.
-    """
-    _register_bare_packages(_package_locations())
 
 
 def module_loaded(name):
@@ -164,8 +119,7 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=context,
             initializer=_init_worker,
-            # the packages are found here, so workers skip the search
-            initargs=(_package_locations(), tuple(warm), os.getpid()),
+            initargs=(tuple(warm), os.getpid()),
         )
         # The executor starts a process per submitted task until it has ``workers``: one
         # empty task each starts them all now.

@@ -1,16 +1,7 @@
-"""TFRecord files written without TensorFlow: framing, a sequential writer, placed writes.
+"""TFRecord files written without TensorFlow: a sequential writer and placed writes.
 
-A TFRecord file is a sequence of records, each framed as::
-
-    uint64 length (little-endian) | uint32 masked_crc32c(length bytes)
-    data[length]                  | uint32 masked_crc32c(data)
-
-with ``masked(crc) = ((crc >> 15 | crc << 17) + 0xa282ead8) mod 2**32`` (the masking keeps a
-checksum of data that holds checksums well distributed). The CRC is CRC-32C (Castagnoli),
-computed by the ``google-crc32c`` package (its C extension; the pure-Python fallback it uses
-where the extension is missing gives the same bytes, slowly). The bytes equal those of
-TensorFlow's ``tf.io.TFRecordWriter`` (no compression) for the same records, so
-``tf.data.TFRecordDataset`` reads them with its checksum verification.
+Records are framed by :func:`asc_core.tfrecord.frame` (the format is described there); the
+bytes equal those of TensorFlow's ``tf.io.TFRecordWriter`` for the same records.
 
 Two ways of writing:
 
@@ -18,86 +9,23 @@ Two ways of writing:
   :class:`tfrecords_builder.writer.ShardedWriter`).
 * :func:`write_at` writes one framed record at a byte offset fixed in advance. The ``tau22``
   builder computes every record's length before decoding any audio
-  (:func:`keras_asc.data.schema.audio_example_size`), so its worker processes write their own
+  (:func:`asc_core.example.audio_example_size`), so its worker processes write their own
   records straight into the shards: nothing large travels back to the main process, and the
   file contents do not depend on which worker wrote what, or when. :func:`remove_gaps` closes
   the gaps that skipped records leave.
 
 Records are passed as a list of pieces (``bytes`` and C-contiguous arrays, e.g. from
-:func:`keras_asc.data.schema.audio_example_pieces`): the checksum and the vectored write read
+:func:`asc_core.example.audio_example_pieces`): the checksum and the vectored write read
 the waveform in place, without joining the pieces into one buffer first.
 """
 
 import collections
 import os
-import struct
 
-import google_crc32c
-import numpy as np
+from asc_core.tfrecord import frame
 
-FRAME_BYTES = 16  # 8 (length) + 4 (its checksum) + 4 (data checksum)
-_MASK_DELTA = 0xA282EAD8
 _OPEN_FILES_MAX = 64
 _COPY_CHUNK = 8 << 20
-# The C extension reads bytes and numpy arrays in place (but refuses memoryviews); the
-# pure-Python fallback iterates over its argument, so it must get bytes.
-_CRC_READS_ARRAYS = google_crc32c.implementation == "c"
-
-
-_HEADERS = {}  # record length -> framed header (length and its checksum)
-_JOIN_MAX = 4096
-
-
-def masked_crc32c(data):
-    """TFRecord's masked CRC-32C of a bytes-like object (bytes or a C-contiguous array)."""
-    return _mask(google_crc32c.value(data))
-
-
-def _mask(crc):
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def _pieces(record):
-    return [record] if isinstance(record, (bytes, bytearray, memoryview)) else list(record)
-
-
-def frame(record):
-    """The framed record as a list of pieces: header, the record's pieces, footer.
-
-    Args:
-        record: the serialized record, as ``bytes`` or as a list of pieces (``bytes`` and
-            C-contiguous arrays) whose concatenation is the record.
-
-    Returns:
-        ``(pieces, size)``: what to write, and its total length (record length + 16).
-    """
-    pieces = _pieces(record)
-    crc = 0
-    length = 0
-    for piece in pieces:
-        if not (isinstance(piece, bytes) or _CRC_READS_ARRAYS and isinstance(piece, np.ndarray)):
-            piece = bytes(memoryview(piece).cast("B"))
-        crc = google_crc32c.extend(crc, piece)
-        length += len(piece) if isinstance(piece, bytes) else piece.nbytes
-    header = _HEADERS.get(length)
-    if header is None:  # records of a dataset have a handful of lengths: cache their headers
-        length_bytes = struct.pack("<Q", length)
-        header = length_bytes + struct.pack("<I", masked_crc32c(length_bytes))
-        if len(_HEADERS) >= 1024:
-            _HEADERS.clear()
-        _HEADERS[length] = header
-    footer = struct.pack("<I", _mask(crc))
-    # Small bytes at either end are joined to the header and footer (a copy of a few hundred
-    # bytes, and fewer pieces to write); large pieces are never copied.
-    if pieces and isinstance(pieces[0], bytes) and len(pieces[0]) <= _JOIN_MAX:
-        pieces[0] = header + pieces[0]
-    else:
-        pieces.insert(0, header)
-    if len(pieces) > 1 and isinstance(pieces[-1], bytes) and len(pieces[-1]) <= _JOIN_MAX:
-        pieces[-1] += footer
-    else:
-        pieces.append(footer)
-    return pieces, length + FRAME_BYTES
 
 
 def _write_all(fd, pieces, offset=None, size=None):

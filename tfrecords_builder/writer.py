@@ -38,7 +38,9 @@ import os
 import shutil
 from collections import defaultdict
 
+from asc_core import tfrecord
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from tfrecords_builder import tfrecord_io
 
 ON_ERROR_CHOICES = ("raise", "skip")
@@ -61,15 +63,6 @@ def md5_file(path, chunk_size=1 << 20):
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_json(path, data):
-    """Writes ``data`` as indented UTF-8 JSON through a temporary file and a rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def read_info(out_dir):
@@ -230,7 +223,7 @@ class PlacedShards(_RoundRobin):
         """
         shard = self._next
         offset = self.sizes[shard]
-        framed = record_size + tfrecord_io.FRAME_BYTES
+        framed = record_size + tfrecord.FRAME_BYTES
         self.sizes[shard] += framed
         self.counts[shard] += 1
         self._next = (shard + 1) % len(self.paths)

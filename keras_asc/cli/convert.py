@@ -10,9 +10,9 @@ Then ``SceneClassifier.from_preset(NAME, num_classes=N, weights=OUT)``. Needs no
 import argparse
 
 from asc_core.errors import UserError
-from keras_asc.convert.convert_passt import WEIGHTS_SUFFIX
-from keras_asc.convert.convert_passt import convert_checkpoint
-from keras_asc.evaluation.runs import check_writable
+from asc_core.files import check_writable
+from keras_asc.models.passt_checkpoint import WEIGHTS_SUFFIX
+from keras_asc.models.passt_checkpoint import convert_checkpoint
 
 
 def build_parser():

@@ -5,6 +5,8 @@ directories, or one table of several combined reports (:mod:`keras_asc.evaluatio
 import argparse
 
 from asc_core.errors import UserError
+from asc_core.files import check_writable
+from asc_core.files import write_json
 from keras_asc.cli._options import add_batch_options
 from keras_asc.cli._options import add_method_options
 from keras_asc.cli._options import add_run_dirs
@@ -48,7 +50,7 @@ def main(argv=None):
     if args.max_examples is not None and args.max_examples < 1:
         raise UserError(f"--max-examples {args.max_examples}: expected a positive integer")
     if args.out:
-        run_io.check_writable(args.out)
+        check_writable(args.out)
     if args.compare:
         return compare(args.compare, args.out)
     opened, name = open_method(args)
@@ -82,6 +84,6 @@ def main(argv=None):
             "summary": summary(reports),
             "markdown": text,
         }
-        run_io.write_json(args.out, combined)
+        write_json(args.out, combined)
         print(f"wrote {args.out}")
     return 0

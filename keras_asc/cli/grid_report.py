@@ -5,6 +5,7 @@
 import argparse
 
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from keras_asc.cli._options import add_split_options
 from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation import tables
@@ -98,7 +99,7 @@ def main(argv=None):
     print()
     print(text)
     if args.out:
-        run_io.write_json(
+        write_json(
             args.out,
             {
                 "split": args.split,

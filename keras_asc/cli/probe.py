@@ -5,13 +5,13 @@ directories' frozen encoders (protocols: :mod:`keras_asc.evaluation.probe`).
 import argparse
 
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from keras_asc.cli._options import add_batch_options
 from keras_asc.cli._options import add_method_options
 from keras_asc.cli._options import add_run_dirs
 from keras_asc.cli._options import add_split_options
 from keras_asc.cli._options import clip_options
 from keras_asc.cli._options import open_method
-from keras_asc.evaluation import runs as run_io
 from keras_asc.evaluation import tables
 from keras_asc.evaluation.probe import PROTOCOLS
 from keras_asc.evaluation.probe import probe_run
@@ -100,7 +100,7 @@ def main(argv=None):
     print()
     print(text)
     if args.out:
-        run_io.write_json(
+        write_json(
             args.out, {"method": name, "split": args.split, "runs": results, "markdown": text}
         )
         print(f"wrote {args.out}")

@@ -25,6 +25,7 @@ import re
 import yaml
 
 from asc_core.errors import UserError
+from asc_core.files import atomic_write_text
 from keras_asc.config.schema import SCALARS
 from keras_asc.config.schema import SCHEMA
 from keras_asc.config.schema import DispatchSection
@@ -320,13 +321,7 @@ def dump_config(config):
 
 def save_config(config, path):
     """Writes ``config`` as YAML to ``path`` atomically (temp file, then rename)."""
-    path = str(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dump_config(config))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, dump_config(config))
 
 
 def config_differences(a, b, ignore=()):

@@ -1,12 +1,14 @@
 """TFRecord schema and ``tf.data`` input pipelines (see ``docs/data_format.md``).
 
+The encoders are :mod:`asc_core.example`'s (the builders write with them, without TensorFlow).
+
 Importing this package does not import TensorFlow; the parse functions import it when called.
 """
 
-from keras_asc.data.schema import AUDIO_FEATURES
-from keras_asc.data.schema import DIR_FEATURES
-from keras_asc.data.schema import encode_audio_example
-from keras_asc.data.schema import encode_dir_example
+from asc_core.example import AUDIO_FEATURES
+from asc_core.example import DIR_FEATURES
+from asc_core.example import encode_audio_example
+from asc_core.example import encode_dir_example
 from keras_asc.data.schema import parse_audio_example
 from keras_asc.data.schema import parse_dir_example
 

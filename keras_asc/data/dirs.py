@@ -17,6 +17,7 @@ import numpy as np
 
 from asc_core import vocab
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 from keras_asc.data.schema import parse_dir_example
 
 
@@ -100,8 +101,6 @@ def _dir_records(path):
     """The serialized records of a DIR folder, shard by shard (checked first; a data error
     met while reading, e.g. a flipped bit, is one UserError naming the shard)."""
     import tensorflow as tf
-
-    from keras_asc.data.pipeline import data_loss_error
 
     for file in check_dir_shards(path):
         try:

@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from asc_core import vocab
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 from keras_asc.data.schema import parse_audio_example
 from keras_asc.data.shards import check_shards
-from keras_asc.data.shards import data_loss_error
 from keras_asc.data.shards import read_info
 from keras_asc.data.shards import shard_files
 

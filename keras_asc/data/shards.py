@@ -7,12 +7,13 @@ import glob
 import json
 import os
 import re
-import struct
 
 import numpy as np
 import tensorflow as tf
 
 from asc_core.errors import UserError
+from asc_core.tfrecord import REBUILD_HINT
+from asc_core.tfrecord import shard_problem
 
 _SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)\.tfrecord-(?P<i>\d{5})-of-(?P<n>\d{5})$")
 
@@ -64,55 +65,6 @@ def count_records(files):
     return int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
 
 
-_FRAME_HEADER = struct.Struct("<QI")  # record length, masked CRC-32C of the length
-
-
-_REBUILD = "expected a complete TFRecord shard; rebuild the folder with python -m tfrecords_builder"
-
-
-def _masked_crc32c(data):
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def shard_problem(path, check_data=False):
-    """What is wrong with one TFRecord file's framing, or None when it is sound.
-
-    Walks the record headers (length and its checksum): a truncated or overwritten file is
-    found with one 12-byte read per record. ``check_data`` also verifies every record's data
-    checksum (reads the whole file: what finds a flipped bit; used after TensorFlow reported
-    a data loss, to name the file).
-
-    Returns:
-        ``(record count, None)`` or ``(None, problem)`` with ``problem`` one phrase.
-    """
-    size = os.path.getsize(path)
-    offset, count = 0, 0
-    with open(path, "rb") as f:
-        while offset < size:
-            f.seek(offset)
-            header = f.read(_FRAME_HEADER.size)
-            if len(header) < _FRAME_HEADER.size:
-                return None, f"truncated: the file ends inside the record header at byte {offset}"
-            length, crc = _FRAME_HEADER.unpack(header)
-            if _masked_crc32c(header[:8]) != crc:
-                return None, f"corrupted record header at byte {offset}"
-            end = offset + _FRAME_HEADER.size + length + 4
-            if end > size:
-                return None, (
-                    f"truncated: the record at byte {offset} ends at byte {end}, the "
-                    f"file has {size} bytes"
-                )
-            if check_data:
-                data, data_crc = f.read(length), f.read(4)
-                if _masked_crc32c(data) != struct.unpack("<I", data_crc)[0]:
-                    return None, f"corrupted record at byte {offset} (data checksum mismatch)"
-            offset, count = end, count + 1
-    return count, None
-
-
 def check_shards(files, info=None, split=None, view=None):
     """Checks the shards of a split before a long run (cheap: record headers only).
 
@@ -132,7 +84,7 @@ def check_shards(files, info=None, split=None, view=None):
     for path in files:
         count, problem = shard_problem(path)
         if problem is not None:
-            raise UserError(f"{path}: {problem}; {_REBUILD}")
+            raise UserError(f"{path}: {problem}; {REBUILD_HINT}")
         counts.append(count)
     expected = _info_count(info, split, view)
     if expected is not None and sum(counts) != expected:
@@ -143,25 +95,6 @@ def check_shards(files, info=None, split=None, view=None):
             "replaced; rebuild the folder with python -m tfrecords_builder"
         )
     return sum(counts)
-
-
-def data_loss_error(err, files):
-    """A :class:`UserError` for a ``tf.errors.DataLossError`` met while reading ``files``.
-
-    TensorFlow's message names a byte offset but not the file: every shard's checksums are
-    verified here to name it.
-    """
-    detail = str(getattr(err, "message", err)).strip().splitlines()[0]
-    detail = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", detail)
-    for path in files:
-        try:
-            _, problem = shard_problem(path, check_data=True)
-        except OSError as os_err:
-            problem = f"cannot be read ({os_err.strerror})"
-        if problem is not None:
-            return UserError(f"{path}: {problem}; {_REBUILD}")
-    folders = sorted({os.path.dirname(f) for f in files})
-    return UserError(f"reading the TFRecords of {', '.join(folders)} failed ({detail}); {_REBUILD}")
 
 
 def _info_count(info, split, view):

@@ -18,6 +18,8 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import atomic_write_text
+from asc_core.files import write_json
 from keras_asc.evaluation import metrics
 from keras_asc.evaluation import plots
 from keras_asc.evaluation import runs as run_io
@@ -82,7 +84,7 @@ def evaluate_run(
     report, probabilities = evaluate_predictions(predicted, split)
     out_dir = run_io.eval_dir(run.path, split)
     files = {
-        "predictions": run_io.atomic_write_text(
+        "predictions": atomic_write_text(
             os.path.join(out_dir, "predictions.tsv"),
             run_io.predictions_tsv(predicted["filename"], probabilities),
         )
@@ -108,7 +110,7 @@ def evaluate_run(
             "files": files,
         }
     )
-    run_io.write_json(os.path.join(out_dir, "report.json"), report)
+    write_json(os.path.join(out_dir, "report.json"), report)
     return report
 
 
@@ -187,7 +189,7 @@ def compare(paths, out=None):
         raise UserError("--compare: no report has a labelled split to tabulate")
     print(text, end="")
     if out:
-        run_io.write_json(
+        write_json(
             out,
             {
                 "version": REPORT_VERSION,

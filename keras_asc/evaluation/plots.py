@@ -6,10 +6,10 @@ half-written) and returns the path.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
+from asc_core.files import replacing
 from asc_core.vocab import DEVICE_GROUPS
 
 FAMILY_COLOURS = {"real": "tab:blue", "simulated": "tab:orange", "unseen": "tab:green"}
@@ -28,17 +28,9 @@ def save_figure(figure, path, dpi=120):
     """Writes ``figure`` as PNG to ``path`` via a temporary file and a rename, then closes it."""
     plt = _pyplot()
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".tmp-", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path, suffix=".png") as tmp, open(tmp, "wb") as f:
             figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     finally:
         plt.close(figure)
     return path

@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import write_json
 from asc_core.vocab import DEVICES
 from asc_core.vocab import TRAIN_DEVICES
 from keras_asc.evaluation.probe_model import layer_norm
@@ -158,7 +159,7 @@ def paper_probe(
         ``confusion_matrix``, ``counts`` fit/stop, ``epochs``, ``best_epoch``,
         ``early_stopped``, ``stop_loss``).
     """
-    from keras_asc.experiments.stats import t_interval
+    from keras_asc.evaluation.stats import t_interval
 
     train_embeddings, train_device_ids = _checked(
         train_embeddings, train_device_ids, "train embeddings", "device ids"
@@ -322,5 +323,5 @@ def probe_run(
         }
     )
     path = os.path.join(run_io.eval_dir(run.path, split), PROBE_FILES[protocol])
-    run_io.write_json(path, result)
+    write_json(path, result)
     return result

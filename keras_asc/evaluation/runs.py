@@ -8,91 +8,19 @@ resolved config; ``data.path`` names the TFRecord folder) and ``model.keras`` (l
 
 import csv
 import io
-import json
-import math
 import os
 import re
-import tempfile
 
 import numpy as np
 import yaml
 
 from asc_core import vocab
 from asc_core.errors import UserError
+from asc_core.tfrecord import data_loss_error
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.yaml"
 EVAL_DIR = "eval"
-
-
-# === Files ===
-
-
-def atomic_write_text(path, text):
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        # The process id in the name lets the next training start remove it after a kill.
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
-    except OSError as err:
-        raise UserError(
-            f"cannot write {path} ({err.strerror}); expected a writable folder"
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(err, OSError):
-            raise UserError(
-                f"cannot write {path} ({err.strerror}); expected a writable folder with free space"
-            ) from None
-        raise
-    return path
-
-
-def check_writable(path, label="--out"):
-    """Fails now, before a long run, when ``path``'s folder cannot take a new file.
-
-    Creates the folder and a probe file (removed at once): what really tells, also for root
-    on a read-only file system, where permission bits say nothing.
-    """
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as err:
-        raise UserError(
-            f"{label} {path}: cannot write in {folder} ({err.strerror}); expected a writable folder"
-        ) from None
-
-
-def _json_safe(value):
-    """NaN/inf → None, numpy scalars/arrays → Python, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    return value
-
-
-def write_json(path, data):
-    """Atomic, strict JSON (absent values as ``null``, never ``NaN``)."""
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False, ensure_ascii=False)
-    return atomic_write_text(path, text + "\n")
 
 
 def eval_dir(run_dir, split):
@@ -147,7 +75,7 @@ class Run:
         """``keras.saving.load_model(RUN_DIR/model.keras)`` after registering keras_asc objects."""
         import keras
 
-        import keras_asc  # noqa: F401 - registers the serializable layers and models
+        import keras_asc.models  # noqa: F401 - registers SceneClassifier and what it is built of
 
         try:
             model = keras.saving.load_model(self.model_path)
@@ -378,7 +306,6 @@ def _named_data_errors(batches, path, split):
     """Yields ``batches``; a TFRecord data loss becomes a UserError naming the shard."""
     import tensorflow as tf
 
-    from keras_asc.data.pipeline import data_loss_error
     from keras_asc.data.pipeline import shard_files
 
     try:

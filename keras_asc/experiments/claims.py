@@ -2,7 +2,7 @@
 
 Each check compares two rows of the miniature (or one row with chance) through the per-seed
 differences of one quantity and states the side of a margin the claim puts them on; the numbers
-come from :mod:`keras_asc.experiments.stats`. The text of a claim says what the paper says; the
+come from :mod:`keras_asc.evaluation.stats`. The text of a claim says what the paper says; the
 verdict (``holds`` / ``contradicted`` / ``inconclusive``) is computed, never written by hand.
 
 Quantities of one run (``results["rows"][i]["runs"][j]``):
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from keras_asc.experiments import stats
+from keras_asc.evaluation import stats
 from keras_asc.experiments.paper import ICL_ROWS
 from keras_asc.experiments.paper import ROW_NAMES
 

@@ -60,7 +60,8 @@ import sys
 import time
 
 from asc_core.errors import UserError
-from keras_asc.evaluation.runs import write_json
+from asc_core.files import replacing
+from asc_core.files import write_json
 from keras_asc.experiments import calibration
 from keras_asc.experiments.paper import ICL_ROWS
 from keras_asc.experiments.paper import ROWS
@@ -214,9 +215,8 @@ def pretrain(work_dir, config_dir, data_paths, overrides=(), progress=True):
         print(f"== pretraining into {run_dir}", flush=True)
     summary = train(config, run_dir)
     if not os.path.isfile(weights):
-        tmp = weights + ".tmp"
-        shutil.copyfile(RunDirectory(run_dir).last_weights, tmp)
-        os.replace(tmp, weights)
+        with replacing(weights, suffix=".weights.h5") as tmp:
+            shutil.copyfile(RunDirectory(run_dir).last_weights, tmp)
     return {"run_dir": run_dir, "weights": weights, "summary": summary}
 
 

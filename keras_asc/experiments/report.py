@@ -19,13 +19,13 @@ miniature's page argued from numbers of the old protocol and is not carried over
 import datetime
 import os
 
+from asc_core.files import atomic_write_text
 from asc_core.vocab import SCENES
+from keras_asc.evaluation import stats
 from keras_asc.evaluation import tables
-from keras_asc.evaluation.runs import atomic_write_text
 from keras_asc.experiments import calibration
 from keras_asc.experiments import claims
 from keras_asc.experiments import paper
-from keras_asc.experiments import stats
 
 READING_START = "<!-- reading:start -->"
 READING_END = "<!-- reading:end -->"

@@ -48,7 +48,7 @@ def load_scene_model(path, label="--model"):
     """
     import keras
 
-    import keras_asc  # noqa: F401 - registers the serializable layers and models
+    import keras_asc.models  # noqa: F401 - registers SceneClassifier and what it is built of
 
     path = os.fspath(path)
     if os.path.isdir(path):

@@ -250,7 +250,7 @@ def generate_set(
     checkpoint=None,
 ):
     """Writes a generated DIR set; see the module docstring. Returns the output path."""
-    from keras_asc.data.schema import encode_dir_example
+    from asc_core.example import encode_dir_example
     from tfrecords_builder.writer import OutputDir
 
     if normalize not in NORMALIZE:

@@ -19,12 +19,13 @@ seed give the same lists. :func:`write_holdout_lists` saves them beside a run as
 """
 
 import csv
-import json
 import os
 
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import replacing
+from asc_core.files import write_json
 
 PROTOCOLS = ("angles", "distance", "microphones")
 ALL_PROTOCOLS = PROTOCOLS + ("none",)
@@ -184,13 +185,11 @@ def write_holdout_lists(records, folder, seed=0, validation_fraction=0.1, **para
             continue
         labels = split_labels(records, splits)
         path = os.path.join(folder, f"{protocol}.tsv")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, delimiter="\t", lineterminator="\n")
             writer.writerow(TSV_COLUMNS)
             for record, label in zip(records, labels):
                 writer.writerow([record["name"], label] + [record[c] for c in TSV_COLUMNS[2:]])
-        os.replace(tmp, path)
         test = [records[i] for i in splits["test"]]
         summary["protocols"][protocol] = {
             "applicable": True,
@@ -201,11 +200,7 @@ def write_holdout_lists(records, folder, seed=0, validation_fraction=0.1, **para
             "held_out_angles_deg": sorted({r["angle_deg"] for r in test}),
         }
         lists[protocol] = {s: [records[i]["name"] for i in splits[s]] for s in SPLITS}
-    tmp = os.path.join(folder, f"holdout.json.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, os.path.join(folder, "holdout.json"))
+    write_json(os.path.join(folder, "holdout.json"), summary)
     return lists
 
 

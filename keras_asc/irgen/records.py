@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import replacing
 
 METADATA_FIELDS = (
     "microphone",
@@ -170,12 +171,10 @@ def microphone_rows(records):
 
 def write_microphone_table(rows, path):
     """Writes rows in the ``surrey_microphones.csv`` format (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write("# Microphone configurations of a DIR generator's training set (keras_asc.irgen)\n")
         writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
-    os.replace(tmp, path)
     return path

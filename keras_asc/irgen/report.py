@@ -258,8 +258,8 @@ def plot_responses(arrays, path, config_token=None, distance_cm=None):
 
 def write_report(runs, out=None, config_token=None, distance_cm=None):
     """Evaluates ``runs`` and writes the JSON, Markdown and PNG; returns their paths."""
-    from keras_asc.training.run_dir import atomic_write_json
-    from keras_asc.training.run_dir import atomic_write_text
+    from asc_core.files import atomic_write_text
+    from asc_core.files import write_json
 
     if not runs:
         raise UserError("--run: give at least one run directory")
@@ -275,7 +275,7 @@ def write_report(runs, out=None, config_token=None, distance_cm=None):
         "markdown": os.path.join(out, "irgen_metrics.md"),
         "figure": os.path.join(out, "irgen_responses.png"),
     }
-    atomic_write_json(
+    write_json(
         paths["json"],
         {
             "runs": results,

@@ -215,18 +215,18 @@ def _best_generator_callback(generator, folder, monitor):
 
 
 def _write_history(history, run_dir):
-    from keras_asc.training.run_dir import atomic_write_json
+    from asc_core.files import replacing
+    from asc_core.files import write_json
 
     keys = sorted(history)
     epochs = len(history[keys[0]]) if keys else 0
     rows = [{"epoch": i + 1, **{k: float(history[k][i]) for k in keys}} for i in range(epochs)]
-    atomic_write_json(os.path.join(run_dir, "history.json"), rows)
-    tmp = os.path.join(run_dir, f"history.csv.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch"] + keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, os.path.join(run_dir, "history.csv"))
+    write_json(os.path.join(run_dir, "history.json"), rows)
+    with replacing(os.path.join(run_dir, "history.csv")) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch"] + keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def train(config, run_dir, overwrite=False):
@@ -234,7 +234,7 @@ def train(config, run_dir, overwrite=False):
     import keras
     import tensorflow as tf
 
-    from keras_asc.training.run_dir import atomic_write_json
+    from asc_core.files import write_json
     from keras_asc.training.run_dir import save_model_atomic
 
     summary_path = os.path.join(run_dir, "summary.json")
@@ -266,7 +266,7 @@ def train(config, run_dir, overwrite=False):
     write_microphone_table(
         microphone_rows(dirset.records), os.path.join(run_dir, "microphones.csv")
     )
-    atomic_write_json(
+    write_json(
         os.path.join(run_dir, "conditions.json"),
         {
             "protocol": data["protocol"],
@@ -334,5 +334,5 @@ def train(config, run_dir, overwrite=False):
         "discriminator_parameters": int(discriminator.count_params()),
         "minutes": round((time.time() - start) / 60.0, 2),
     }
-    atomic_write_json(summary_path, summary)
+    write_json(summary_path, summary)
     return summary

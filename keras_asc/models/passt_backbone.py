@@ -37,7 +37,7 @@ class PaSSTBackbone(keras.Model):
     then unstructured patchout in training, cls and dist tokens (`ClassTokens`), `num_layers`
     pre-norm transformer blocks and a final LayerNorm. It mirrors
     `hear21passt.models.passt.PaSST.forward_features` (distilled), so official checkpoints
-    convert one-to-one (`keras_asc.convert`).
+    convert one-to-one (`keras_asc.models.passt_checkpoint`).
 
     Args:
         hidden_dim: int. Token width `D` (PaSST-S: 768).

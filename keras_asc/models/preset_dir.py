@@ -17,6 +17,7 @@ import os
 import shutil
 
 from asc_core.errors import UserError
+from keras_asc._version import __version__
 
 PRESET_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -39,8 +40,6 @@ def save_preset(model, directory):
     """
     import keras
 
-    import keras_asc
-
     directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory) and not (
         os.path.isdir(directory) and (not os.listdir(directory) or is_preset_dir(directory))
@@ -56,7 +55,7 @@ def save_preset(model, directory):
         "format_version": PRESET_FORMAT_VERSION,
         "class_name": type(model).__name__,
         "keras_version": keras.__version__,
-        "keras_asc_version": keras_asc.__version__,
+        "keras_asc_version": __version__,
         "parameter_count": int(model.count_params()),
     }
     try:
@@ -98,7 +97,7 @@ def load_preset_config(directory, cls):
     """
     import keras
 
-    import keras_asc  # noqa: F401 - registers the classes the config names
+    import keras_asc.models  # noqa: F401 - registers the classes the config names
 
     directory = os.fspath(directory)
     files = {}

@@ -23,7 +23,7 @@ from keras_asc.models.task_arguments import TASK_KWARGS
 from keras_asc.models.task_arguments import icl_task_kwargs  # noqa: F401  (public here too)
 from keras_asc.models.task_arguments import logits_compile_arguments
 from keras_asc.models.task_arguments import validate_task_arguments
-from keras_asc.utils.weights_cache import load_preset_weights
+from keras_asc.models.weights_cache import load_preset_weights
 
 NUM_SCENES = len(SCENES)
 
@@ -388,7 +388,7 @@ class SceneClassifier(keras.Model):
 
         Weights follow keras-hub: with `load_weights=True` (default) a preset named after an
         official checkpoint loads its AudioSet weights (downloaded and converted once into a
-        verified cache, see `keras_asc.utils.weights_cache`), a small size (`passt_tiny`,
+        verified cache, see `keras_asc.models.weights_cache`), a small size (`passt_tiny`,
         `passt_small`) has none, and a directory loads its `model.weights.h5`;
         `load_weights=False` gives random weights. `weights` picks others: `"audioset"` or the
         path of a `.weights.h5` file (e.g. from `scripts/convert_passt_checkpoint.py`).

@@ -153,8 +153,8 @@ def _weights_note(config):
     model = config.get("model") or {}
     if model.get("weights") != "audioset" or not _has_checkpoint(model.get("preset")):
         return None
-    from keras_asc.utils.weights_cache import cache_root
-    from keras_asc.utils.weights_cache import checkpoint_bytes
+    from keras_asc.models.weights_cache import cache_root
+    from keras_asc.models.weights_cache import checkpoint_bytes
 
     try:
         size = checkpoint_bytes(model["preset"])

@@ -22,9 +22,9 @@ one whose ``state.json`` was committed. ``last.weights.h5`` is a hard link to th
 resume weights (a copy where links are not supported). The temporary files a kill leaves
 behind, anywhere in the run directory, are removed when the run starts again
 (:func:`remove_stale_temp_files`). A write that fails (a full disk) raises
-:class:`RunWriteError` naming the file, with its temporary file removed and the committed
-files untouched; weights are built in memory first because HDF5 crashes the interpreter after
-a failed write.
+:class:`asc_core.files.WriteError` naming the file, with its temporary file removed and the
+committed files untouched; weights are built in memory first because HDF5 crashes the
+interpreter after a failed write.
 """
 
 import contextlib
@@ -40,60 +40,12 @@ import zipfile
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import atomic_write_bytes
+from asc_core.files import atomic_write_text
+from asc_core.files import replacing
+from asc_core.files import write_json
 
 STATE_VERSION = 1
-
-
-class RunWriteError(OSError):
-    """Writing a run-directory file failed (a full disk, a read-only folder...).
-
-    ``filename`` is the file that was to be written (not its temporary name); the temporary
-    file is already removed and the previous version of the file is untouched.
-    """
-
-
-@contextlib.contextmanager
-def _writing(path, tmp):
-    """Removes ``tmp`` and raises :class:`RunWriteError` naming ``path`` when the body fails."""
-    try:
-        yield
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(err, OSError):
-            raise RunWriteError(err.errno, err.strerror or str(err), path) from err
-        raise
-
-
-def atomic_write_text(path, text):
-    """Writes ``text`` to ``path`` through ``path.tmp-PID`` and an atomic rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with _writing(path, tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-
-def atomic_write_json(path, data):
-    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, allow_nan=True) + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _tmp_keras_name(path, suffix):
-    """A temporary name that still ends with the suffix Keras insists on (``.weights.h5``...)."""
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".tmp-{os.getpid()}-{name[: -len(suffix)]}{suffix}")
 
 
 def _weights_h5_bytes(model):
@@ -122,17 +74,14 @@ def save_weights_atomic(model, path):
     """``model.save_weights(path)`` through a temporary file and a rename.
 
     Raises:
-        RunWriteError: the file cannot be written; the previous ``path`` is untouched.
+        WriteError: the file cannot be written; the previous ``path`` is untouched.
     """
-    tmp = _tmp_keras_name(path, ".weights.h5")
     buffer = _weights_h5_bytes(model)
-    with _writing(path, tmp):
-        if buffer is None:
-            model.save_weights(tmp)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
-        os.replace(tmp, path)
+    if buffer is not None:
+        atomic_write_bytes(path, buffer.getbuffer())
+        return
+    with replacing(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
 
 
 def save_model_atomic(model, path):
@@ -142,12 +91,10 @@ def save_model_atomic(model, path):
     ordinary ``OSError`` here too.
 
     Raises:
-        RunWriteError: the file cannot be written; the previous ``path`` is untouched.
+        WriteError: the file cannot be written; the previous ``path`` is untouched.
     """
-    tmp = _tmp_keras_name(path, ".keras")
-    with _writing(path, tmp):
+    with replacing(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
 
 
 # The temporary names this project writes inside a run directory, each carrying the writer's
@@ -329,13 +276,11 @@ class RunDirectory:
             values[f"seed_{i}"] = np.asarray(v.numpy())
         values["num_optimizer"] = np.int64(len(optimizer_vars))
         values["num_seed"] = np.int64(len(seeds))
-        tmp = f"{arrays}.tmp-{os.getpid()}.npz"
-        with _writing(arrays, tmp):
+        with replacing(arrays, suffix=".npz") as tmp:
             np.savez(tmp, **values)
-            os.replace(tmp, arrays)
 
         previous = self.load_state()
-        atomic_write_json(self.state, {**state, "version": STATE_VERSION, "epoch": epoch})
+        write_json(self.state, {**state, "version": STATE_VERSION, "epoch": epoch})
         # Committed. Everything below can be redone from the committed files.
         self._link(weights, self.last_weights)
         if previous is not None and previous["epoch"] != epoch:
@@ -355,28 +300,25 @@ class RunDirectory:
                 os.remove(os.path.join(self.checkpoints, name))
 
     def _link(self, source, target):
-        tmp = _tmp_keras_name(target, ".weights.h5")
-        with _writing(target, tmp):
+        with replacing(target, suffix=".weights.h5") as tmp:
+            os.remove(tmp)  # a link needs a free name
             try:
                 os.link(source, tmp)
             except OSError:
                 shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
 
     def write_history(self, history):
         """Writes ``history`` (list of per-epoch dicts) as JSON and CSV."""
-        atomic_write_json(self.history_json, history)
+        write_json(self.history_json, history)
         keys = []
         for row in history:
             keys.extend(k for k in row if k not in keys)
-        tmp = f"{self.history_csv}.tmp-{os.getpid()}"
-        with _writing(self.history_csv, tmp):
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=keys)
-                writer.writeheader()
-                for row in history:
-                    writer.writerow({k: _csv_value(row.get(k)) for k in keys})
-            os.replace(tmp, self.history_csv)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: _csv_value(row.get(k)) for k in keys})
+        atomic_write_text(self.history_csv, text.getvalue())
 
 
 def _first_line(err):

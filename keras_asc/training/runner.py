@@ -15,10 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from asc_core.errors import UserError
+from asc_core.files import WriteError
+from asc_core.files import write_json
+from asc_core.tfrecord import data_loss_error
 from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
-from keras_asc.data.pipeline import data_loss_error
 from keras_asc.data.pipeline import make_datasets
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
@@ -27,8 +29,6 @@ from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.preflight import check_inputs
 from keras_asc.training.run_dir import RunDirectory
-from keras_asc.training.run_dir import RunWriteError
-from keras_asc.training.run_dir import atomic_write_json
 from keras_asc.training.run_dir import remove_stale_temp_files
 from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
@@ -55,7 +55,7 @@ def build_model(config, sample_rate=None):
     from keras_asc.augment.augmenter import Augmenter
     from keras_asc.models.scene_classifier import SceneClassifier
     from keras_asc.models.scene_classifier import icl_task_kwargs
-    from keras_asc.utils.weights_cache import load_preset_weights
+    from keras_asc.models.weights_cache import load_preset_weights
 
     model_cfg = dict(config["model"])
     preset = model_cfg.pop("preset")
@@ -282,7 +282,7 @@ def train(config, run_dir, extra_callbacks=()):
                 verbose=options.verbose,
                 shuffle=False,  # the dataset is shuffled per epoch, reproducibly
             )
-        except RunWriteError as err:
+        except WriteError as err:
             raise _write_failed(err, run, checkpoint) from None
         except tf.errors.DataLossError as err:
             raise data_loss_error(err, data.files) from None
@@ -301,8 +301,8 @@ def train(config, run_dir, extra_callbacks=()):
             run.load_best_weights(model)
         try:
             save_model_atomic(model, run.model)
-            atomic_write_json(os.path.join(run.path, "summary.json"), summary)
-        except RunWriteError as err:
+            write_json(os.path.join(run.path, "summary.json"), summary)
+        except WriteError as err:
             raise _write_failed(err, run, checkpoint) from None
     logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
     return summary
@@ -379,7 +379,7 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
             )
         )
     summary = summarize_seeds(runs, config["training"]["monitor_mode"])
-    atomic_write_json(os.path.join(run_dir, "seeds.json"), summary)
+    write_json(os.path.join(run_dir, "seeds.json"), summary)
     return summary
 
 

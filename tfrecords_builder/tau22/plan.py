@@ -8,8 +8,9 @@ from collections import Counter
 
 import numpy as np
 
+from asc_core import example
+from asc_core import tfrecord
 from asc_core.errors import UserError
-from tfrecords_builder import tfrecord_io
 from tfrecords_builder.tau22.source import CLIP_SAMPLES
 from tfrecords_builder.tau22.source import PARTS
 from tfrecords_builder.tau22.source import Strings
@@ -317,7 +318,7 @@ class Units:
         """Bytes this split's records take in their shards (both views, TFRecord framing)."""
         clips, recordings = self.record_sizes()
         count = len(clips) + int(np.count_nonzero(self.groups.complete))
-        return int(clips.sum() + recordings.sum()) + count * tfrecord_io.FRAME_BYTES
+        return int(clips.sum() + recordings.sum()) + count * tfrecord.FRAME_BYTES
 
     def __len__(self):
         return len(self.order)
@@ -342,16 +343,6 @@ class Units:
             yield key, clips, [*sizes[parts].tolist(), int(recordings[k])]
 
 
-def varint_lengths(values):
-    """Bytes of the protobuf varint of each int64 value (10 for a negative one)."""
-    values = np.asarray(values, np.int64)
-    lengths = np.ones(len(values), np.int32)
-    for k in range(1, 9):
-        lengths += values >= 1 << (7 * k)
-    lengths[values < 0] = 10
-    return lengths
-
-
 def clip_record_sizes(plan):
     """Serialized length of the 1-s record of each clip of ``plan`` (int64 array).
 
@@ -369,8 +360,8 @@ def clip_record_sizes(plan):
     shape = name_bytes << 40
     for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city), (8, plan.location)):
         shape |= utf8[column] << shift
-    shape |= varint_lengths(plan.segment_id).astype(np.int64) << 4
-    shape |= varint_lengths(plan.index)
+    shape |= example.varint_lengths(plan.segment_id).astype(np.int64) << 4
+    shape |= example.varint_lengths(plan.index)
     _, first, inverse = np.unique(shape, return_index=True, return_inverse=True)
     del shape
     sizes = np.array([record_size(plan.clip(at)) for at in first.tolist()], np.int64)
@@ -384,10 +375,8 @@ def work_units(plan, groups, seed):
 
 def record_size(clip, key=None):
     """Serialized length of the 1-s record of ``clip``, or of the 10-s record ``key``."""
-    from keras_asc.data import schema
-
     if key is None:
-        return schema.audio_example_size(
+        return example.audio_example_size(
             CLIP_SAMPLES, filename=clip.filename, index=clip.index, **clip.labels()
         )
-    return schema.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1, **clip.labels())
+    return example.audio_example_size(CLIP_SAMPLES * PARTS, filename=key, index=-1, **clip.labels())

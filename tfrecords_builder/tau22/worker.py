@@ -5,6 +5,7 @@ Runs in the worker processes, which never import TensorFlow.
 
 import numpy as np
 
+from asc_core import example
 from asc_core import vocab
 from asc_core.errors import UserError
 from tfrecords_builder import tfrecord_io
@@ -14,7 +15,13 @@ from tfrecords_builder.tau22.source import PARTS
 from tfrecords_builder.tau22.source import SOURCE_RATE
 
 # What a worker imports to run process_unit (it does so while the main process plans).
-WORKER_MODULES = ("tfrecords_builder.tau22.worker", "asc_core.audio", "keras_asc.data.schema")
+WORKER_MODULES = ("tfrecords_builder.tau22.worker", "asc_core.audio", "asc_core.example")
+
+
+def clip_layouts(clips):
+    """``(prefix, suffix)`` of the 1-s record of each clip (``example.audio_example_layouts``)."""
+    records = [dict(filename=c.filename, index=c.index, **c.labels()) for c in clips]
+    return example.audio_example_layouts(CLIP_SAMPLES, records)
 
 
 def process_unit(task):
@@ -32,7 +39,6 @@ def process_unit(task):
         ``(filename, message)`` for each failed clip.
     """
     from asc_core import audio as audio_lib
-    from keras_asc.data import schema
 
     split, key, clips, display, places = task
     # The bytes around each waveform first, in one tight loop (cheaper than one at a time
@@ -40,7 +46,7 @@ def process_unit(task):
     layouts = clip_layouts(clips)
     if key is not None:
         layouts.append(
-            schema.audio_example_layout(
+            example.audio_example_layout(
                 CLIP_SAMPLES * PARTS, filename=key, index=-1, **clips[0].labels()
             )
         )
@@ -64,62 +70,6 @@ def process_unit(task):
         _write_wave(wave, layouts[-1], places[-1])
         written_10s = True
     return written, written_10s, errors
-
-
-def clip_layouts(clips):
-    """``(prefix, suffix)`` of the 1-s record of each clip (see ``audio_example_layout``).
-
-    The parts of a recording differ only in their file name (same length) and index (0-9),
-    so the layout of the first part is computed, and the others are copies of it with those
-    bytes replaced: a protobuf stores a string's bytes verbatim and a value below 128 as one
-    byte, and equal lengths keep every other byte. Where the bytes are found, from a second
-    layout with another index, is checked; any clip that does not fit (another name length,
-    index or labels) gets its layout computed in full.
-    """
-    from keras_asc.data import schema
-
-    def computed(clip, index=None):
-        return schema.audio_example_layout(
-            CLIP_SAMPLES,
-            filename=clip.filename,
-            index=clip.index if index is None else index,
-            **clip.labels(),
-        )
-
-    first = clips[0]
-    base = computed(first)
-    if len(clips) == 1 or not 0 <= first.index < 128:
-        return [base] + [computed(clip) for clip in clips[1:]]
-    prefix, suffix = base
-    probe_prefix, probe_suffix = computed(first, first.index ^ 1)
-    name = first.filename.encode("utf-8")
-    at_name = suffix.find(name)
-    if len(probe_suffix) != len(suffix):
-        return [base] + [computed(clip) for clip in clips[1:]]
-    differ = np.flatnonzero(
-        np.frombuffer(suffix, np.uint8) != np.frombuffer(probe_suffix, np.uint8)
-    )
-    if (
-        probe_prefix != prefix
-        or len(differ) != 1
-        or at_name < 0
-        or suffix.find(name, at_name + 1) >= 0
-        or at_name <= differ[0] < at_name + len(name)
-    ):
-        return [base] + [computed(clip) for clip in clips[1:]]
-    at_index = int(differ[0])
-    labels = first.labels()
-    layouts = [base]
-    for clip in clips[1:]:
-        encoded = clip.filename.encode("utf-8")
-        if len(encoded) != len(name) or not 0 <= clip.index < 128 or clip.labels() != labels:
-            layouts.append(computed(clip))
-            continue
-        spliced = bytearray(suffix)
-        spliced[at_name : at_name + len(name)] = encoded
-        spliced[at_index] = clip.index
-        layouts.append((prefix, bytes(spliced)))
-    return layouts
 
 
 def _write_wave(wave, layout, reserved):

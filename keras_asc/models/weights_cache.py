@@ -9,7 +9,7 @@ checkpoint) ends in this cache:
 1. the free space and write access of the cache are checked, then the official ``.pt`` of
    preset ``name`` is downloaded once (resumable, retried) into ``<cache>/checkpoints/``; its
    size and sha256 go into ``<cache>/manifest.json``;
-2. it is converted with ``keras_asc.convert`` (NumPy only, no torch) into
+2. it is converted with ``keras_asc.models.passt_checkpoint`` (NumPy only, no torch) into
    ``<cache>/converted/<name>-<N>classes.weights.h5``, recorded the same way, with the sha256 of
    the checkpoint it came from;
 3. every later use re-checks size and sha256 of both files; a corrupted or truncated entry is
@@ -28,9 +28,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from asc_core.download import fetch_resumable
+from asc_core.download import file_digest
 from asc_core.errors import UserError
-from keras_asc.utils.download import fetch_resumable
-from keras_asc.utils.download import file_digest
+from asc_core.files import write_json
+from keras_asc.layers._utils import as_pair
+from keras_asc.models.passt_backbone import get_preset
+from keras_asc.models.passt_presets import CHECKPOINT_URL_PREFIX
 
 CACHE_ENV = "KERAS_ASC_CACHE"
 MIRROR_ENV = "KERAS_ASC_WEIGHTS_MIRROR"
@@ -45,9 +49,6 @@ def cache_root(cache_dir=None):
 
 def checkpoint_url(name):
     """URL of the official checkpoint of preset ``name`` (mirror prefix applied)."""
-    from keras_asc.models.passt_backbone import get_preset
-    from keras_asc.models.passt_presets import CHECKPOINT_URL_PREFIX
-
     checkpoint = get_preset(name)["checkpoint"]
     if checkpoint is None:
         raise UserError(
@@ -84,9 +85,7 @@ class WeightsCache:
             self.manifest = {}
 
     def _save(self):
-        tmp = self.manifest_path.with_name(self.manifest_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
-        os.replace(tmp, self.manifest_path)
+        write_json(self.manifest_path, self.manifest, indent=1, sort_keys=True)
 
     def _record(self, path, **extra):
         key = path.relative_to(self.root).as_posix()
@@ -161,7 +160,8 @@ class WeightsCache:
 
     def converted(self, name, num_classes, **fetch_kwargs):
         """Path of verified Keras weights of preset ``name`` with ``num_classes`` classes."""
-        from keras_asc.convert.convert_passt import convert_checkpoint
+        # Imported here: passt_checkpoint builds a SceneClassifier, whose module imports this one.
+        from keras_asc.models.passt_checkpoint import convert_checkpoint
 
         path = self.root / "converted" / f"{name}-{int(num_classes)}classes.weights.h5"
         checkpoint = self.checkpoint(name, **fetch_kwargs)
@@ -185,9 +185,6 @@ def pretrained_weights(name, num_classes, cache_dir=None, **fetch_kwargs):
 def checkpoint_bytes(name):
     """Bytes of preset ``name``'s float32 PaSST checkpoint (all parameters, the AudioSet head
     and the unused distillation head included), plus 1 MiB of pickle and zip overhead."""
-    from keras_asc.layers._utils import as_pair
-    from keras_asc.models.passt_backbone import get_preset
-
     preset = get_preset(name)
     b = preset["backbone"]
     width, inner, classes = b["hidden_dim"], b["intermediate_dim"], preset["num_classes"] or 527

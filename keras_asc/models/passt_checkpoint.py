@@ -25,10 +25,15 @@ import keras
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.files import replacing
 from keras_asc.layers._utils import as_pair
 from keras_asc.models.passt_backbone import PaSSTBackbone
+from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
+from keras_asc.models.scene_classifier import SceneClassifier
+from keras_asc.models.torch_checkpoint import read_torch_state_dict
 
+WEIGHTS_SUFFIX = ".weights.h5"
 _TRANSFORMS = {
     "same": lambda a: a,
     "linear": lambda a: a.T,
@@ -302,3 +307,39 @@ def load_passt_state_dict(model, state_dict, source="checkpoint"):
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     return {"loaded": len(assignments), "dropped": dropped, "new_classifier": new_classifier}
+
+
+def convert_checkpoint(checkpoint, out, num_classes=None, arch=None):
+    """Converts `checkpoint` (.pt) into `out` (.weights.h5), written atomically.
+
+    Returns:
+        dict: `arch`, `num_classes` and the `load_passt_state_dict` report.
+    """
+    if not out.endswith(WEIGHTS_SUFFIX):
+        raise UserError(f"--out {out}: expected a file name ending in {WEIGHTS_SUFFIX}")
+    if num_classes is not None and num_classes < 1:
+        raise UserError(f"--num-classes {num_classes}: expected a positive number of classes")
+    state_dict = read_torch_state_dict(checkpoint)
+    geometry = checkpoint_geometry(state_dict, source=checkpoint)
+    if arch is None:
+        candidates = matching_presets(geometry)
+        if not candidates:
+            raise UserError(
+                f"checkpoint {checkpoint}: no preset has its architecture {geometry}; "
+                f"expected a released PaSST geometry or pass --arch"
+            )
+        arch = candidates[0]
+    else:
+        get_preset(arch)  # a UserError listing the names when unknown
+    if num_classes is None:
+        num_classes = geometry["num_classes"]
+        if num_classes is None:
+            raise UserError(
+                f"checkpoint {checkpoint} has no classifier (head.1); pass --num-classes"
+            )
+    model = SceneClassifier.from_preset(arch, load_weights=False, num_classes=num_classes)
+    report = load_passt_state_dict(model, state_dict, source=f"checkpoint {checkpoint}")
+
+    with replacing(out, suffix=WEIGHTS_SUFFIX) as temporary:
+        model.save_weights(temporary)
+    return {"arch": arch, "num_classes": num_classes, **report}
