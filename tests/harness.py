@@ -210,6 +210,12 @@ def _assert_close(got, expected, atol, rtol, what):
             np.testing.assert_array_equal(a, b, err_msg=what)
 
 
+def _assert_mapped_close(dataset, combine, eager, atol, rtol, what):
+    """The elements of `dataset`, stacked or concatenated, match the eager result."""
+    got = _stack(list(dataset.as_numpy_iterator()), combine)
+    _assert_close(got, eager, atol, rtol, f"{what} vs eager")
+
+
 def assert_tf_data_parity(function, examples, index=None, batch_size=2, atol=0.0, rtol=0.0):
     """`function` gives the same result eagerly and inside `Dataset.map`, unbatched and batched.
 
@@ -245,13 +251,7 @@ def assert_tf_data_parity(function, examples, index=None, batch_size=2, atol=0.0
             np.concatenate,
         )
         mapped = dataset.batch(batch_size).enumerate().map(lambda b, xs: function(*xs, b))
-        _assert_close(
-            _stack(list(mapped.as_numpy_iterator()), np.concatenate),
-            eager,
-            atol,
-            rtol,
-            "batched Dataset.map vs eager",
-        )
+        _assert_mapped_close(mapped, np.concatenate, eager, atol, rtol, "batched Dataset.map")
         return eager
 
     def call(xs, positions):
@@ -266,24 +266,12 @@ def assert_tf_data_parity(function, examples, index=None, batch_size=2, atol=0.0
     )
     _assert_close(one_by_one, eager, atol, rtol, "eager per example vs eager batch")
     unbatched = dataset.enumerate().map(lambda i, xs: call(xs, i))
-    _assert_close(
-        _stack(list(unbatched.as_numpy_iterator()), np.stack),
-        eager,
-        atol,
-        rtol,
-        "unbatched Dataset.map vs eager",
-    )
+    _assert_mapped_close(unbatched, np.stack, eager, atol, rtol, "unbatched Dataset.map")
 
     def per_batch(b, xs):
         start = b * batch_size
         return call(xs, start + tf.range(tf.shape(xs[0], tf.int64)[0]))
 
     batched = dataset.batch(batch_size).enumerate().map(per_batch)
-    _assert_close(
-        _stack(list(batched.as_numpy_iterator()), np.concatenate),
-        eager,
-        atol,
-        rtol,
-        "batched Dataset.map vs eager",
-    )
+    _assert_mapped_close(batched, np.concatenate, eager, atol, rtol, "batched Dataset.map")
     return eager
