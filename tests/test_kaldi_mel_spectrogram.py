@@ -12,6 +12,7 @@ import keras
 import numerics
 import numpy as np
 import pytest
+import scipy.stats
 import tensorflow as tf
 import torch
 import torch_oracle
@@ -209,17 +210,27 @@ def test_bank_rejects_bad_arguments(args, message):
 
 
 def test_training_band_edges_are_drawn_in_range():
-    draw = tf.function(KaldiMelSpectrogram(seed=0)._draw_band_edges)
-    draws = np.array([[float(v) for v in draw()] for _ in range(100)])
-    assert (draws[:, 0] == 0).all()  # fmin_aug_range=1: no fmin jitter
-    assert draws[:, 1].min() >= 15001 and draws[:, 1].max() <= 16000
-    assert (draws[:, 1] == np.round(draws[:, 1])).all()
-    assert len(np.unique(draws[:, 1])) > 85  # ~uniform over 1000 values
-    assert draws[:, 1].min() < 15250 and draws[:, 1].max() > 15750
-    draw = tf.function(KaldiMelSpectrogram(fmin_aug_range=10, fmax_aug_range=2000)._draw_band_edges)
-    draws = np.array([[float(v) for v in draw()] for _ in range(100)])
-    assert set(np.unique(draws[:, 0])) == set(range(10))
-    assert draws[:, 1].min() >= 14001 and draws[:, 1].max() <= 16000
+    # Small jitter ranges (fmin 0-2 Hz, fmax 15997-16000 Hz): each training output is the eval
+    # output of exactly one of the 12 (fmin, fmax) pairs, and every pair is drawn.
+    layer = KaldiMelSpectrogram(freqm=0, timem=0, fmin_aug_range=3, fmax_aug_range=4, seed=0)
+    waveform = noise(1, 3200, 0.3, 21)
+    pairs = [(fmin, fmax) for fmin in (0, 1, 2) for fmax in (15997, 15998, 15999, 16000)]
+    references = np.stack(
+        [
+            np.asarray(KaldiMelSpectrogram(fmin=fmin, fmax=fmax, fmax_aug_range=1)(waveform))
+            for fmin, fmax in pairs
+        ]
+    )
+    drawn = []
+    for _ in range(120):
+        out = np.asarray(layer(waveform, training=True))
+        distance = np.abs(references - out).reshape(len(pairs), -1).max(axis=1)
+        nearest, second = np.sort(distance)[:2]
+        assert nearest < 1e-4 < second  # one pair fits, no other does
+        drawn.append(pairs[int(np.argmin(distance))])
+    counts = np.array([drawn.count(pair) for pair in pairs])
+    assert counts.min() >= 3  # every pair, roughly uniformly (10 expected each)
+    assert scipy.stats.chisquare(counts).pvalue > 1e-3
 
 
 @pytest.mark.oracle
