@@ -1,8 +1,10 @@
 """Shared test helpers: serialization, layer contracts and tf.data parity (keras-hub's habit).
 
-Every registered ``keras_asc>`` class gets `run_serialization_test` through the table in
-``tests/test_serialization_registry.py``; a class registered without an entry there fails that
-module's discovery test, so the next custom layer cannot skip its round trip.
+Every registered ``keras_asc>`` class gets `run_serialization_test` (and every registered
+layer `run_layer_test`) through the tables in ``tests/test_serialization_registry.py``; a class
+registered without an entry there fails that module's discovery tests, so the next custom layer
+cannot skip its round trip or its layer contract. `assert_tf_data_parity` checks a tf.data
+function eagerly and inside ``Dataset.map``, unbatched and batched.
 """
 
 import json
