@@ -61,6 +61,11 @@ def resample(audio, rate, target_rate, quality=RESAMPLE_QUALITY):
     Returns:
         float32 array ``[round(samples * target_rate / rate)(, channels)]``; the input itself
         (as float32) when the rates are equal.
+
+    Example:
+
+    >>> resample(np.ones(44100), 44100, 32000).shape  # 1 s of TAU22 audio at the model's rate
+    (32000,)
     """
     audio = np.asarray(audio, dtype=np.float32)
     if int(rate) == int(target_rate):

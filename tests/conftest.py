@@ -143,3 +143,23 @@ def synthetic_corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic") / "raw"
     manifest = generate_corpus(str(folder), size="tiny", seed=0)
     return folder, manifest
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The matplotlib figures saved during a test, in order (their axes, lines, bars and texts
+    stay readable after the library closes them), so a plot test can check what was drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    figures = []
+    savefig = Figure.savefig
+
+    def recording(self, *args, **kwargs):
+        figures.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return figures

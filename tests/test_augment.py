@@ -14,6 +14,9 @@ import pytest
 import scipy.signal
 import scipy.stats
 import tensorflow as tf
+from harness import assert_tf_data_parity
+from harness import revive
+from harness import run_serialization_test
 
 from asc_core.errors import UserError
 from keras_asc.augment import DirAugmentation
@@ -36,13 +39,6 @@ def decaying_irs(count, length, rng=RNG):
     """Impulse-response-like rows: noise under an exponential decay, unit peak."""
     h = rng.normal(size=(count, length)) * np.exp(-np.arange(length) / (length / 8 + 1))
     return (h / np.abs(h).max(axis=1, keepdims=True)).astype("float32")
-
-
-def roundtrip_config(layer):
-    config = layer.get_config()
-    revived = layer.__class__.from_config(config)
-    assert revived.get_config() == config
-    return revived
 
 
 # === FFT convolution ===
@@ -143,36 +139,20 @@ def test_dir_placements_give_identical_results():
     layer = DirAugmentation(irs, probability=0.5, source_devices=("a", "b"), seed=11)
     n, batch = 24, 6
     audio = RNG.normal(size=(n, 100)).astype("float32")
-    device = np.tile([0, 1, 2, 0, 3, -1], n // 6)
-    y = {"scene": np.arange(n) % 10, "device": device}
-    ds = tf.data.Dataset.from_tensor_slices((audio, y))
-    fn = layer.pipeline_function()
-
-    def per_example(index, element):
-        x, labels = element
-        x, dev = fn(x, labels["device"], index)
-        return x, {"scene": labels["scene"], "device": dev}
-
-    def per_batch(batch_number, element):
-        x, labels = element
-        index = batch_number * batch + tf.range(batch, dtype=tf.int64)
-        x, dev = fn(x, labels["device"], index)
-        return x, {"scene": labels["scene"], "device": dev}
-
-    unbatched = list(ds.enumerate().map(per_example).batch(batch))
-    batched = list(ds.batch(batch).enumerate().map(per_batch))
+    device = np.tile([0, 1, 2, 0, 3, -1], n // 6).astype("int32")
+    # In the pipeline: eager, and in Dataset.map unbatched and batched, the same draws ...
+    pipe_audio, pipe_device = assert_tf_data_parity(
+        layer.pipeline_function(), (audio, device), index="example", batch_size=batch
+    )
+    # ... as on the accelerator (the layer, batch after batch).
     on_device = [
         layer(audio[i : i + batch], device[i : i + batch], training=True)
         for i in range(0, n, batch)
     ]
     assert int(layer.examples_seen.numpy()) == n
-    changed = 0
-    for (xa, ya), (xb, yb), (xc, dc) in zip(unbatched, batched, on_device):
-        np.testing.assert_array_equal(ya["device"].numpy(), dc.numpy())
-        np.testing.assert_array_equal(yb["device"].numpy(), dc.numpy())
-        np.testing.assert_array_equal(xa.numpy(), xc.numpy())
-        np.testing.assert_array_equal(xb.numpy(), xc.numpy())
-        changed += int((dc.numpy() >= 9).sum())
+    np.testing.assert_array_equal(np.concatenate([a for a, _ in on_device]), pipe_audio)
+    np.testing.assert_array_equal(np.concatenate([d for _, d in on_device]), pipe_device)
+    changed = int((pipe_device >= 9).sum())
     assert 0 < changed < 16  # 16 source examples, p = 0.5
     # Not training: unchanged, counter untouched.
     out, dev = layer(audio[:6], device[:6], training=False)
@@ -202,24 +182,16 @@ def test_dir_bank_saved_in_keras_file(tmp_path):
     assert (layer.num_irs, layer.ir_length) == (2, 13)
     config = layer.get_config()
     assert "irs" not in config and config["num_irs"] == 2 and config["ir_length"] == 13
-    empty = roundtrip_config(layer)
+    empty = revive(layer)
     assert not empty.irs.numpy().any()  # values live in the weights, not the config
 
-    audio_in = keras.Input((50,), name="audio")
-    device_in = keras.Input((), dtype="int32", name="device")
-    out = layer(audio_in, device_in, training=True)
-    model = keras.Model([audio_in, device_in], list(out))
     audio = RNG.normal(size=(10, 50)).astype("float32")
     device = np.array([0, 1] * 5, "int32")
-    path = os.path.join(tmp_path, "dir.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    # Weights, counter and training-mode outputs survive the .keras file.
+    loaded = run_serialization_test(layer, [audio, device], tmp_path, training_too=True)
     revived = loaded.get_layer("dir")
-    np.testing.assert_array_equal(revived.irs.numpy(), layer.irs.numpy())
     np.testing.assert_array_equal(revived.ir_labels.numpy(), [4, 2])
     np.testing.assert_array_equal(revived.irs.numpy()[0, 7:], 0.0)  # zero padded
-    for a, b in zip(model([audio, device]), loaded([audio, device])):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_dir_mixed_precision_keeps_float32_audio():
@@ -270,32 +242,13 @@ def test_roll_matches_numpy_roll_and_covers_the_range():
 
 def test_roll_layer_function_and_dataset_map_agree():
     audio = RNG.normal(size=(8, 50)).astype("float32")
-    layer = roundtrip_config(Roll(max_shift=20, seed=4))
+    layer = revive(Roll(max_shift=20, seed=4))
     on_device = np.concatenate([layer(audio[:4], training=True), layer(audio[4:], training=True)])
-    eager = roll_audio(audio, np.arange(8), max_shift=20, seed=4).numpy()
-    ds = tf.data.Dataset.from_tensor_slices(audio)
-    unbatched = np.stack(
-        list(
-            ds.enumerate()
-            .map(lambda i, x: roll_audio(x, i, max_shift=20, seed=4))
-            .as_numpy_iterator()
-        )
+    pipeline = assert_tf_data_parity(
+        lambda x, i: roll_audio(x, i, max_shift=20, seed=4), audio, index="example", batch_size=3
     )
-    batched = np.concatenate(
-        list(
-            ds.batch(3)
-            .enumerate()
-            .map(
-                lambda b, x: roll_audio(
-                    x, b * 3 + tf.range(tf.shape(x, tf.int64)[0]), max_shift=20, seed=4
-                )
-            )
-            .as_numpy_iterator()
-        )
-    )
-    for other in (eager, unbatched, batched):
-        np.testing.assert_array_equal(on_device, other)
-    assert not np.array_equal(eager, audio)
+    np.testing.assert_array_equal(on_device, pipeline)
+    assert not np.array_equal(pipeline, audio)
     np.testing.assert_array_equal(layer(audio, training=False), audio)
     with pytest.raises(UserError, match=r"max_shift must be an int >= 0 \(samples\), got -1"):
         Roll(max_shift=-1)
@@ -354,22 +307,23 @@ def test_freq_mix_style_statistics_carry_no_gradient():
 
 def test_freq_mix_style_layer_dataset_map_and_jit_agree():
     x = RNG.normal(size=(12, 6, 15)).astype("float32")
-    layer = roundtrip_config(FreqMixStyle(probability=0.7, alpha=0.3, seed=5))
+    layer = revive(FreqMixStyle(probability=0.7, alpha=0.3, seed=5))
     on_device = [layer(x[i : i + 4], training=True).numpy() for i in range(0, 12, 4)]
     assert int(layer.batches_seen.numpy()) == 3
-    ds = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .batch(4)
-        .enumerate()
-        .map(lambda b, xb: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5))
+    # Same draws; eager and graph float kernels may differ in the last bit.
+    pipeline = assert_tf_data_parity(
+        lambda xb, b: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5),
+        x,
+        index="batch",
+        batch_size=4,
+        atol=1e-6,
+        rtol=1e-5,
     )
-    mapped = list(ds.as_numpy_iterator())
+    np.testing.assert_allclose(np.concatenate(on_device), pipeline, rtol=1e-5, atol=1e-6)
     jit = tf.function(
         lambda xb, b: freq_mix_style(xb, b, probability=0.7, alpha=0.3, seed=5), jit_compile=True
     )
-    for b, (dev, pipe) in enumerate(zip(on_device, mapped)):
-        # Same draws; eager and graph float kernels may differ in the last bit.
-        np.testing.assert_allclose(dev, pipe, rtol=1e-5, atol=1e-6)
+    for b, dev in enumerate(on_device):
         np.testing.assert_allclose(jit(x[4 * b : 4 * b + 4], b).numpy(), dev, atol=1e-4)
     np.testing.assert_array_equal(layer(x, training=False), x)
     with pytest.raises(UserError, match=r"expected a batch of spectrograms \[B, F, T\]"):
@@ -401,18 +355,21 @@ def test_mixup_mixes_inputs_and_losses():
 
 def test_mixup_layer_and_dataset_map_agree():
     x = RNG.normal(size=(9, 4)).astype("float32")
-    layer = roundtrip_config(Mixup(alpha=0.4, seed=3))
+    layer = revive(Mixup(alpha=0.4, seed=3))
     on_device = [layer(x[i : i + 3], training=True) for i in range(0, 9, 3)]
-    mapped = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .batch(3)
-        .enumerate()
-        .map(lambda b, xb: mixup(xb, b, alpha=0.4, seed=3))
+    x_pipe, lam_pipe, perm_pipe = assert_tf_data_parity(
+        lambda xb, b: mixup(xb, b, alpha=0.4, seed=3),
+        x,
+        index="batch",
+        batch_size=3,
+        atol=1e-6,
+        rtol=1e-5,
     )
-    for (x_dev, lam_dev, perm_dev), (x_pipe, lam_pipe, perm_pipe) in zip(on_device, mapped):
-        np.testing.assert_array_equal(perm_dev.numpy(), perm_pipe.numpy())
-        np.testing.assert_allclose(lam_dev.numpy(), lam_pipe.numpy(), rtol=1e-6)
-        np.testing.assert_allclose(x_dev.numpy(), x_pipe.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([p for _, _, p in on_device]), perm_pipe)
+    np.testing.assert_allclose(np.concatenate([m for _, m, _ in on_device]), lam_pipe, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([m for m, _, _ in on_device]), x_pipe, rtol=1e-5, atol=1e-6
+    )
     out, lam, perm = layer(x, training=False)
     np.testing.assert_array_equal(out, x)
     np.testing.assert_array_equal(lam, np.ones(9))

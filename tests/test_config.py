@@ -1,8 +1,10 @@
 """Config loading: schema validation, --set overrides, extends, and every shipped config."""
 
 import glob
+import json
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -298,13 +300,107 @@ def test_configs_directory_is_not_empty():
 IRGEN_SECTIONS = {"holdout", "encoding", "generator", "discriminator", "gan"}
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
-def test_every_shipped_config_validates(path):
-    if set(read_config_file(path)) & IRGEN_SECTIONS:
-        from keras_asc.irgen.config import load_irgen_config
+@pytest.fixture(scope="module")
+def tiny_dir_set(tmp_path_factory):
+    """A 4-IR DIR folder at 32 kHz that stands in for every config's ``dirs.sets``."""
+    from _corpus import write_dir_set
 
-        assert load_irgen_config(path)["seed"] >= 0
-        return
-    config = load_config(path)
-    assert config["model"]["preset"]
-    assert config["training"]["epochs"] >= 1
+    folder = str(tmp_path_factory.mktemp("dirs") / "dirs")
+    write_dir_set(folder)
+    return folder
+
+
+@pytest.fixture
+def cheap_truncated_normal(monkeypatch):
+    """Zeros for TruncatedNormal initializers: drawing 85 M truncated-normal values takes 5 of
+    the 7 s a PaSST-S build needs here, and their values are not what these tests check (the
+    preset tests cover the initialization); every layer and weight shape is still built."""
+    import keras
+
+    monkeypatch.setattr(
+        keras.initializers.TruncatedNormal,
+        "__call__",
+        lambda self, shape, dtype=None: keras.ops.zeros(shape, dtype=dtype),
+    )
+
+
+def _build_irgen_networks(path):
+    from keras_asc.irgen.condition_encoding import CONDITION_DIM
+    from keras_asc.irgen.config import load_irgen_config
+    from keras_asc.irgen.train import build_networks
+
+    config = load_irgen_config(path)
+    generator_cfg = config["generator"]
+    # The generator upsamples its initial length by every stride: the IR length it fits.
+    length = generator_cfg["initial_length"] * int(np.prod(generator_cfg["strides"]))
+    generator, discriminator, gan = build_networks(config, output_length=length)
+    condition = np.random.default_rng(0).uniform(0, 1, (2, CONDITION_DIM)).astype("float32")
+    fake = generator(condition)
+    assert tuple(fake.shape) == (2, length)
+    score = discriminator((fake, condition))
+    assert tuple(score.shape) == (2,)
+    assert np.all((np.asarray(score) >= 0) & (np.asarray(score) <= 1))
+    assert gan.generator is generator and gan.discriminator is discriminator
+    channels = [layer.filters for layer in generator.layers if hasattr(layer, "filters")]
+    assert generator_cfg["channels"][-1] in channels
+
+
+# model section (JSON) -> trainable parameter count, of the architectures already run forward.
+_FORWARD_DONE = {}
+
+
+def _trainable_count(model):
+    # Trainable only: a DIR bank is a (non-trainable) weight whose size depends on the IR set.
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _build_scene_classifier(path, dir_set):
+    from keras_asc.models.passt_presets import passt_presets
+    from keras_asc.training.runner import build_model
+
+    # The runner's build, with pretrained weights off and the DIR sets replaced by a tiny one.
+    config = load_config(path, ["model.weights=null"])
+    if config["dirs"] is not None:
+        config = load_config(path, ["model.weights=null", f"dirs.sets=[{dir_set}]"])
+    model = build_model(config)
+    architecture = json.dumps({k: v for k, v in config["model"].items() if k != "weights"})
+    if architecture in _FORWARD_DONE:
+        # The same network as a config already run (the grid's ICL settings): same parameters.
+        assert _trainable_count(model) == _FORWARD_DONE[architecture]
+    else:
+        waveform = 0.1 * np.random.default_rng(0).standard_normal((1, 32000)).astype("float32")
+        outputs = model(waveform)  # 1 s: the training window of every config
+        backbone = passt_presets[config["model"]["preset"]]["backbone"]
+        assert tuple(outputs["logits"].shape) == (1, 10)
+        assert tuple(outputs["embedding"].shape) == (1, backbone["hidden_dim"])
+        assert np.isfinite(np.asarray(outputs["logits"])).all()
+        _FORWARD_DONE[architecture] = _trainable_count(model)
+    # The sections landed in the model: ICL, DIR augmentation, Freq-MixStyle, frontend masks.
+    loss = config["loss"]
+    assert model.auxiliary_loss_weight == loss.get("icl_weight", 0.0)
+    assert (model.auxiliary_loss is None) == (loss.get("icl_weight", 0.0) == 0)
+    if "icl_alpha" in loss and model.auxiliary_loss is not None:
+        assert model.auxiliary_loss.alpha == loss["icl_alpha"]
+    assert (model.dir_augmentation is None) == (config["dirs"] is None)
+    if config["dirs"] is not None:
+        assert model.dir_augmentation.probability == config["dirs"]["probability"]
+    assert (model.freq_mix_style is None) == (not config["augment"].get("mixstyle_p"))
+    frontend = config["model"].get("frontend") or {}
+    for key in ("freqm", "timem"):
+        if key in frontend:
+            assert model.frontend.get_config()[key] == frontend[key]
+    return model
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_shipped_config_becomes_a_model(path, tiny_dir_set, cheap_truncated_normal):
+    """Every shipped config builds the way its runner builds it (pretrained weights off; the DIR
+    sets a tiny stand-in) and runs one forward pass: 1 s of audio through the scene classifier
+    (PaSST-S-sized configs with their real architecture, initialized to zeros instead of a
+    truncated normal for speed; a config whose model section repeats one already run, as the
+    grid's do, is built and its parameter count compared instead), or a condition through the DIR
+    generator and discriminator."""
+    if set(read_config_file(path)) & IRGEN_SECTIONS:
+        _build_irgen_networks(path)
+    else:
+        _build_scene_classifier(path, tiny_dir_set)

@@ -130,7 +130,7 @@ def png_ok(path):
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
+def test_evaluate_single_run_matches_direct_prediction(workspace, capsys, drawn_figures):
     run = workspace["run_a"]
     assert run_cli(evaluate_cli.main, ["--run", str(run), "--no-wandb"]) == 0
     out = capsys.readouterr().out
@@ -157,6 +157,16 @@ def test_evaluate_single_run_matches_direct_prediction(workspace, capsys):
     probs = np.array([[float(v) for v in row[2:]] for row in rows[1:]])
     np.testing.assert_allclose(probs, metrics.softmax(logits), atol=1e-6)
     assert png_ok(folder / "confusion.png") and png_ok(folder / "devices.png")
+    # The figures show this run's numbers: confusion counts, per-device accuracy bars.
+    confusion, devices = drawn_figures
+    np.testing.assert_array_equal(
+        [int(t.get_text()) for t in confusion.axes[0].texts],
+        np.ravel(got["confusion_matrix"]),
+    )
+    assert devices.get_suptitle() == f"{run.name} — evaluate"
+    heights = [bar.get_height() for bar in devices.axes[0].patches]
+    assert heights[0] == pytest.approx(100 * got["devices"]["a"]["accuracy"])
+    assert heights[7] == 0 and "n/a" in [t.get_text() for t in devices.axes[0].texts]  # S5
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import run_loss_serialization_test
 
 from asc_core.errors import UserError
 from keras_asc.losses import InverseContrastiveLoss
@@ -172,11 +172,8 @@ def test_keras_loss_wrapper_and_serialization():
     z, c = random_batch(7)
     loss = InverseContrastiveLoss(alpha=0.5, beta=2.0, normalization="blocks", num_devices=9)
     assert float(loss(c, z)) == pytest.approx(reference_icl(z, c, 0.5, 2.0, "blocks", 9), rel=1e-5)
-    config = loss.get_config()
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert isinstance(revived, InverseContrastiveLoss)
-    assert revived.get_config() == config
-    assert float(revived(c, z)) == pytest.approx(float(loss(c, z)), rel=1e-7)
+    revived = run_loss_serialization_test(loss, c, z)
+    assert revived.get_config()["num_devices"] == 9
 
 
 # === Where ICL acts (target) ===
@@ -261,5 +258,5 @@ def test_bad_target_and_non_number_arguments(kwargs, message):
 
 def test_target_round_trips_in_the_config():
     loss = InverseContrastiveLoss(target="normalized", num_devices=4)
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert revived.target == "normalized" and revived.get_config() == loss.get_config()
+    z, c = random_batch(6)
+    assert run_loss_serialization_test(loss, c, z).target == "normalized"

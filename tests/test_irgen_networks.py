@@ -1,11 +1,11 @@
 """DirGenerator / DirDiscriminator / DirGAN: shapes, ranges, losses vs NumPy, 1 D : 3 G steps,
 saving."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
+from harness import revive
+from harness import run_serialization_test
 
 import keras_asc.irgen  # noqa: F401 - registers the classes
 from keras_asc.irgen import losses
@@ -157,20 +157,9 @@ def test_train_step_makes_one_discriminator_and_three_generator_steps():
 
 def test_save_and_load_identical(tmp_path):
     condition, real = _batch(3)
-    generator, discriminator = _tiny_generator(), _tiny_discriminator()
-    generator(condition)
-    discriminator((real, condition))
-    for model, inputs, name in (
-        (generator, condition, "g"),
-        (discriminator, (real, condition), "d"),
-    ):
-        path = str(tmp_path / f"{name}.keras")
-        model.save(path)
-        loaded = keras.saving.load_model(path)
-        assert type(loaded) is type(model)
-        assert json.dumps(loaded.get_config()) == json.dumps(model.get_config())
-        np.testing.assert_array_equal(np.asarray(loaded(inputs)), np.asarray(model(inputs)))
+    run_serialization_test(_tiny_generator(), condition, tmp_path)
+    run_serialization_test(_tiny_discriminator(), [real, condition], tmp_path)
     gan = _gan(generator_steps=2)
-    restored = DirGAN.from_config(json.loads(json.dumps(gan.get_config())))
+    restored = revive(gan)
     assert restored.generator_steps == 2 and restored.spectral_weight == 1.0
     assert restored.generator.get_config() == gan.generator.get_config()

@@ -1,9 +1,8 @@
-"""PaSST building blocks: shapes, numerics against NumPy, training-mode semantics, saving."""
+"""PaSST building blocks: shapes, numerics against NumPy, training-mode semantics.
 
-import json
-import warnings
+The layer contract and the .keras round trip of each are in test_serialization_registry.py.
+"""
 
-import keras
 import numpy as np
 import pytest
 from scipy.special import erf
@@ -234,35 +233,3 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
     normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
     exact_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
     np.testing.assert_allclose(block(x), x + exact_gelu, rtol=1e-5, atol=2e-6)
-
-
-# === Saving ===
-
-LAYERS = [
-    (lambda: PatchEmbedding(8, patch_size=(16, 8), stride=(10, 4)), (128, 40)),
-    (lambda: PatchPositionEmbedding(12, 30, random_time_offset=False, seed=3), (12, 9, 8)),
-    (lambda: StructuredPatchout(frequency=2, time=1, seed=4), (12, 9, 8)),
-    (lambda: UnstructuredPatchout(3, seed=5), (20, 8)),
-    (lambda: ClassTokens(), (20, 8)),
-    (lambda: MultiHeadSelfAttention(4, use_qkv_bias=False), (20, 8)),
-    (lambda: TransformerBlock(2, 24, layer_norm_epsilon=1e-5), (20, 8)),
-]
-
-
-@pytest.mark.parametrize("make, shape", LAYERS, ids=[f"layer{i}" for i in range(len(LAYERS))])
-def test_layer_config_round_trip_and_keras_saving(make, shape, tmp_path):
-    layer = make()
-    config = layer.get_config()
-    clone = type(layer).from_config(json.loads(json.dumps(config)))
-    assert json.loads(json.dumps(clone.get_config())) == json.loads(json.dumps(config))
-
-    inputs = keras.Input(shape=shape)
-    model = keras.Model(inputs, layer(inputs))
-    path = str(tmp_path / "layer.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    x = _rand(2, *shape, seed=9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        np.testing.assert_array_equal(loaded(x), model(x))
-    assert type(loaded.layers[1]) is type(layer)

@@ -1,10 +1,16 @@
-"""Report figures and DIR response analysis: band arrays and valid PNG files (not pixels)."""
+"""Report figures and DIR response analysis: band arrays, and what each figure draws.
+
+The figures are checked through their matplotlib objects (recorded by the ``drawn_figures``
+fixture as they are saved: axes, lines, bars, texts, titles) and through their pixels (two
+different inputs give different images).
+"""
 
 import os
 import struct
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 
 from asc_core.errors import UserError
 from keras_asc.cli import plot_dirs
@@ -22,6 +28,24 @@ def png_size(path):
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     assert head[12:16] == b"IHDR"
     return struct.unpack(">II", head[16:24])
+
+
+def pixels(path):
+    """RGBA pixels of a PNG (after checking that it is one)."""
+    import matplotlib.image
+
+    png_size(path)
+    return matplotlib.image.imread(path)
+
+
+def assert_images_differ(path_a, path_b):
+    """Same image size (same layout), different pixels: the drawn content differs."""
+    a, b = pixels(path_a), pixels(path_b)
+    assert a.shape == b.shape and (a != b).any()
+
+
+def texts(ax):
+    return [t.get_text() for t in ax.texts]
 
 
 def write_dir_set(folder, irs_and_meta):
@@ -94,15 +118,55 @@ def test_single_response_bands_collapse_onto_it():
         np.testing.assert_array_equal(bands[key], db[0])
 
 
-def test_figure1_and_figure2_pngs(tmp_path):
+def test_figure1_draws_the_bands_and_the_mean(tmp_path, drawn_figures):
     rng = np.random.default_rng(0)
     irs = [np.r_[1.0, 0.3 * rng.normal(size=200)] for _ in range(6)]
     freqs, db = dir_plots.magnitude_responses(irs, SR, num_points=128)
-    path = dir_plots.plot_response_bands(freqs, dir_plots.response_bands(db), tmp_path / "f1.png")
-    assert png_size(path)[0] > 100
-    path = dir_plots.plot_angle_responses(freqs, db, [0, 30, 60, 90, 150, 180], tmp_path / "f2.png")
-    assert png_size(path)[0] > 100
-    assert sorted(os.listdir(tmp_path)) == ["f1.png", "f2.png"]  # no temp files left
+    bands = dir_plots.response_bands(db)
+    path = dir_plots.plot_response_bands(freqs, bands, tmp_path / "f1.png")
+    (figure,) = drawn_figures
+    (ax,) = figure.axes
+    assert ax.get_title() == "6 impulse responses" and ax.get_xscale() == "log"
+    (mean,) = ax.get_lines()
+    np.testing.assert_allclose(mean.get_xdata(), freqs)
+    np.testing.assert_allclose(mean.get_ydata(), bands["mean"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["100 %", "80 %", "50 %", "mean"]
+    # The three bands, outermost first: each polygon spans its quantiles.
+    assert len(ax.collections) == 3
+    for band, (low, high) in zip(ax.collections, [("min", "max"), ("q10", "q90"), ("q25", "q75")]):
+        y = band.get_paths()[0].vertices[:, 1]
+        assert y.min() == pytest.approx(bands[low].min()) and y.max() == pytest.approx(
+            bands[high].max()
+        )
+    # Other responses, another image; the same ones, the same image.
+    again = dir_plots.plot_response_bands(freqs, bands, tmp_path / "again.png")
+    # Response 5 replaced by a copy of response 0: same extremes (same axes), other quantiles.
+    other = dir_plots.response_bands(db[[0, 0, 1, 2, 3, 4]])
+    other = dir_plots.plot_response_bands(freqs, other, tmp_path / "o.png")
+    np.testing.assert_array_equal(pixels(again), pixels(path))
+    assert_images_differ(other, path)
+    assert sorted(os.listdir(tmp_path)) == ["again.png", "f1.png", "o.png"]  # no temp files left
+
+
+def test_figure2_draws_one_curve_per_angle_in_angle_order(tmp_path, drawn_figures):
+    rng = np.random.default_rng(0)
+    irs = [np.r_[1.0, 0.3 * rng.normal(size=200)] for _ in range(6)]
+    freqs, db = dir_plots.magnitude_responses(irs, SR, num_points=128)
+    angles = [90, 0, 180, 30, 150, 60]
+    path = dir_plots.plot_angle_responses(freqs, db, angles, tmp_path / "f2.png", title="mic")
+    (figure,) = drawn_figures
+    ax, colorbar = figure.axes
+    assert ax.get_title() == "mic" and colorbar.get_ylabel() == "angle [°]"
+    lines = ax.get_lines()
+    order = np.argsort(angles)  # drawn from 0° up
+    assert len(lines) == 6
+    for line, i in zip(lines, order):
+        np.testing.assert_allclose(line.get_ydata(), db[i])
+    colours = [tuple(line.get_color()) for line in lines]
+    assert len(set(colours)) == 6  # one colour per angle
+    flipped = tmp_path / "flip.png"
+    dir_plots.plot_angle_responses(freqs, db, angles[::-1], flipped, title="mic")
+    assert_images_differ(flipped, path)
 
 
 # === Report figures ===
@@ -116,19 +180,54 @@ def small_report():
     return metrics.scene_metrics(labels, probs, devices)
 
 
-def test_confusion_and_device_bars(tmp_path):
+def test_confusion_matrix_draws_rates_and_counts(tmp_path, drawn_figures):
     report = small_report()
-    path = plots.plot_confusion_matrix(
-        report["confusion_matrix"], report["class_names"], tmp_path / "cm.png", title="t"
-    )
-    assert png_size(path)[1] > 100
-    path = plots.plot_device_bars(report, tmp_path / "bars.png")
-    assert png_size(path)[0] > 100
+    matrix, names = np.asarray(report["confusion_matrix"]), report["class_names"]
+    path = plots.plot_confusion_matrix(matrix, names, tmp_path / "cm.png", title="t")
+    (figure,) = drawn_figures
+    ax, colorbar = figure.axes
+    assert ax.get_title() == "t" and colorbar.get_ylabel() == "fraction of true class"
+    np.testing.assert_allclose(ax.images[0].get_array(), plots.normalize_rows(matrix))
+    assert texts(ax) == [str(int(v)) for v in matrix.ravel()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(names)
+    other = plots.plot_confusion_matrix(matrix.T, names, tmp_path / "cm2.png", title="t")
+    assert_images_differ(other, path)
+
+
+def test_device_bars_draw_every_device_by_family(tmp_path, drawn_figures):
+    report = small_report()
+    path = plots.plot_device_bars(report, tmp_path / "bars.png", title="run 1")
+    (figure,) = drawn_figures
+    assert figure.get_suptitle() == "run 1"
+    accuracy_ax, loss_ax = figure.axes
     names, values, families = plots.device_bar_values(report, "accuracy")
     assert names == ["A", "B", "C", "S1", "S2", "S3", "S4", "S5", "S6"]
     assert np.isnan(values[6:]).all() and not np.isnan(values[:6]).any()
     assert values[0] == pytest.approx(report["devices"]["a"]["accuracy"])
     assert families[3] == "simulated"
+    for ax, metric, scale in ((accuracy_ax, "accuracy", 100.0), (loss_ax, "log_loss", 1.0)):
+        _, values, families = plots.device_bar_values(report, metric)
+        bars = ax.patches
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        np.testing.assert_allclose([b.get_height() for b in bars], np.nan_to_num(values * scale))
+        colours = {f: plots.FAMILY_COLOURS[f] for f in families}
+        for bar, family in zip(bars, families):
+            assert bar.get_facecolor() == pytest.approx(to_rgba(colours[family]))
+        assert texts(ax) == ["n/a"] * 3  # S4-S6 absent
+        # One dashed line per family with data (unseen has none here), at the family mean.
+        means = sorted(float(y) for c in ax.collections for y in c.get_segments()[0][:, 1][:1])
+        expected = sorted(
+            report["groups"][f][metric] * scale
+            for f in ("real", "simulated")
+            if report["groups"][f][metric] is not None
+        )
+        assert means == pytest.approx(expected)
+    # A model that does worse on device A: another image.
+    worse = small_report()
+    worse["devices"]["a"]["accuracy"] /= 2
+    other = plots.plot_device_bars(worse, tmp_path / "worse.png", title="run 1")
+    assert_images_differ(other, path)
 
 
 def test_normalize_rows_keeps_empty_rows_zero():
@@ -184,13 +283,16 @@ def test_select_angle_series(dir_sets):
         dir_plots.select_angle_series(records, "U87", 50, "omni")
 
 
-def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
+def test_plot_dirs_cli(dir_sets, tmp_path, capsys, drawn_figures):
     from asc_core.errors import run_cli
 
     multi, one = dir_sets
     out = tmp_path / "fig1.png"
     assert run_cli(plot_dirs.main, ["--dirs", multi, one, "--out", str(out)]) == 0
-    assert png_size(out)[0] > 100
+    png_size(out)
+    (ax,) = drawn_figures[-1].axes
+    assert ax.get_title() == "micirp, multi: 17 IRs"
+    assert ax.get_ylabel() == "magnitude [dB re each IR at 1 kHz]" and len(ax.collections) == 3
     out2 = tmp_path / "fig2.png"
     argv = [
         "--dirs",
@@ -207,12 +309,23 @@ def test_plot_dirs_cli(dir_sets, tmp_path, capsys):
         "1/3",
     ]
     assert run_cli(plot_dirs.main, argv) == 0
-    assert png_size(out2)[0] > 100
+    png_size(out2)
+    ax = drawn_figures[-1].axes[0]
+    assert ax.get_title() == "RodeNT2A cardioid at 50 cm, 0–180°"
+    assert len(ax.get_lines()) == 3  # 0, 90 and 180°; 270° is past --max-angle
+    first = ax.get_lines()[0]  # the 0° curve is the 0 dB reference at 1 kHz
+    level = np.interp(np.log(1000.0), np.log(first.get_xdata()), first.get_ydata())
+    assert level == pytest.approx(0.0, abs=1e-9)
     # A set with a single IR still plots, and says why the bands are one line.
     out3 = tmp_path / "one.png"
     assert run_cli(plot_dirs.main, ["--dirs", one, "--out", str(out3)]) == 0
     assert "m.wav is the only IR; the bands collapse onto it" in capsys.readouterr().out
-    assert png_size(out3)[0] > 100
+    png_size(out3)
+    (ax,) = drawn_figures[-1].axes
+    assert ax.get_title() == "micirp: 1 IRs"
+    for band in ax.collections:  # collapsed: each band's polygon encloses no area
+        y = band.get_paths()[0].vertices[:, 1]
+        assert np.ptp(y) == pytest.approx(np.ptp(ax.get_lines()[0].get_ydata()))
     # MicIRP-like IRs have no angles: a clear error, exit 2, nothing written.
     out4 = tmp_path / "bad.png"
     assert run_cli(plot_dirs.main, ["--dirs", one, "--out", str(out4), "--mic", "m"]) == 2

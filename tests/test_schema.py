@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import assert_tf_data_parity
 
 from asc_core import example
 from asc_core import vocab
@@ -137,15 +138,12 @@ def test_parse_inside_dataset_map_unbatched_and_batched():
     for i, item in enumerate(got):
         np.testing.assert_array_equal(item["audio"], clips[i])
         assert item["device_id"] == i
-    batched = (
-        tf.data.Dataset.from_tensor_slices(records)
-        .batch(2)
-        .map(lambda s: schema.parse_audio_example(s, num_samples=32000))
+    # Fixed-length parsing: one example or a batch, eagerly or in Dataset.map, the same.
+    parsed = assert_tf_data_parity(
+        lambda s: schema.parse_audio_example(s, num_samples=32000), np.array(records)
     )
-    assert batched.element_spec["audio"].shape.as_list() == [None, 32000]
-    batches = list(batched.as_numpy_iterator())
-    assert [b["audio"].shape[0] for b in batches] == [2, 2, 1]
-    np.testing.assert_array_equal(np.concatenate([b["audio"] for b in batches]), np.stack(clips))
+    np.testing.assert_array_equal(parsed["audio"], np.stack(clips))
+    np.testing.assert_array_equal(parsed["device_id"], np.arange(5))
     ragged = tf.data.Dataset.from_tensor_slices(records).batch(3).map(schema.parse_audio_example)
     first = next(iter(ragged))
     assert first["audio"].shape.as_list() == [3, None]

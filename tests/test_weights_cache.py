@@ -1,5 +1,7 @@
 """Preset weights: official .pt served over HTTP, cached, converted, verified, repaired."""
 
+import hashlib
+
 import _http_server
 import numpy as np
 import pytest
@@ -82,7 +84,10 @@ def test_corrupted_entries_are_detected_and_replaced(served, tiny_checkpoint, tm
     ):
         again = weights_cache.pretrained_weights("passt_tiny", num_classes=10)
     # Reconverted from the (still valid) checkpoint: verified again, same converted weights.
-    assert weights_cache.WeightsCache()._valid(again) is not None
+    # The manifest describes the new file (a later use would accept it without a warning).
+    record = weights_cache.WeightsCache().manifest["converted/passt_tiny-10classes.weights.h5"]
+    assert record["size"] == again.stat().st_size
+    assert record["sha256"] == hashlib.sha256(again.read_bytes()).hexdigest()
     model = SceneClassifier.from_preset("passt_tiny", num_classes=10)
     model.load_weights(again)
     np.testing.assert_array_equal(

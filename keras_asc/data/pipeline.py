@@ -73,6 +73,14 @@ def random_window(waveform, window_samples, seed):
     Returns:
         float tensor ``[window_samples]``; the waveform zero-padded at the end when it is
         shorter than the window (offset 0).
+
+    Example:
+
+    >>> window = random_window(tf.range(10.0), 4, tf.constant([1, 2], tf.int64))
+    >>> bool(window[0] <= 6) and window.numpy().tolist() == list(window[0] + np.arange(4.0))
+    True
+    >>> random_window(tf.ones([2]), 4, tf.constant([1, 2], tf.int64)).numpy().tolist()
+    [1.0, 1.0, 0.0, 0.0]
     """
     num_samples = tf.shape(waveform, out_type=tf.int64)[0]
     max_offset = tf.maximum(num_samples - window_samples, 0)

@@ -80,6 +80,13 @@ def parse_audio_example(serialized, num_samples=None):
         ``[num_samples]`` for a scalar input; for a batch it is a ``tf.RaggedTensor``
         ``[batch, None]``, or a dense ``[batch, num_samples]`` tensor when ``num_samples`` is
         given. The other features are scalars (``[batch]`` for a batch): int64 or string.
+
+    Example:
+
+    >>> record = encode_audio_example(np.array([0.5, -0.25]), filename="x.wav", device="b")
+    >>> features = parse_audio_example(record)
+    >>> features["audio"].numpy().tolist(), int(features["device_id"])
+    ([0.5, -0.25], 1)
     """
     return _parse(serialized, audio_feature_spec(num_samples))
 

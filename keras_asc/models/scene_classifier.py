@@ -411,6 +411,13 @@ class SceneClassifier(keras.Model):
         Raises:
             UserError: an unknown name (the message lists the presets), bad weights, or a
                 failed download.
+
+        Example:
+
+        >>> model = SceneClassifier.from_preset("passt_tiny", load_weights=False, seed=0)
+        >>> outputs = model(keras.ops.zeros((2, 32000)))  # 1 s at 32 kHz
+        >>> tuple(outputs["logits"].shape), tuple(outputs["embedding"].shape)
+        ((2, 10), (2, 64))
         """
         from keras_asc.models import preset_dir
 
