@@ -83,6 +83,8 @@ def parse_audio_example(serialized, num_samples=None):
 
     Example:
 
+    >>> import numpy as np
+    >>> from asc_core.example import encode_audio_example
     >>> record = encode_audio_example(np.array([0.5, -0.25]), filename="x.wav", device="b")
     >>> features = parse_audio_example(record)
     >>> features["audio"].numpy().tolist(), int(features["device_id"])
