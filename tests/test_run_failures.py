@@ -21,9 +21,9 @@ import pytest
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from keras_asc import run_dir as run_dir_lib
 from keras_asc.config import resolve_config
 from keras_asc.data.pipeline import shard_problem
-from keras_asc.training import run_dir as run_dir_lib
 from keras_asc.training.runner import train
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

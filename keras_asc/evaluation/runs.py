@@ -1,9 +1,9 @@
 """Reading run directories and predicting their model on the 1-s clips of a TFRecord split.
 
-A run directory is what ``scripts/train.py`` writes (``docs/design.md``): ``config.yaml`` (the
-resolved config; ``data.path`` names the TFRecord folder) and ``model.keras`` (loadable after
-``import keras_asc``). Evaluation outputs go to ``RUN_DIR/eval/<split>/`` (see
-``docs/report_schema.md``).
+A run directory is what ``scripts/train.py`` writes (layout: :mod:`keras_asc.run_dir`):
+``config.yaml`` (the resolved config; ``data.path`` names the TFRecord folder) and
+``model.keras`` (loadable after ``import keras_asc``). Evaluation outputs go to
+``RUN_DIR/eval/<split>/`` (see ``docs/report_schema.md``).
 """
 
 import csv
@@ -15,15 +15,13 @@ import re
 import tempfile
 
 import numpy as np
-import yaml
 
 from asc_core import vocab
 from asc_core.errors import UserError
-
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.yaml"
-EVAL_DIR = "eval"
-
+from keras_asc.run_dir import CONFIG_FILE
+from keras_asc.run_dir import MODEL_FILE
+from keras_asc.run_dir import eval_dir  # noqa: F401 - part of this module's API
+from keras_asc.run_dir import read_run_config
 
 # === Files ===
 
@@ -93,11 +91,6 @@ def write_json(path, data):
     """Atomic, strict JSON (absent values as ``null``, never ``NaN``)."""
     text = json.dumps(_json_safe(data), indent=2, allow_nan=False, ensure_ascii=False)
     return atomic_write_text(path, text + "\n")
-
-
-def eval_dir(run_dir, split):
-    """``RUN_DIR/eval/<split>``, where a run's evaluation outputs go."""
-    return os.path.join(os.fspath(run_dir), EVAL_DIR, split)
 
 
 # === Run directories ===
@@ -177,19 +170,7 @@ def open_run(path, need_model=True):
             f"--run {path}: no {MODEL_FILE}; expected a finished training run "
             "(scripts/train.py writes RUN_DIR/model.keras at the end) or a folder of seed-S runs"
         )
-    config_path = os.path.join(path, CONFIG_FILE)
-    config = {}
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            try:
-                config = yaml.safe_load(f)
-            except yaml.YAMLError as err:
-                detail = " ".join(line.strip() for line in str(err).splitlines())
-                raise UserError(f"{config_path}: not valid YAML ({detail})") from None
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
-            raise UserError(f"{config_path}: expected a mapping of config sections")
+    config = read_run_config(path)
     return Run(path, config)
 
 

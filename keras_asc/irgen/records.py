@@ -24,17 +24,6 @@ METADATA_FIELDS = (
     "diaphragm_count",
     "address",
 )
-_BYTES = (
-    "name",
-    "set",
-    "microphone",
-    "pattern",
-    "variant",
-    "transducer",
-    "diaphragm_size",
-    "address",
-)
-_INTS = ("sample_rate", "distance_cm", "angle_deg", "diaphragm_count")
 
 
 @dataclasses.dataclass
@@ -71,18 +60,10 @@ def load_dir_set(path, length=None):
         UserError: a missing folder or shards, IRs of different lengths or sample rates, or a set
             whose records carry no microphone metadata (e.g. MicIRP).
     """
-    import tensorflow as tf
+    from keras_asc.data.dirs import read_dir_records
 
-    from keras_asc.data.dirs import dir_shard_files
-    from keras_asc.data.schema import parse_dir_example
-
-    files = dir_shard_files(path)
     irs, records, rates = [], [], set()
-    for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
-        features = parse_dir_example(serialized)
-        record = {k: features[k].numpy().decode("utf-8") for k in _BYTES}
-        record.update({k: int(features[k].numpy()) for k in _INTS})
-        ir = features["ir"].numpy().astype(np.float32)
+    for ir, record in read_dir_records(path):
         expected = length if length is not None else (len(irs[0]) if irs else ir.size)
         if ir.size != expected:
             raise UserError(

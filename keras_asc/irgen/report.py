@@ -259,8 +259,8 @@ def plot_responses(arrays, path, config_token=None, distance_cm=None):
 
 def write_report(runs, out=None, config_token=None, distance_cm=None):
     """Evaluates ``runs`` and writes the JSON, Markdown and PNG; returns their paths."""
-    from keras_asc.training.run_dir import atomic_write_json
-    from keras_asc.training.run_dir import atomic_write_text
+    from keras_asc.run_dir import atomic_write_json
+    from keras_asc.run_dir import atomic_write_text
 
     if not runs:
         raise UserError("--run: give at least one run directory")

@@ -291,7 +291,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Writes the run directory after every epoch: resume point, best weights, history.
 
     Args:
-        run_dir: :class:`keras_asc.training.run_dir.RunDirectory`.
+        run_dir: :class:`keras_asc.run_dir.RunDirectory`.
         monitor: str, the log key that picks the best epoch.
         mode: ``"min"`` or ``"max"``.
         history: list of the previous epochs' log dicts (resumed runs), extended in place.
@@ -362,7 +362,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.write:
             return
         if improved:
-            from keras_asc.training.run_dir import save_weights_atomic
+            from keras_asc.run_dir import save_weights_atomic
 
             save_weights_atomic(self.model, self.run_dir.best_weights)
         self.run_dir.write_history(self.history)

@@ -20,17 +20,17 @@ from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
 from keras_asc.data.pipeline import data_loss_error
 from keras_asc.data.pipeline import make_datasets
+from keras_asc.run_dir import RunDirectory
+from keras_asc.run_dir import RunWriteError
+from keras_asc.run_dir import atomic_write_json
+from keras_asc.run_dir import remove_stale_temp_files
+from keras_asc.run_dir import save_model_atomic
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
 from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.preflight import check_inputs
-from keras_asc.training.run_dir import RunDirectory
-from keras_asc.training.run_dir import RunWriteError
-from keras_asc.training.run_dir import atomic_write_json
-from keras_asc.training.run_dir import remove_stale_temp_files
-from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
 
 # Keys that may change between a run and its resumption (they change no result).
