@@ -31,8 +31,16 @@ class AugmentationLayer(keras.layers.Layer):
     counter_name = "examples_seen"
     config_keys = ()
 
+    def __init__(self, seed=0, add_counter=True, **kwargs):
+        """``seed``: int, of the draws. ``add_counter``: False where the subclass creates
+        other variables first (the weight file stores variables in creation order)."""
+        super().__init__(**kwargs)
+        self.seed = seed
+        if add_counter:
+            self.add_counter()
+
     def add_counter(self):
-        """Creates the saved counter (call it where the layer's variable order puts it)."""
+        """Creates the saved counter (once, where the layer's variable order puts it)."""
         setattr(self, self.counter_name, _random.add_counter(self, self.counter_name))
 
     def next_index(self, batch):

@@ -91,7 +91,7 @@ class FreqMixStyle(AugmentationLayer):
     config_keys = ("probability", "alpha", "eps", "seed")
 
     def __init__(self, probability=0.4, alpha=0.4, eps=1e-6, seed=0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not 0.0 <= float(probability) <= 1.0:
             raise UserError(f"FreqMixStyle: probability must be in [0, 1], got {probability!r}")
         if not float(alpha) > 0.0:
@@ -99,8 +99,6 @@ class FreqMixStyle(AugmentationLayer):
         self.probability = probability
         self.alpha = alpha
         self.eps = eps
-        self.seed = seed
-        self.add_counter()
 
     def call(self, x, training=None):
         return self.run(x, training=training)

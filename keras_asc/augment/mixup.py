@@ -75,12 +75,10 @@ class Mixup(AugmentationLayer):
     config_keys = ("alpha", "seed")
 
     def __init__(self, alpha=0.3, seed=0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not float(alpha) > 0.0:
             raise UserError(f"Mixup: alpha must be > 0, got {alpha!r}")
         self.alpha = alpha
-        self.seed = seed
-        self.add_counter()
 
     def call(self, x, training=None):
         return self.run(x, training=training)

@@ -60,12 +60,10 @@ class Roll(AugmentationLayer):
 
     def __init__(self, max_shift=10000, seed=0, **kwargs):
         kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
             raise UserError(f"Roll: max_shift must be an int >= 0 (samples), got {max_shift!r}")
         self.max_shift = max_shift
-        self.seed = seed
-        self.add_counter()
 
     def call(self, audio, training=None):
         return self.run(audio, training=training)
