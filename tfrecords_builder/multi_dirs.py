@@ -53,19 +53,7 @@ PATTERNS = ("omni", "cardioid", "supercardioid", "hypercardioid", "bidirectional
 TRANSDUCERS = ("condenser", "dynamic", "ribbon")
 DIAPHRAGM_SIZES = ("large", "small", "ribbon")
 ADDRESSES = ("side", "end")
-MICROPHONE_COLUMNS = (
-    "config",
-    "microphone",
-    "variant",
-    "model",
-    "pattern",
-    "transducer",
-    "diaphragm_size",
-    "diaphragm_count",
-    "address",
-    "unverified",
-    "notes",
-)
+MICROPHONE_COLUMNS = vocab.MICROPHONE_COLUMNS
 
 _DISTANCE = r"(?P<distance>\d+(?:\.\d+)?(?:cm|m))"
 _GROUP_FOLDER = re.compile(

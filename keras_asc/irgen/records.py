@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from asc_core.errors import UserError
+from asc_core.vocab import MICROPHONE_COLUMNS
 
 METADATA_FIELDS = (
     "microphone",
@@ -106,20 +107,6 @@ def configuration_token(record):
 
 # === Microphone tables ===
 
-TABLE_COLUMNS = (
-    "config",
-    "microphone",
-    "variant",
-    "model",
-    "pattern",
-    "transducer",
-    "diaphragm_size",
-    "diaphragm_count",
-    "address",
-    "unverified",
-    "notes",
-)
-
 
 def microphone_rows(records):
     """One microphone-table row per configuration of ``records`` (first-seen order).
@@ -154,7 +141,7 @@ def write_microphone_table(rows, path):
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write("# Microphone configurations of a DIR generator's training set (keras_asc.irgen)\n")
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=MICROPHONE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
