@@ -19,6 +19,7 @@ Layout (``docs/design.md``)::
     RUN_DIR/history.json, history.csv       one row per finished epoch
     RUN_DIR/tensorboard/, RUN_DIR/wandb/
     RUN_DIR/eval/<split>/                   evaluation outputs (``docs/report_schema.md``)
+    RUN_DIR/seed-S/                         with ``train.py --seeds``: one such run per seed
 
 Crash safety: every file is written under a temporary name and renamed into place. The commit
 point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` files it belongs
@@ -53,6 +54,7 @@ CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = "checkpoints"
 EVAL_DIR = "eval"
+SEED_DIR = re.compile(r"^seed-(\d+)$")
 
 
 class RunWriteError(OSError):
@@ -377,6 +379,25 @@ class RunDirectory:
     def write_history(self, history):
         """Writes ``history`` (list of per-epoch dicts) as JSON and CSV."""
         write_history(history, self.history_json, self.history_csv)
+
+
+def default_run_dir(config_path, runs="runs"):
+    """``runs/<config file stem>``: where a command trains when no ``--run-dir`` is given."""
+    return os.path.join(runs, os.path.splitext(os.path.basename(os.fspath(config_path)))[0])
+
+
+def seed_run_dir(run_dir, seed):
+    """``RUN_DIR/seed-S``, the run of seed ``S`` of ``train.py --seeds``."""
+    return os.path.join(os.fspath(run_dir), f"seed-{seed}")
+
+
+def seed_dirs(path):
+    """``path/seed-S`` folders (``scripts/train.py --seeds N`` writes them), sorted by seed."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return []
+    found = [(int(m.group(1)), n) for n in os.listdir(path) if (m := SEED_DIR.match(n))]
+    return [os.path.join(path, n) for _, n in sorted(found) if os.path.isdir(os.path.join(path, n))]
 
 
 def eval_dir(run_dir, split):

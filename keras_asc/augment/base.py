@@ -23,7 +23,7 @@ class AugmentationLayer(keras.layers.Layer):
         config_keys: the constructor arguments :meth:`get_config` writes, read from the
             attributes of the same name.
 
-    and implement ``augment(*inputs, index, constants=False)``, the pure function applied with
+    and implement ``augment(*inputs, index, constants=None)``, the pure function applied with
     the layer's parameters (``constants``: copies of the variables, for a ``tf.data`` graph),
     plus ``passthrough(*inputs)`` where the outputs outside training are not the first input.
     """
@@ -31,12 +31,12 @@ class AugmentationLayer(keras.layers.Layer):
     counter_name = "examples_seen"
     config_keys = ()
 
-    def __init__(self, seed=0, add_counter=True, **kwargs):
-        """``seed``: int, of the draws. ``add_counter``: False where the subclass creates
+    def __init__(self, seed=0, create_counter=True, **kwargs):
+        """``seed``: int, of the draws. ``create_counter``: False where the subclass creates
         other variables first (the weight file stores variables in creation order)."""
         super().__init__(**kwargs)
         self.seed = seed
-        if add_counter:
+        if create_counter:
             self.add_counter()
 
     def add_counter(self):

@@ -172,7 +172,7 @@ class DirAugmentation(AugmentationLayer):
     ):
         # Audio must not be cast to a mixed-precision compute dtype before the convolution.
         kwargs.setdefault("autocast", False)
-        super().__init__(seed=seed, add_counter=False, **kwargs)
+        super().__init__(seed=seed, create_counter=False, **kwargs)
         if not 0.0 <= float(probability) <= 1.0:
             raise UserError(f"DirAugmentation: probability must be in [0, 1], got {probability!r}")
         if device_labels not in DEVICE_LABELS:

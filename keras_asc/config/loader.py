@@ -16,6 +16,7 @@ the full key path, and returns the *resolved* config: every section present, def
 :func:`load_config` reads such a file back unchanged.
 """
 
+import argparse
 import copy
 import difflib
 import inspect
@@ -99,6 +100,34 @@ def load_config(path, overrides=(), *, schema=SCHEMA, scalars=SCALARS, shipped=T
     return resolve_config(
         raw, source=str(path), overridden=overridden, schema=schema, scalars=scalars
     )
+
+
+def config_argument_parser(prog, description, configs, example, runs):
+    """An ``argparse`` parser with ``--config``, ``--set KEY=VALUE`` (repeatable, to
+    ``overrides``) and ``--run-dir``: the options of every command that trains from a config.
+
+    Args:
+        prog, description: of the command.
+        configs: where the configs are, for the help (``configs/*.yaml``).
+        example: a ``--set`` example for the help (``training.epochs=3``).
+        runs: the folder of the default run directories, for the help (``runs``); see
+            :func:`keras_asc.run_dir.default_run_dir`.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help=f"YAML config file ({configs})")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. --set {example} (repeatable; the value is parsed "
+        "as YAML)",
+    )
+    parser.add_argument(
+        "--run-dir", default=None, help=f"output folder (default: {runs}/<config stem>)"
+    )
+    return parser
 
 
 def read_config_file(path, _chain=()):

@@ -20,8 +20,10 @@ from asc_core import vocab
 from asc_core.errors import UserError
 from keras_asc.run_dir import CONFIG_FILE
 from keras_asc.run_dir import MODEL_FILE
+from keras_asc.run_dir import SEED_DIR
 from keras_asc.run_dir import eval_dir  # noqa: F401 - part of this module's API
 from keras_asc.run_dir import read_run_config
+from keras_asc.run_dir import seed_dirs
 
 # === Files ===
 
@@ -174,18 +176,6 @@ def open_run(path, need_model=True):
     return Run(path, config)
 
 
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
-
-
-def seed_dirs(path):
-    """``path/seed-S`` folders (``scripts/train.py --seeds N`` writes them), sorted by seed."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        return []
-    found = [(int(m.group(1)), n) for n in os.listdir(path) if (m := _SEED_DIR.match(n))]
-    return [os.path.join(path, n) for _, n in sorted(found) if os.path.isdir(os.path.join(path, n))]
-
-
 def expand_runs(paths, need_model=True):
     """Opens run directories; a folder of ``seed-S`` runs (``train.py --seeds``) gives its seeds.
 
@@ -212,7 +202,7 @@ def method_name(runs, name=None):
     if name:
         return name
     first = runs[0]
-    if _SEED_DIR.match(first.name):
+    if SEED_DIR.match(first.name):
         return os.path.basename(os.path.dirname(os.path.normpath(first.path))) or first.name
     return re.sub(r"[-_.]?seed[-_]?\d+$", "", first.name) or first.name
 

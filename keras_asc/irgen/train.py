@@ -19,7 +19,6 @@ layout of :mod:`keras_asc.run_dir`)::
     RUN_DIR/summary.json               protocol, epochs, best epoch, validation MSE, minutes
 """
 
-import argparse
 import json
 import os
 import time
@@ -27,6 +26,7 @@ import time
 import numpy as np
 
 from asc_core.errors import UserError
+from keras_asc.config.loader import config_argument_parser
 from keras_asc.irgen import holdout as holdout_lib
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
 from keras_asc.irgen.condition_encoding import ConditionEncoder
@@ -36,6 +36,7 @@ from keras_asc.irgen.records import configuration_key
 from keras_asc.irgen.records import load_dir_set
 from keras_asc.irgen.records import microphone_rows
 from keras_asc.irgen.records import write_microphone_table
+from keras_asc.run_dir import default_run_dir
 
 
 def build_networks(config, output_length, sample_rate=32000):
@@ -335,21 +336,12 @@ def train(config, run_dir, overwrite=False):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="train_irgen.py",
-        description="Train the FAST-RIR-style DIR generator GAN on a DIR TFRecord set.",
-    )
-    parser.add_argument("--config", required=True, help="YAML config (configs/irgen/*.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.epochs=3 (repeatable)",
-    )
-    parser.add_argument(
-        "--run-dir", default=None, help="output folder (default: runs/irgen/<config stem>)"
+    parser = config_argument_parser(
+        "train_irgen.py",
+        "Train the FAST-RIR-style DIR generator GAN on a DIR TFRecord set.",
+        "configs/irgen/*.yaml",
+        "training.epochs=3",
+        "runs/irgen",
     )
     parser.add_argument(
         "--overwrite",
@@ -362,9 +354,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_irgen_config(args.config, args.overrides)
-    run_dir = args.run_dir or os.path.join(
-        "runs", "irgen", os.path.splitext(os.path.basename(args.config))[0]
-    )
+    run_dir = args.run_dir or default_run_dir(args.config, os.path.join("runs", "irgen"))
     summary = train(config, run_dir, overwrite=args.overwrite)
     print(
         f"done: {summary['epochs']} epochs ({summary['minutes']} min) in {summary['run_dir']}; "

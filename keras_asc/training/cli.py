@@ -9,30 +9,20 @@ Without ``--run-dir`` the run goes to ``runs/<config file stem>``. Running the s
 again resumes an interrupted run (or does nothing more when it has finished).
 """
 
-import argparse
 import json
-import os
 
+from keras_asc.config.loader import config_argument_parser
 from keras_asc.config.loader import load_config
+from keras_asc.run_dir import default_run_dir
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train a scene classifier from a YAML config into a resumable run directory.",
-    )
-    parser.add_argument("--config", required=True, help="YAML config file (configs/*.yaml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optimizer.learning_rate=1.0e-4 (repeatable; "
-        "the value is parsed as YAML)",
-    )
-    parser.add_argument(
-        "--run-dir", default=None, help="output folder (default: runs/<config stem>)"
+    parser = config_argument_parser(
+        "train.py",
+        "Train a scene classifier from a YAML config into a resumable run directory.",
+        "configs/*.yaml",
+        "optimizer.learning_rate=1.0e-4",
+        "runs",
     )
     parser.add_argument(
         "--seeds",
@@ -46,9 +36,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config, args.overrides)
-    run_dir = args.run_dir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.config))[0]
-    )
+    run_dir = args.run_dir or default_run_dir(args.config)
     from keras_asc.training.runner import train
     from keras_asc.training.runner import train_seeds
 

@@ -25,6 +25,7 @@ from keras_asc.run_dir import RunWriteError
 from keras_asc.run_dir import atomic_write_json
 from keras_asc.run_dir import remove_stale_temp_files
 from keras_asc.run_dir import save_model_atomic
+from keras_asc.run_dir import seed_run_dir
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
@@ -373,11 +374,7 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
             **config["wandb"],
             "group": config["wandb"].get("group") or os.path.basename(os.path.abspath(run_dir)),
         }
-        runs.append(
-            train(
-                seed_config, os.path.join(run_dir, f"seed-{seed_config['seed']}"), extra_callbacks
-            )
-        )
+        runs.append(train(seed_config, seed_run_dir(run_dir, seed_config["seed"]), extra_callbacks))
     summary = summarize_seeds(runs, config["training"]["monitor_mode"])
     atomic_write_json(os.path.join(run_dir, "seeds.json"), summary)
     return summary
