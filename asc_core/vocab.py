@@ -32,3 +32,19 @@ DEVICE_GROUPS = {
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 
 SAMPLE_RATE = 32000
+
+# Columns of a microphone table (``tfrecords_builder/data/surrey_microphones.csv``): what the
+# multi-dirs builder reads and the DIR generator writes for its training set.
+MICROPHONE_COLUMNS = (
+    "config",
+    "microphone",
+    "variant",
+    "model",
+    "pattern",
+    "transducer",
+    "diaphragm_size",
+    "diaphragm_count",
+    "address",
+    "unverified",
+    "notes",
+)

@@ -473,6 +473,60 @@ def test_layers_save_and_load_with_their_counters(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+# The file format of the layout before the base class: config keys and variable order (a weights
+# file stores a layer's variables by position), so older .keras files load.
+_SAVED_LAYOUT = [
+    (lambda: Roll(max_shift=4), ["max_shift", "seed"], ["examples_seen"]),
+    (lambda: FreqMixStyle(), ["probability", "alpha", "eps", "seed"], ["batches_seen"]),
+    (lambda: Mixup(), ["alpha", "seed"], ["batches_seen"]),
+    (
+        lambda: DirAugmentation(decaying_irs(3, 8)),
+        ["probability", "source_devices", "device_labels", "seed", "num_irs", "ir_length"],
+        ["irs", "ir_labels", "examples_seen"],
+    ),
+]
+
+
+@pytest.mark.parametrize("make,keys,variables", _SAVED_LAYOUT)
+def test_augmentation_layers_keep_their_saved_layout(make, keys, variables):
+    layer = make()
+    own = set(layer.get_config()) - set(keras.layers.Layer(name="x").get_config())
+    assert own == set(keys)
+    assert [v.name for v in layer.variables] == variables
+
+
+@pytest.mark.parametrize(
+    "make,inputs",
+    [
+        (lambda: Roll(max_shift=9, seed=5), (RNG.normal(size=(3, 20)).astype("float32"),)),
+        (lambda: Mixup(alpha=0.4, seed=6), (RNG.normal(size=(4, 6)).astype("float32"),)),
+        (
+            lambda: FreqMixStyle(probability=1.0, alpha=0.5, seed=7),
+            (RNG.normal(size=(4, 5, 6)).astype("float32"),),
+        ),
+        (
+            lambda: DirAugmentation(decaying_irs(2, 5), probability=1.0, source_devices=("a", "b")),
+            (RNG.normal(size=(4, 12)).astype("float32"), np.array([0, 1, 2, 0])),
+        ),
+    ],
+    ids=["roll", "mixup", "freq_mix_style", "dir"],
+)
+def test_pipeline_function_of_every_layer_is_its_first_training_call(make, inputs):
+    """The base class's tf.data function, indexed as the layer's counter numbers the first
+    batch (examples 0..B-1, or batch 0), gives the layer's first training output."""
+    layer = make()
+    batch = inputs[0].shape[0]
+    index = tf.constant(0, tf.int64)
+    if layer.counter_name == "examples_seen":
+        index = tf.range(batch, dtype=tf.int64)
+    piped = tf.nest.flatten(layer.pipeline_function()(*inputs, index))
+    called = tf.nest.flatten(layer(*inputs, training=True))
+    assert len(piped) == len(called) >= 1
+    for a, b in zip(piped, called):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(called[0]), inputs[0])
+
+
 _MIRRORED_SCRIPT = """
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]

@@ -216,7 +216,7 @@ def test_unset_weights_are_listed(tiny_state, tiny_model, monkeypatch):
 def test_not_a_passt_state_dict(tiny_model):
     with pytest.raises(UserError, match="not a PaSST state dict, it lacks cls_token"):
         load_passt_state_dict(tiny_model, {"conv.weight": np.zeros((2, 2), "float32")})
-    with pytest.raises(UserError, match="expected a state dict .*, got list"):
+    with pytest.raises(UserError, match="expected a state dict .*, found list"):
         load_passt_state_dict(tiny_model, [1, 2])
 
 

@@ -130,7 +130,7 @@ def test_tflite_dynamic_quantisation(tiny, tmp_path):
 
     # Every kernel of >= 1024 weights is stored as int8: the patch convolution (16 * 16 * 64)
     # and per block qkv, proj, fc1, fc2; not the 64 x 10 head, and not the mel bank (float32 on
-    # purpose, see export.float32_log_mel).
+    # purpose, see KaldiMelSpectrogram._float32_mel).
     interpreter = export.tflite_interpreter(path=str(out))
     int8 = [d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8]
     per_block = 64 * 192 + 64 * 64 + 64 * 256 + 256 * 64

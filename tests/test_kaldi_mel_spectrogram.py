@@ -151,6 +151,23 @@ def test_silence_is_the_log_floor():
     np.testing.assert_allclose(out, FLOOR_VALUE, atol=1e-6)
 
 
+@pytest.mark.parametrize("samples", [SR, 16001])
+def test_eval_log_mel_is_the_inference_call(samples):
+    """The public eval graph (what inference.export builds on) is the layer's inference call:
+    bit-identical in float64, and its float32 builtin-op form close (its FFT rounding reaches
+    ~1e-4 in the quiet bands of loud tones)."""
+    layer = KaldiMelSpectrogram()
+    waveform = tf.constant(sines(2, samples, 0.8, 1e-3, seed=3))
+    call = np.asarray(layer(waveform, training=False))
+    graph = np.asarray(layer.eval_log_mel(waveform))
+    assert graph.shape == (2, 128, layer.num_frames(samples))
+    np.testing.assert_array_equal(graph, call)
+    fixed = np.asarray(layer.eval_log_mel(waveform, fixed_length=samples))
+    assert fixed.dtype == np.float32 and fixed.shape == call.shape
+    difference = np.abs(fixed - call).max()
+    assert 0 < difference < 3e-4  # close, and not the same graph
+
+
 # === Filterbanks ===
 
 

@@ -13,6 +13,7 @@ from asc_core import vocab
 from asc_core.errors import UserError
 from keras_asc.data import pipeline
 from keras_asc.data.dirs import load_dirs
+from keras_asc.evaluation.dir_plots import load_dir_records
 
 SR = vocab.SAMPLE_RATE
 SECONDS = 3
@@ -215,9 +216,15 @@ def test_load_dirs_pads_and_labels(tmp_path):
     assert len(bank) == 7 and bank.irs.shape == (7, 64) and bank.irs.dtype == np.float32
     np.testing.assert_array_equal(bank.lengths, [40, 32, 24, 64, 56, 48, 64])
     np.testing.assert_array_equal(bank.ir_ids, np.arange(7))
-    # MicIRP: one microphone per file (the name); multi: mic0 has IRs 0-1, mic1 has IRs 2-3.
-    assert bank.microphones == ["micirp/mic0/0", "micirp/mic1/1", "micirp/mic2/2",
+    # MicIRP stored without microphone names: one per file, its stem (as the micirp builder
+    # names them now); multi: mic0 has IRs 0-1, mic1 has IRs 2-3.
+    assert bank.microphones == ["micirp/0", "micirp/1", "micirp/2",
                                 "multi/mic0", "multi/mic1"]  # fmt: skip
+    # The figure reader names them by the same rule.
+    _, plotted, _ = load_dir_records([str(vintage), str(multi)])
+    assert [f"{r['set']}/{r['microphone']}" for r in plotted] == [
+        bank.microphones[i] for i in bank.microphone_ids
+    ]
     np.testing.assert_array_equal(bank.microphone_ids, [0, 1, 2, 3, 3, 4, 4])
     assert bank.sets == ["micirp"] * 3 + ["multi"] * 4
     assert np.all(bank.irs[2, 24:] == 0) and bank.irs[2, 0] == 1.0

@@ -33,6 +33,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+from asc_core import vocab
 from asc_core.errors import UserError
 from tfrecords_builder import ir_set
 from tfrecords_builder.surrey_names import parse_surrey_path
@@ -47,19 +48,7 @@ PATTERNS = ("omni", "cardioid", "supercardioid", "hypercardioid", "bidirectional
 TRANSDUCERS = ("condenser", "dynamic", "ribbon")
 DIAPHRAGM_SIZES = ("large", "small", "ribbon")
 ADDRESSES = ("side", "end")
-MICROPHONE_COLUMNS = (
-    "config",
-    "microphone",
-    "variant",
-    "model",
-    "pattern",
-    "transducer",
-    "diaphragm_size",
-    "diaphragm_count",
-    "address",
-    "unverified",
-    "notes",
-)
+MICROPHONE_COLUMNS = vocab.MICROPHONE_COLUMNS
 
 # === Microphone table ===
 

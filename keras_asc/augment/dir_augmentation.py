@@ -23,6 +23,7 @@ import tensorflow as tf
 from asc_core.errors import UserError
 from asc_core.vocab import DEVICES
 from keras_asc.augment import _random
+from keras_asc.augment.base import AugmentationLayer
 from keras_asc.augment.dir_convolution import fft_convolve
 
 DEVICE_LABELS = ("per_ir", "per_microphone", "shared")
@@ -107,7 +108,7 @@ def _as_bank(irs):
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class DirAugmentation(keras.layers.Layer):
+class DirAugmentation(AugmentationLayer):
     """Device impulse response augmentation of source-device waveforms (training only).
 
     Holds the impulse-response bank as a non-trainable float32 weight (saved in the ``.keras``
@@ -155,6 +156,8 @@ class DirAugmentation(keras.layers.Layer):
     ([[1.0, 1.5, 1.5], [1.0, 1.0, 1.0]], [9, 1])
     """
 
+    config_keys = ("probability", "source_devices", "device_labels", "seed", "num_irs", "ir_length")
+
     def __init__(
         self,
         irs=None,
@@ -169,7 +172,7 @@ class DirAugmentation(keras.layers.Layer):
     ):
         # Audio must not be cast to a mixed-precision compute dtype before the convolution.
         kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, create_counter=False, **kwargs)
         if not 0.0 <= float(probability) <= 1.0:
             raise UserError(f"DirAugmentation: probability must be in [0, 1], got {probability!r}")
         if device_labels not in DEVICE_LABELS:
@@ -214,7 +217,6 @@ class DirAugmentation(keras.layers.Layer):
         self.probability = probability
         self.source_devices = tuple(source_devices)
         self.device_labels = device_labels
-        self.seed = seed
         self.num_irs = int(num_irs)
         self.ir_length = int(ir_length)
 
@@ -234,14 +236,11 @@ class DirAugmentation(keras.layers.Layer):
             initializer="zeros",
             trainable=False,
         )
-        self.examples_seen = _random.add_counter(self, "examples_seen")
+        self.add_counter()
         if bank is not None:
             self.irs.assign(bank)
         if labels is not None:
             self.ir_labels.assign(labels.astype(np.int32))
-
-    def build(self, audio_shape=None, device_shape=None):
-        self.built = True
 
     @property
     def num_device_classes(self):
@@ -263,57 +262,33 @@ class DirAugmentation(keras.layers.Layer):
         return tf.constant([DEVICES.index(d) for d in self.source_devices], tf.int32)
 
     def call(self, audio, device, training=None):
-        if not training:
-            return audio, device
-        index = _random.next_example_indices(self.examples_seen, tf.shape(audio)[0])
+        return self.run(audio, device, training=training)
+
+    def augment_constants(self):
+        # The pipeline's dataset graph holds constant copies of the bank, no variables.
+        return (
+            tf.constant(keras.ops.convert_to_numpy(self.irs)),
+            tf.constant(keras.ops.convert_to_numpy(self._ir_devices())),
+        )
+
+    def augment(self, audio, device, index, constants=None):
+        irs, ir_devices = (self.irs, self._ir_devices()) if constants is None else constants
         return dir_augment(
             audio,
             device,
             index,
-            irs=self.irs,
-            ir_devices=self._ir_devices(),
+            irs=irs,
+            ir_devices=ir_devices,
             source_devices=self._source_ids(),
             probability=self.probability,
             seed=self.seed,
         )
-
-    def pipeline_function(self):
-        """``fn(audio, device, index) -> (audio, device)`` for ``tf.data`` (pipeline placement).
-
-        Uses constant copies of the current bank (no variables in the dataset graph); gives
-        exactly what the layer gives for the same examples in the same order, with ``index``
-        the example's position in the stream (e.g. from ``dataset.enumerate()``).
-        """
-        irs = tf.constant(keras.ops.convert_to_numpy(self.irs))
-        ir_devices = tf.constant(keras.ops.convert_to_numpy(self._ir_devices()))
-        source = self._source_ids()
-
-        def augment(audio, device, index):
-            return dir_augment(
-                audio,
-                device,
-                index,
-                irs=irs,
-                ir_devices=ir_devices,
-                source_devices=source,
-                probability=self.probability,
-                seed=self.seed,
-            )
-
-        return augment
 
     def compute_output_spec(self, audio, device, training=None):
         return (
             keras.KerasTensor(audio.shape, dtype=audio.dtype),
             keras.KerasTensor(device.shape, dtype=device.dtype),
         )
-
-    def load_own_variables(self, store):
-        # A weights file written without this layer (e.g. converted PaSST weights loaded into a
-        # model with augmentation) has no entry for it: keep the constructed state.
-        if len(store.keys()) == 0:
-            return
-        super().load_own_variables(store)
 
     @classmethod
     def from_config(cls, config):
@@ -323,15 +298,4 @@ class DirAugmentation(keras.layers.Layer):
         return super().from_config(config)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "probability": self.probability,
-                "source_devices": list(self.source_devices),
-                "device_labels": self.device_labels,
-                "seed": self.seed,
-                "num_irs": self.num_irs,
-                "ir_length": self.ir_length,
-            }
-        )
-        return config
+        return {**super().get_config(), "source_devices": list(self.source_devices)}

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from asc_core.errors import UserError
 from keras_asc.augment import _random
+from keras_asc.augment.base import AugmentationLayer
 
 _SALT = 3
 
@@ -70,7 +71,7 @@ def freq_mix_style(x, batch_index, *, probability, alpha, seed, eps=1e-6):
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class FreqMixStyle(keras.layers.Layer):
+class FreqMixStyle(AugmentationLayer):
     """Freq-MixStyle on a log-mel batch (training only); see :func:`freq_mix_style`.
 
     Keeps a saved int64 counter of the batches seen, used as the ``batch_index`` of the draws.
@@ -86,8 +87,11 @@ class FreqMixStyle(keras.layers.Layer):
     Input shape: ``[B, F, T]``. Output shape: ``[B, F, T]``.
     """
 
+    counter_name = "batches_seen"
+    config_keys = ("probability", "alpha", "eps", "seed")
+
     def __init__(self, probability=0.4, alpha=0.4, eps=1e-6, seed=0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not 0.0 <= float(probability) <= 1.0:
             raise UserError(f"FreqMixStyle: probability must be in [0, 1], got {probability!r}")
         if not float(alpha) > 0.0:
@@ -95,38 +99,11 @@ class FreqMixStyle(keras.layers.Layer):
         self.probability = probability
         self.alpha = alpha
         self.eps = eps
-        self.seed = seed
-        self.batches_seen = _random.add_counter(self, "batches_seen")
-
-    def build(self, input_shape=None):
-        self.built = True
 
     def call(self, x, training=None):
-        if not training:
-            return x
-        index = _random.next_batch_index(self.batches_seen)
+        return self.run(x, training=training)
+
+    def augment(self, x, index, constants=None):
         return freq_mix_style(
             x, index, probability=self.probability, alpha=self.alpha, seed=self.seed, eps=self.eps
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def load_own_variables(self, store):
-        # A weights file written without this layer (e.g. converted PaSST weights loaded into a
-        # model with augmentation) has no entry for it: keep the constructed state.
-        if len(store.keys()) == 0:
-            return
-        super().load_own_variables(store)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "probability": self.probability,
-                "alpha": self.alpha,
-                "eps": self.eps,
-                "seed": self.seed,
-            }
-        )
-        return config

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from asc_core.errors import UserError
 from keras_asc.augment import _random
+from keras_asc.augment.base import AugmentationLayer
 
 _SALT = 4
 
@@ -57,7 +58,7 @@ def mixup_cross_entropy(y_true, logits, lam, perm):
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class Mixup(keras.layers.Layer):
+class Mixup(AugmentationLayer):
     """Mixup of a batch (training only); see :func:`mixup`.
 
     Keeps a saved int64 counter of the batches seen, used as the ``batch_index`` of the draws.
@@ -70,22 +71,23 @@ class Mixup(keras.layers.Layer):
     Input shape: ``[B, ...]``. Output: ``(x_mixed [B, ...], lam [B], perm [B])``.
     """
 
+    counter_name = "batches_seen"
+    config_keys = ("alpha", "seed")
+
     def __init__(self, alpha=0.3, seed=0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not float(alpha) > 0.0:
             raise UserError(f"Mixup: alpha must be > 0, got {alpha!r}")
         self.alpha = alpha
-        self.seed = seed
-        self.batches_seen = _random.add_counter(self, "batches_seen")
-
-    def build(self, input_shape=None):
-        self.built = True
 
     def call(self, x, training=None):
-        if not training:
-            batch = tf.shape(x)[0]
-            return x, tf.ones([batch], tf.float32), tf.range(batch)
-        index = _random.next_batch_index(self.batches_seen)
+        return self.run(x, training=training)
+
+    def passthrough(self, x):
+        batch = tf.shape(x)[0]
+        return x, tf.ones([batch], tf.float32), tf.range(batch)
+
+    def augment(self, x, index, constants=None):
         return mixup(x, index, alpha=self.alpha, seed=self.seed)
 
     def compute_output_spec(self, x, training=None):
@@ -95,15 +97,3 @@ class Mixup(keras.layers.Layer):
             keras.KerasTensor((batch,), dtype="float32"),
             keras.KerasTensor((batch,), dtype="int32"),
         )
-
-    def load_own_variables(self, store):
-        # A weights file written without this layer (e.g. converted PaSST weights loaded into a
-        # model with augmentation) has no entry for it: keep the constructed state.
-        if len(store.keys()) == 0:
-            return
-        super().load_own_variables(store)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"alpha": self.alpha, "seed": self.seed})
-        return config

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from asc_core.errors import UserError
 from keras_asc.augment import _random
+from keras_asc.augment.base import AugmentationLayer
 
 _SALT = 2
 
@@ -36,7 +37,7 @@ def roll_audio(audio, index, *, max_shift, seed):
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class Roll(keras.layers.Layer):
+class Roll(AugmentationLayer):
     """Per-example random circular shift of waveforms along time (training only).
 
     Keeps a saved int64 counter of the examples seen, which numbers the examples for the random
@@ -55,35 +56,17 @@ class Roll(keras.layers.Layer):
     [[1.0, 2.0, 3.0]]
     """
 
+    config_keys = ("max_shift", "seed")
+
     def __init__(self, max_shift=10000, seed=0, **kwargs):
         kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
             raise UserError(f"Roll: max_shift must be an int >= 0 (samples), got {max_shift!r}")
         self.max_shift = max_shift
-        self.seed = seed
-        self.examples_seen = _random.add_counter(self, "examples_seen")
-
-    def build(self, input_shape=None):
-        self.built = True
 
     def call(self, audio, training=None):
-        if not training:
-            return audio
-        index = _random.next_example_indices(self.examples_seen, tf.shape(audio)[0])
+        return self.run(audio, training=training)
+
+    def augment(self, audio, index, constants=None):
         return roll_audio(audio, index, max_shift=self.max_shift, seed=self.seed)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def load_own_variables(self, store):
-        # A weights file written without this layer (e.g. converted PaSST weights loaded into a
-        # model with augmentation) has no entry for it: keep the constructed state.
-        if len(store.keys()) == 0:
-            return
-        super().load_own_variables(store)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"max_shift": self.max_shift, "seed": self.seed})
-        return config

@@ -1,8 +1,6 @@
 """Options that several commands share, so that each flag has one spelling and one help text,
 and the two steps that read them the same way in ``evaluate`` and ``probe``."""
 
-import os
-
 
 def add_config_options(parser, config_help, set_example, run_dir_default):
     """``--config``, ``--set KEY=VALUE`` (repeatable, into ``overrides``) and ``--run-dir``."""
@@ -18,11 +16,6 @@ def add_config_options(parser, config_help, set_example, run_dir_default):
     parser.add_argument(
         "--run-dir", default=None, help=f"output folder (default: {run_dir_default})"
     )
-
-
-def default_run_dir(config, *folders):
-    """``runs/<folders...>/<config file stem>``: where a run goes without ``--run-dir``."""
-    return os.path.join("runs", *folders, os.path.splitext(os.path.basename(config))[0])
 
 
 def add_split_options(parser):

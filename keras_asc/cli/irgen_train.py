@@ -8,11 +8,12 @@ Usage::
 """
 
 import argparse
+import os
 
 from keras_asc.cli._options import add_config_options
-from keras_asc.cli._options import default_run_dir
 from keras_asc.irgen.config import load_irgen_config
 from keras_asc.irgen.train import train
+from keras_asc.run_dir import default_run_dir
 
 
 def build_parser():
@@ -37,7 +38,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_irgen_config(args.config, args.overrides)
-    run_dir = args.run_dir or default_run_dir(args.config, "irgen")
+    run_dir = args.run_dir or default_run_dir(args.config, os.path.join("runs", "irgen"))
     summary = train(config, run_dir, overwrite=args.overwrite)
     print(
         f"done: {summary['epochs']} epochs ({summary['minutes']} min) in {summary['run_dir']}; "

@@ -14,8 +14,8 @@ import argparse
 import json
 
 from keras_asc.cli._options import add_config_options
-from keras_asc.cli._options import default_run_dir
 from keras_asc.config.loader import load_config
+from keras_asc.run_dir import default_run_dir
 
 
 def build_parser():

@@ -76,24 +76,30 @@ def resolve_config_path(name):
     )
 
 
-def load_config(path, overrides=()):
+def load_config(path, overrides=(), *, schema=SCHEMA, scalars=SCALARS, shipped=True):
     """Reads a config file, applies ``--set`` overrides and validates it.
 
     Args:
-        path: str, the YAML file, or the name of a shipped config (see `resolve_config_path`).
+        path: str, the YAML file, or (``shipped``) the name of a shipped config (see
+            `resolve_config_path`).
         overrides: iterable of ``"a.b=value"`` strings, applied in order.
+        schema, scalars: the sections and top-level scalars of the format (default: the scene
+            classifier's, :mod:`keras_asc.config.schema`); see :func:`resolve_config`.
+        shipped: whether ``path`` may name a shipped config.
 
     Returns:
         dict, the resolved config (see :func:`resolve_config`).
     """
-    path = resolve_config_path(os.fspath(path))
+    path = resolve_config_path(os.fspath(path)) if shipped else os.fspath(path)
     raw = read_config_file(path)
     overridden = {}
     for text in overrides:
         keys, value = parse_override(text)
-        set_path(raw, keys, value, source=f"--set {text}")
+        set_path(raw, keys, value, source=f"--set {text}", schema=schema)
         overridden[".".join(keys)] = text
-    return resolve_config(raw, source=str(path), overridden=overridden)
+    return resolve_config(
+        raw, source=str(path), overridden=overridden, schema=schema, scalars=scalars
+    )
 
 
 def read_config_file(path, _chain=()):
@@ -184,7 +190,7 @@ def parse_override(text):
     return keys, value
 
 
-def set_path(config, keys, value, source="--set"):
+def set_path(config, keys, value, source="--set", schema=SCHEMA):
     """Sets ``config[k0][k1]... = value``, creating sections that are missing or null."""
     node = config
     for depth, key in enumerate(keys[:-1]):
@@ -196,7 +202,7 @@ def set_path(config, keys, value, source="--set"):
             raise UserError(f"{source}: {path} is {child!r}, not a section; cannot set a key in it")
         node = child
     last = keys[-1]
-    spec = SCHEMA.get(keys[0]) if len(keys) == 2 else None
+    spec = schema.get(keys[0]) if len(keys) == 2 else None
     if (
         isinstance(spec, DispatchSection)
         and last == "name"
@@ -206,13 +212,16 @@ def set_path(config, keys, value, source="--set"):
     node[last] = value
 
 
-def resolve_config(config, source="config", overridden=None):
+def resolve_config(config, source="config", overridden=None, *, schema=SCHEMA, scalars=SCALARS):
     """Validates a raw config and returns the resolved one.
 
     Args:
         config: dict, as read from YAML (``extends`` already merged).
         source: str, the file name used in error messages.
         overridden: dict ``"a.b"`` -> the ``--set`` text that set it, to name it in errors.
+        schema: dict section name -> ``Section`` or ``DispatchSection`` (default: the scene
+            classifier's; ``keras_asc.irgen.config`` passes the generator's).
+        scalars: dict top-level key -> ``(default, check)``.
 
     Returns:
         dict with every scalar and section, in schema order; defaults filled in for the
@@ -231,16 +240,16 @@ def resolve_config(config, source="config", overridden=None):
 
     if not isinstance(config, dict):
         raise UserError(f"{source}: expected a mapping of sections, got {type(config).__name__}")
-    known = list(SCALARS) + list(SCHEMA)
+    known = list(scalars) + list(schema)
     for key in config:
         if key not in known:
             raise UserError(_unknown(where(key), str(key), known))
     resolved = {}
-    for key, (default, check) in SCALARS.items():
+    for key, (default, check) in scalars.items():
         value = config.get(key, default)
         _check_value(where(key), key, value, check)
         resolved[key] = value
-    for name, spec in SCHEMA.items():
+    for name, spec in schema.items():
         value = config.get(name, None if spec.nullable else {})
         if value is None and spec.nullable:
             resolved[name] = None

@@ -12,6 +12,7 @@ distance of a Multi-DIR microphone, share a microphone id).
 
 import glob
 import os
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -19,6 +20,19 @@ from asc_core import vocab
 from asc_core.errors import UserError
 from asc_core.tfrecord import data_loss_error
 from keras_asc.data.schema import parse_dir_example
+
+# The record fields :func:`read_dir_records` returns (besides the IR itself).
+TEXT_FIELDS = (
+    "name",
+    "set",
+    "microphone",
+    "pattern",
+    "variant",
+    "transducer",
+    "diaphragm_size",
+    "address",
+)
+INT_FIELDS = ("sample_rate", "distance_cm", "angle_deg", "diaphragm_count")
 
 
 class DirBank:
@@ -97,16 +111,34 @@ def check_dir_shards(path):
     return files
 
 
-def _dir_records(path):
-    """The serialized records of a DIR folder, shard by shard (checked first; a data error
-    met while reading, e.g. a flipped bit, is one UserError naming the shard)."""
+def read_dir_records(path):
+    """The impulse responses of one DIR folder with their metadata, in file order.
+
+    The shards are checked first (:func:`check_dir_shards`); a data error met while reading
+    (e.g. a flipped bit) is one UserError naming the shard.
+
+    Yields:
+        ``(ir, record)``: float32 ``[L]`` and a dict of :data:`TEXT_FIELDS` (str) and
+        :data:`INT_FIELDS` (int) as stored (``microphone`` may be empty: see
+        :func:`microphone_name`).
+    """
     import tensorflow as tf
 
     for file in check_dir_shards(path):
         try:
-            yield from tf.data.TFRecordDataset(file).as_numpy_iterator()
+            for serialized in tf.data.TFRecordDataset(file).as_numpy_iterator():
+                features = parse_dir_example(serialized)
+                record = {k: features[k].numpy().decode("utf-8") for k in TEXT_FIELDS}
+                record.update({k: int(features[k].numpy()) for k in INT_FIELDS})
+                yield features["ir"].numpy().astype(np.float32), record
         except tf.errors.DataLossError as err:
             raise UserError(f"dirs.sets: {data_loss_error(err, [file])}") from None
+
+
+def microphone_name(record):
+    """The record's microphone; for a set stored without one (MicIRP before the builder wrote
+    it), the file stem of its ``name``, as ``tfrecords_builder micirp`` names it today."""
+    return record["microphone"] or PurePosixPath(record["name"]).stem
 
 
 def load_dirs(paths, sample_rate=vocab.SAMPLE_RATE, max_ir_samples=None):
@@ -132,30 +164,22 @@ def load_dirs(paths, sample_rate=vocab.SAMPLE_RATE, max_ir_samples=None):
         raise UserError("dirs.sets: empty; expected at least one DIR TFRecord folder")
     irs, names, sets, mic_keys = [], [], [], []
     for path in paths:
-        for serialized in _dir_records(path):
-            features = parse_dir_example(serialized)
-            name = features["name"].numpy().decode("utf-8")
-            rate = int(features["sample_rate"].numpy())
+        for ir, record in read_dir_records(path):
+            name, rate = record["name"], record["sample_rate"]
             if rate != sample_rate:
                 raise UserError(
                     f"dirs.sets: {path}: IR {name!r} is stored at {rate} Hz; expected "
                     f"{sample_rate} Hz, the sample rate of the audio (rebuild the DIR set with "
                     f"--sample-rate {sample_rate})"
                 )
-            ir = features["ir"].numpy().astype(np.float32)
             if ir.size == 0:
                 raise UserError(f"dirs.sets: {path}: IR {name!r} has no samples")
             if max_ir_samples is not None:
                 ir = ir[:max_ir_samples]
-            set_name = features["set"].numpy().decode("utf-8")
-            microphone = features["microphone"].numpy().decode("utf-8")
-            if not microphone:
-                # MicIRP: one file per microphone; the file stem names it.
-                microphone = os.path.splitext(name)[0]
             irs.append(ir)
             names.append(name)
-            sets.append(set_name)
-            mic_keys.append(f"{set_name}/{microphone}")
+            sets.append(record["set"])
+            mic_keys.append(f"{record['set']}/{microphone_name(record)}")
     if not irs:
         raise UserError(f"dirs.sets: {', '.join(map(str, paths))}: no impulse responses found")
     lengths = np.array([len(ir) for ir in irs], dtype=np.int32)

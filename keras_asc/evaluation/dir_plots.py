@@ -210,36 +210,22 @@ def load_dir_records(paths):
         ``pattern``, ``variant``, ``distance_cm``, ``angle_deg``, ``folder``) and the common
         sample rate.
     """
-    import tensorflow as tf
-
-    from keras_asc.data.dirs import dir_shard_files
-    from keras_asc.data.schema import parse_dir_example
+    from keras_asc.data.dirs import microphone_name
+    from keras_asc.data.dirs import read_dir_records
 
     irs, records, rates = [], [], set()
+    keep = ("name", "set", "microphone", "pattern", "variant", "distance_cm", "angle_deg")
     for path in paths:
-        for serialized in tf.data.TFRecordDataset(dir_shard_files(path)).as_numpy_iterator():
-            f = parse_dir_example(serialized)
-            name = f["name"].numpy().decode("utf-8")
-            # MicIRP stores one file per microphone and no name: the file stem names it (as
-            # keras_asc.data.dirs.load_dirs does).
-            microphone = (
-                f["microphone"].numpy().decode("utf-8")
-                or os.path.splitext(os.path.basename(name))[0]
-            )
+        for ir, record in read_dir_records(path):
             records.append(
                 {
-                    "name": name,
-                    "set": f["set"].numpy().decode("utf-8"),
-                    "microphone": microphone,
-                    "pattern": f["pattern"].numpy().decode("utf-8"),
-                    "variant": f["variant"].numpy().decode("utf-8"),
-                    "distance_cm": int(f["distance_cm"].numpy()),
-                    "angle_deg": int(f["angle_deg"].numpy()),
+                    **{k: record[k] for k in keep},
+                    "microphone": microphone_name(record),
                     "folder": os.fspath(path),
                 }
             )
-            irs.append(f["ir"].numpy().astype(np.float32))
-            rates.add(int(f["sample_rate"].numpy()))
+            irs.append(ir)
+            rates.add(record["sample_rate"])
     if not irs:
         folders = " ".join(map(str, paths))
         raise UserError(f"--dirs {folders}: the DIR sets hold no impulse response")

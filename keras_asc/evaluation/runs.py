@@ -1,9 +1,9 @@
 """Reading run directories and predicting their model on the 1-s clips of a TFRecord split.
 
-A run directory is what ``scripts/train.py`` writes (``docs/design.md``): ``config.yaml`` (the
-resolved config; ``data.path`` names the TFRecord folder) and ``model.keras`` (loadable after
-``import keras_asc``). Evaluation outputs go to ``RUN_DIR/eval/<split>/`` (see
-``docs/report_schema.md``).
+A run directory is what ``scripts/train.py`` writes (layout: :mod:`keras_asc.run_dir`):
+``config.yaml`` (the resolved config; ``data.path`` names the TFRecord folder) and
+``model.keras`` (loadable after ``import keras_asc``). Evaluation outputs go to
+``RUN_DIR/eval/<split>/`` (see ``docs/report_schema.md``).
 """
 
 import csv
@@ -12,21 +12,16 @@ import os
 import re
 
 import numpy as np
-import yaml
 
 from asc_core import vocab
 from asc_core.errors import UserError
 from asc_core.tfrecord import data_loss_error
-
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.yaml"
-EVAL_DIR = "eval"
-
-
-def eval_dir(run_dir, split):
-    """``RUN_DIR/eval/<split>``, where a run's evaluation outputs go."""
-    return os.path.join(os.fspath(run_dir), EVAL_DIR, split)
-
+from keras_asc.run_dir import CONFIG_FILE
+from keras_asc.run_dir import MODEL_FILE
+from keras_asc.run_dir import SEED_DIR
+from keras_asc.run_dir import eval_dir  # noqa: F401 - part of this module's API
+from keras_asc.run_dir import read_run_config
+from keras_asc.run_dir import seed_dirs
 
 # === Run directories ===
 
@@ -105,32 +100,8 @@ def open_run(path, need_model=True):
             f"--run {path}: no {MODEL_FILE}; expected a finished training run "
             "(scripts/train.py writes RUN_DIR/model.keras at the end) or a folder of seed-S runs"
         )
-    config_path = os.path.join(path, CONFIG_FILE)
-    config = {}
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            try:
-                config = yaml.safe_load(f)
-            except yaml.YAMLError as err:
-                detail = " ".join(line.strip() for line in str(err).splitlines())
-                raise UserError(f"{config_path}: not valid YAML ({detail})") from None
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
-            raise UserError(f"{config_path}: expected a mapping of config sections")
+    config = read_run_config(path)
     return Run(path, config)
-
-
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
-
-
-def seed_dirs(path):
-    """``path/seed-S`` folders (``scripts/train.py --seeds N`` writes them), sorted by seed."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        return []
-    found = [(int(m.group(1)), n) for n in os.listdir(path) if (m := _SEED_DIR.match(n))]
-    return [os.path.join(path, n) for _, n in sorted(found) if os.path.isdir(os.path.join(path, n))]
 
 
 def expand_runs(paths, need_model=True):
@@ -159,7 +130,7 @@ def method_name(runs, name=None):
     if name:
         return name
     first = runs[0]
-    if _SEED_DIR.match(first.name):
+    if SEED_DIR.match(first.name):
         return os.path.basename(os.path.dirname(os.path.normpath(first.path))) or first.name
     return re.sub(r"[-_.]?seed[-_]?\d+$", "", first.name) or first.name
 

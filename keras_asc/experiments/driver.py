@@ -205,7 +205,7 @@ class Timer:
 
 def pretrain(work_dir, config_dir, data_paths, overrides=(), progress=True):
     """Step 2: trains (or finds) the pretrained encoder; returns its summary and weights path."""
-    from keras_asc.training.run_dir import RunDirectory
+    from keras_asc.run_dir import RunDirectory
     from keras_asc.training.runner import train
 
     run_dir = os.path.join(work_dir, "pretrain")

@@ -51,58 +51,20 @@ OUTPUT_KEYS = ("logits", "probabilities", "embedding")
 # === Graphs ===
 
 
-def float32_log_mel(frontend, waveform, num_samples):
-    """Eval log-mel of a ``KaldiMelSpectrogram`` in float32 with TFLite builtin ops.
-
-    Same steps as the layer's eval path (pre-emphasis, reflect padding, centred frames of the
-    symmetric Hann window, power, Kaldi mel bank, ``(log(mel + 1e-5) + 4.5) / 5``) for a fixed
-    input length, so the framing is a constant gather.
-
-    Args:
-        frontend: the model's ``KaldiMelSpectrogram``.
-        waveform: float32 tensor ``[B, num_samples]``.
-        num_samples: int. The fixed clip length.
-
-    Returns:
-        float32 tensor ``[B, n_mels, frames]``.
-    """
-    import tensorflow as tf
-
-    from keras_asc.layers import kaldi_mel_spectrogram as kms
-
-    emphasised = waveform[:, 1:] - kms.PREEMPHASIS * waveform[:, :-1]
-    pad = frontend.n_fft // 2
-    padded = tf.pad(emphasised, [[0, 0], [pad, pad]], mode="REFLECT")
-    frames = frontend.num_frames(num_samples)
-    offset = (frontend.n_fft - frontend.win_length) // 2
-    starts = np.arange(frames) * frontend.hop_length + offset
-    index = (starts[:, None] + np.arange(frontend.win_length)[None, :]).astype(np.int32)
-    # The layer's own window and eval bank (built once in NumPy), so both frontends share them.
-    window = np.asarray(frontend._window, np.float32)
-    bank = np.asarray(frontend._eval_bank, np.float32).T  # [n_mels, n_fft // 2 + 1]
-    framed = tf.gather(padded, index, axis=1) * window  # [B, frames, win_length]
-    spectrum = tf.signal.rfft(framed, fft_length=[frontend.n_fft])
-    power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
-    # The constant bank is the left operand: dynamic-range quantisation only quantises the
-    # right-hand (weight) operand of a matmul, and an int8 bank would distort quiet bands.
-    mel = tf.matmul(tf.constant(bank)[None], power, transpose_b=True)  # [B, n_mels, frames]
-    mel = tf.math.log(mel + kms.LOG_OFFSET)
-    return (mel + kms.NORM_SHIFT) / kms.NORM_SCALE
-
-
 def serving_function(model, num_samples, float32_frontend=False):
     """``waveform [B, num_samples] -> {"logits", "probabilities", "embedding"}`` (eval mode).
 
     Args:
         model: a ``SceneClassifier``.
         num_samples: int. Clip length the export accepts.
-        float32_frontend: bool. Replace the model's frontend by ``float32_log_mel`` (TFLite).
+        float32_frontend: bool. Run the frontend's float32 builtin-op eval graph
+            (``KaldiMelSpectrogram.eval_log_mel`` with ``fixed_length``; for TFLite).
     """
     import tensorflow as tf
 
     def serve(waveform):
         if float32_frontend:
-            mel = float32_log_mel(model.frontend, waveform, num_samples)
+            mel = model.frontend.eval_log_mel(waveform, fixed_length=num_samples)
             embedding = model.backbone(mel, training=False)["embedding"]
             logits = model.head_dense(model.head_norm(embedding, training=False))
         else:

@@ -22,9 +22,7 @@ training      :class:`TrainingOptions`
 """
 
 import dataclasses
-import inspect
 
-from asc_core.errors import UserError
 from keras_asc.config import loader
 from keras_asc.config.schema import Section
 from keras_asc.config.schema import choice
@@ -204,69 +202,12 @@ def load_irgen_config(path, overrides=()):
     Raises:
         UserError: unknown/missing keys or bad values, naming the file (or ``--set``) and key.
     """
-    raw = loader.read_config_file(path)
-    overridden = {}
-    for text in overrides:
-        keys, value = loader.parse_override(text)
-        loader.set_path(raw, keys, value, source=f"--set {text}")
-        overridden[".".join(keys)] = f"--set {text}"
-    return resolve_irgen_config(raw, source=str(path), overridden=overridden)
+    return loader.load_config(path, overrides, schema=SCHEMA, scalars=SCALARS, shipped=False)
 
 
 def resolve_irgen_config(config, source="config", overridden=None):
     """Validates a raw irgen config dict; see :func:`load_irgen_config`."""
-    overridden = overridden or {}
-
-    def where(key):
-        for prefix, text in overridden.items():
-            if key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + "."):
-                return text
-        return source
-
-    if not isinstance(config, dict):
-        raise UserError(f"{source}: expected a mapping of sections, got {type(config).__name__}")
-    known = list(SCALARS) + list(SCHEMA)
-    for key in config:
-        if key not in known:
-            raise UserError(
-                f"{where(key)}: {key}: unknown key; expected one of {', '.join(sorted(known))}"
-            )
-    resolved = {}
-    for key, (default, check) in SCALARS.items():
-        value = config.get(key, default)
-        _check(where(key), key, value, check)
-        resolved[key] = value
-    for name, section in SCHEMA.items():
-        values = config.get(name) or {}
-        if not isinstance(values, dict):
-            raise UserError(f"{where(name)}: {name}: got {values!r}; expected a mapping")
-        fields = section.fields()
-        for key in values:
-            if key not in fields:
-                raise UserError(
-                    f"{where(f'{name}.{key}')}: {name}.{key}: unknown key; expected one of "
-                    f"{', '.join(sorted(fields))}"
-                )
-        out = {}
-        for key, (default, check) in fields.items():
-            path = f"{name}.{key}"
-            if key in values:
-                value = values[key]
-                value = list(value) if isinstance(value, tuple) else value
-            elif default is inspect.Parameter.empty:
-                raise UserError(f"{where(path)}: {path}: missing; expected {check.expected}")
-            else:
-                value = list(default) if isinstance(default, tuple) else default
-            _check(where(path), path, value, check)
-            out[key] = value
-        resolved[name] = out
-    return resolved
-
-
-def _check(source, path, value, check):
-    problem = check(value)
-    if problem is not None:
-        raise UserError(f"{source}: {path}: got {value!r}; expected {problem}")
+    return loader.resolve_config(config, source, overridden, schema=SCHEMA, scalars=SCALARS)
 
 
 def save_irgen_config(config, path):

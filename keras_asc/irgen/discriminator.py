@@ -5,7 +5,9 @@ import math
 import keras
 
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
+from keras_asc.irgen.generator import batch_norm
 from keras_asc.irgen.generator import normal_init
+from keras_asc.irgen.generator import stage_lists
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -60,11 +62,7 @@ class DirDiscriminator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        filters, strides = list(filters), list(strides)
-        if len(filters) != len(strides) or not filters:
-            raise ValueError(
-                f"filters {filters} and strides {strides} must be non-empty lists of equal length"
-            )
+        filters, strides = stage_lists("filters", filters, strides)
         if input_length % math.prod(strides):
             raise ValueError(
                 f"strides {strides} (product {math.prod(strides)}) do not divide input_length "
@@ -82,13 +80,6 @@ class DirDiscriminator(keras.Model):
         self.feature_length = input_length // math.prod(strides)
 
         init = lambda offset: normal_init(init_stddev, seed, offset)  # noqa: E731
-        batch_norm = lambda name, offset: keras.layers.BatchNormalization(  # noqa: E731
-            momentum=0.9,
-            epsilon=1e-5,
-            gamma_initializer=normal_init(init_stddev, seed, offset, mean=1.0),
-            dtype=self.dtype_policy,
-            name=name,
-        )
         self.convs, self.norms = [], []
         for i, (width, stride) in enumerate(zip(filters, strides)):
             self.convs.append(
@@ -103,7 +94,7 @@ class DirDiscriminator(keras.Model):
                     name=f"conv_{i}",
                 )
             )
-            self.norms.append(None if i == 0 else batch_norm(f"conv_{i}_norm", 11 + 2 * i))
+            self.norms.append(None if i == 0 else batch_norm(self, f"conv_{i}_norm", 11 + 2 * i))
         self.projection = keras.layers.Conv1D(
             joint_filters,
             kernel_size,
@@ -121,7 +112,7 @@ class DirDiscriminator(keras.Model):
             dtype=self.dtype_policy,
             name="joint_conv",
         )
-        self.joint_norm = batch_norm("joint_norm", 2)
+        self.joint_norm = batch_norm(self, "joint_norm", 2)
         self.logit_conv = keras.layers.Conv1D(
             1,
             self.feature_length,

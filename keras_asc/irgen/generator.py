@@ -14,6 +14,28 @@ def normal_init(stddev, seed, offset, mean=0.0):
     )
 
 
+def batch_norm(layer, name, offset):
+    """FAST-RIR's BatchNorm (torch's momentum 0.1, eps 1e-5) in ``layer``'s dtype policy, its
+    scale initialised N(1, init_stddev) with ``layer.seed + offset``."""
+    return keras.layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=normal_init(layer.init_stddev, layer.seed, offset, mean=1.0),
+        dtype=layer.dtype_policy,
+        name=name,
+    )
+
+
+def stage_lists(name, widths, strides):
+    """``(widths, strides)`` as lists; ValueError unless non-empty and of equal length."""
+    widths, strides = list(widths), list(strides)
+    if len(widths) != len(strides) or not widths:
+        raise ValueError(
+            f"{name} {widths} and strides {strides} must be non-empty lists of equal length"
+        )
+    return widths, strides
+
+
 @keras.saving.register_keras_serializable(package="keras_asc")
 class DirGenerator(keras.Model):
     """Deterministic conditional generator: microphone condition → impulse response.
@@ -68,11 +90,7 @@ class DirGenerator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        channels, strides = list(channels), list(strides)
-        if len(channels) != len(strides) or not channels:
-            raise ValueError(
-                f"channels {channels} and strides {strides} must be non-empty lists of equal length"
-            )
+        channels, strides = stage_lists("channels", channels, strides)
         if initial_length * math.prod(strides) != output_length:
             raise ValueError(
                 f"initial_length {initial_length} × strides {strides} gives "
@@ -91,17 +109,9 @@ class DirGenerator(keras.Model):
 
         units = condition_units or condition_dim
         init = lambda offset: normal_init(init_stddev, seed, offset)  # noqa: E731
-        gamma = lambda offset: normal_init(init_stddev, seed, offset, mean=1.0)  # noqa: E731
         prelu = lambda name, axes: keras.layers.PReLU(  # noqa: E731
             alpha_initializer=keras.initializers.Constant(0.25),
             shared_axes=axes,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        batch_norm = lambda name, offset: keras.layers.BatchNormalization(  # noqa: E731
-            momentum=0.9,
-            epsilon=1e-5,
-            gamma_initializer=gamma(offset),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -116,7 +126,7 @@ class DirGenerator(keras.Model):
             dtype=self.dtype_policy,
             name="fc_dense",
         )
-        self.fc_norm = batch_norm("fc_norm", 2)
+        self.fc_norm = batch_norm(self, "fc_norm", 2)
         self.fc_prelu = prelu("fc_prelu", [1])
         self.up_convs, self.up_norms, self.up_prelus = [], [], []
         for i, (width, stride) in enumerate(zip(channels, strides)):
@@ -131,7 +141,7 @@ class DirGenerator(keras.Model):
                     name=f"up_{i}_conv",
                 )
             )
-            self.up_norms.append(batch_norm(f"up_{i}_norm", 11 + 3 * i))
+            self.up_norms.append(batch_norm(self, f"up_{i}_norm", 11 + 3 * i))
             self.up_prelus.append(prelu(f"up_{i}_prelu", [1, 2]))
         self.output_conv = keras.layers.Conv1DTranspose(
             1,

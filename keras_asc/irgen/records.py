@@ -13,6 +13,7 @@ import numpy as np
 
 from asc_core.errors import UserError
 from asc_core.files import replacing
+from asc_core.vocab import MICROPHONE_COLUMNS
 
 METADATA_FIELDS = (
     "microphone",
@@ -25,17 +26,6 @@ METADATA_FIELDS = (
     "diaphragm_count",
     "address",
 )
-_BYTES = (
-    "name",
-    "set",
-    "microphone",
-    "pattern",
-    "variant",
-    "transducer",
-    "diaphragm_size",
-    "address",
-)
-_INTS = ("sample_rate", "distance_cm", "angle_deg", "diaphragm_count")
 
 
 @dataclasses.dataclass
@@ -72,18 +62,10 @@ def load_dir_set(path, length=None):
         UserError: a missing folder or shards, IRs of different lengths or sample rates, or a set
             whose records carry no microphone metadata (e.g. MicIRP).
     """
-    import tensorflow as tf
+    from keras_asc.data.dirs import read_dir_records
 
-    from keras_asc.data.dirs import dir_shard_files
-    from keras_asc.data.schema import parse_dir_example
-
-    files = dir_shard_files(path)
     irs, records, rates = [], [], set()
-    for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
-        features = parse_dir_example(serialized)
-        record = {k: features[k].numpy().decode("utf-8") for k in _BYTES}
-        record.update({k: int(features[k].numpy()) for k in _INTS})
-        ir = features["ir"].numpy().astype(np.float32)
+    for ir, record in read_dir_records(path):
         expected = length if length is not None else (len(irs[0]) if irs else ir.size)
         if ir.size != expected:
             raise UserError(
@@ -126,20 +108,6 @@ def configuration_token(record):
 
 # === Microphone tables ===
 
-TABLE_COLUMNS = (
-    "config",
-    "microphone",
-    "variant",
-    "model",
-    "pattern",
-    "transducer",
-    "diaphragm_size",
-    "diaphragm_count",
-    "address",
-    "unverified",
-    "notes",
-)
-
 
 def microphone_rows(records):
     """One microphone-table row per configuration of ``records`` (first-seen order).
@@ -173,7 +141,7 @@ def write_microphone_table(rows, path):
     """Writes rows in the ``surrey_microphones.csv`` format (temp file, then rename)."""
     with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write("# Microphone configurations of a DIR generator's training set (keras_asc.irgen)\n")
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=MICROPHONE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)

@@ -5,7 +5,8 @@ From the command line (:mod:`keras_asc.cli`)::
     python scripts/train_irgen.py --config configs/irgen/small_cpu.yaml [--set k=v ...]
                                   [--run-dir runs/irgen_small] [--overwrite]
 
-Run directory (``docs/irgen.md``)::
+Run directory (``docs/irgen.md``; ``config.yaml``, ``checkpoints/`` and ``history.*`` in the
+layout of :mod:`keras_asc.run_dir`)::
 
     RUN_DIR/config.yaml                resolved config (loadable again)
     RUN_DIR/generator.keras            the selected generator (training.checkpoint)
@@ -18,7 +19,6 @@ Run directory (``docs/irgen.md``)::
     RUN_DIR/summary.json               protocol, epochs, best epoch, validation MSE, minutes
 """
 
-import csv
 import json
 import os
 import time
@@ -198,7 +198,7 @@ def _progress_callback(epochs, verbose):
 def _best_generator_callback(generator, folder, monitor):
     import keras
 
-    from keras_asc.training.run_dir import save_weights_atomic
+    from keras_asc.run_dir import save_weights_atomic
 
     class Callback(keras.callbacks.Callback):
         best = float("inf")
@@ -214,19 +214,11 @@ def _best_generator_callback(generator, folder, monitor):
     return Callback()
 
 
-def _write_history(history, run_dir):
-    from asc_core.files import replacing
-    from asc_core.files import write_json
-
+def _history_rows(history):
+    """Keras' ``History.history`` (key -> per-epoch list) as one row per epoch."""
     keys = sorted(history)
     epochs = len(history[keys[0]]) if keys else 0
-    rows = [{"epoch": i + 1, **{k: float(history[k][i]) for k in keys}} for i in range(epochs)]
-    write_json(os.path.join(run_dir, "history.json"), rows)
-    with replacing(os.path.join(run_dir, "history.csv")) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["epoch"] + keys, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+    return [{"epoch": i + 1, **{k: float(history[k][i]) for k in keys}} for i in range(epochs)]
 
 
 def train(config, run_dir, overwrite=False):
@@ -235,7 +227,8 @@ def train(config, run_dir, overwrite=False):
     import tensorflow as tf
 
     from asc_core.files import write_json
-    from keras_asc.training.run_dir import save_model_atomic
+    from keras_asc.run_dir import RunDirectory
+    from keras_asc.run_dir import save_model_atomic
 
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path) and not overwrite:
@@ -253,8 +246,9 @@ def train(config, run_dir, overwrite=False):
             f"data.batch_size {batch_size} is larger than the {train_idx.size} training IRs of "
             f"protocol {data['protocol']!r}; lower it"
         )
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    save_irgen_config(config, os.path.join(run_dir, "config.yaml"))
+    layout = RunDirectory(run_dir)
+    layout.create()
+    save_irgen_config(config, layout.config)
     holdout_lib.write_holdout_lists(
         dirset.records,
         os.path.join(run_dir, "holdout"),
@@ -301,7 +295,7 @@ def train(config, run_dir, overwrite=False):
             (conditions[val_idx], dirset.irs[val_idx])
         ).batch(batch_size)
     options = config["training"]
-    checkpoints = os.path.join(run_dir, "checkpoints")
+    checkpoints = layout.checkpoints
     best = _best_generator_callback(generator, checkpoints, "val_mse")
     history = gan.fit(
         train_ds,
@@ -311,7 +305,7 @@ def train(config, run_dir, overwrite=False):
         shuffle=False,  # the dataset shuffles itself (seeded)
         callbacks=[best, _progress_callback(options["epochs"], options["verbose"])],
     )
-    _write_history(history.history, run_dir)
+    layout.write_history(_history_rows(history.history))
     save_model_atomic(discriminator, os.path.join(run_dir, "discriminator.keras"))
     chosen = "last"
     if options["checkpoint"] == "best" and best.best_epoch is not None:

@@ -196,21 +196,71 @@ class KaldiMelSpectrogram(keras.layers.Layer):
                 message=self._too_short_message("too few"),  # length known only at run time
             )
 
-        power = self._power_spectrogram(waveform)  # [B, frames, n_fft // 2 + 1]
-        if training and (self.fmin_aug_range > 1 or self.fmax_aug_range > 1):
-            bank = tf.transpose(self._random_bank())
-        else:
-            bank = tf.constant(self._eval_bank)
-        mel = tf.transpose(tf.matmul(power, bank), [0, 2, 1])  # [B, n_mels, frames]
-        mel = tf.math.log(mel + LOG_OFFSET)
         if training:
-            # SpecAugment acts on the log scale, before normalisation, as in the reference.
-            mel = self._mask_along_axis(mel, self.freqm, axis=1)
-            mel = self._mask_along_axis(mel, self.timem, axis=2)
-        mel = (mel + NORM_SHIFT) / NORM_SCALE
+            mel = self._training_log_mel(waveform)
+        else:
+            mel = self.eval_log_mel(waveform)
         if unbatched:
             mel = mel[0]
         return tf.cast(mel, self.compute_dtype)
+
+    def eval_log_mel(self, waveform, fixed_length=None):
+        """The inference-mode log-mel: the graph ``call(training=False)`` runs (no draws).
+
+        Pre-emphasis, reflect padding, centred frames of the symmetric Hann window, power,
+        the fixed Kaldi mel bank, ``(log(mel + 1e-5) + 4.5) / 5``.
+
+        Args:
+            waveform: float32 ``[B, N]``.
+            fixed_length: None, or an int ``N``: the same steps for clips of exactly ``N``
+                samples in float32 with TFLite builtin ops only (framing a constant gather;
+                ``inference.export`` uses it, TFLite has no float64 kernels). Differs from the
+                float64 graph by ~3e-5 in the normalised log-mel (~1e-4 in the quiet bands of
+                loud tones).
+
+        Returns:
+            float32 ``[B, n_mels, frames]`` (``call`` then casts to the compute dtype).
+        """
+        if fixed_length is None:
+            power = self._power_spectrogram(waveform)  # [B, frames, n_fft // 2 + 1]
+            mel = self._mel(power, tf.constant(self._eval_bank))
+        else:
+            mel = self._float32_mel(waveform, fixed_length)
+        return (tf.math.log(mel + LOG_OFFSET) + NORM_SHIFT) / NORM_SCALE
+
+    def _training_log_mel(self, waveform):
+        power = self._power_spectrogram(waveform)
+        if self.fmin_aug_range > 1 or self.fmax_aug_range > 1:
+            bank = tf.transpose(self._random_bank())
+        else:
+            bank = tf.constant(self._eval_bank)
+        mel = tf.math.log(self._mel(power, bank) + LOG_OFFSET)
+        # SpecAugment acts on the log scale, before normalisation, as in the reference.
+        mel = self._mask_along_axis(mel, self.freqm, axis=1)
+        mel = self._mask_along_axis(mel, self.timem, axis=2)
+        return (mel + NORM_SHIFT) / NORM_SCALE
+
+    @staticmethod
+    def _mel(power, bank):
+        """``[B, frames, bins]`` power and ``[bins, n_mels]`` bank → ``[B, n_mels, frames]``."""
+        return tf.transpose(tf.matmul(power, bank), [0, 2, 1])
+
+    def _float32_mel(self, waveform, num_samples):
+        """The mel power of :meth:`eval_log_mel` for a fixed length, in float32 builtin ops."""
+        emphasised = waveform[:, 1:] - PREEMPHASIS * waveform[:, :-1]
+        pad = self.n_fft // 2
+        padded = tf.pad(emphasised, [[0, 0], [pad, pad]], mode="REFLECT")
+        offset = (self.n_fft - self.win_length) // 2
+        starts = np.arange(self.num_frames(num_samples)) * self.hop_length + offset
+        index = (starts[:, None] + np.arange(self.win_length)[None, :]).astype(np.int32)
+        window = np.asarray(self._window, np.float32)
+        framed = tf.gather(padded, index, axis=1) * window  # [B, frames, win_length]
+        spectrum = tf.signal.rfft(framed, fft_length=[self.n_fft])
+        power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+        # The constant bank is the left operand: dynamic-range quantisation only quantises the
+        # right-hand (weight) operand of a matmul, and an int8 bank would distort quiet bands.
+        bank = np.asarray(self._eval_bank, np.float32).T  # [n_mels, n_fft // 2 + 1]
+        return tf.matmul(tf.constant(bank)[None], power, transpose_b=True)
 
     def _power_spectrogram(self, waveform):
         """``[B, N]`` float32 → ``[B, 1 + (N - 1) // hop, n_fft // 2 + 1]`` float32 power.

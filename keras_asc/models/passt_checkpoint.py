@@ -32,6 +32,7 @@ from keras_asc.models.passt_backbone import get_preset
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.scene_classifier import SceneClassifier
 from keras_asc.models.torch_checkpoint import read_torch_state_dict
+from keras_asc.models.torch_checkpoint import unwrap_state_dict
 
 WEIGHTS_SUFFIX = ".weights.h5"
 _TRANSFORMS = {
@@ -103,18 +104,6 @@ def passt_weight_table(num_layers, classifier=True):
             ("head.1.bias", "head_dense/bias", "same"),
         ]
     return rows
-
-
-def unwrap_state_dict(state_dict, source="checkpoint"):
-    """The parameter mapping of `state_dict` (its `"model"` entry when it has one)."""
-    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
-        state_dict = state_dict["model"]
-    if not isinstance(state_dict, dict) or not state_dict:
-        raise UserError(
-            f"{source}: expected a state dict (a mapping of parameter names to arrays), "
-            f"got {type(state_dict).__name__}"
-        )
-    return state_dict
 
 
 def checkpoint_geometry(state_dict, source="checkpoint"):

@@ -414,6 +414,22 @@ def load_torch_checkpoint(path):
         ) from None
 
 
+def unwrap_state_dict(state_dict, source="checkpoint"):
+    """The parameter mapping of `state_dict` (its `"model"` entry when it has one).
+
+    Raises:
+        UserError: naming `source`, when that is not a non-empty mapping.
+    """
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
+        state_dict = state_dict["model"]
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise UserError(
+            f"{source}: expected a state dict (a mapping of parameter names to tensors), "
+            f"found {type(state_dict).__name__}"
+        )
+    return state_dict
+
+
 def read_torch_state_dict(path):
     """`{key: np.ndarray}` from the PyTorch checkpoint `path`, floating tensors as float32.
 
@@ -423,14 +439,7 @@ def read_torch_state_dict(path):
         UserError: see `load_torch_checkpoint`; also content that is not a state dict of
             tensors.
     """
-    content = load_torch_checkpoint(path)
-    if isinstance(content, dict) and isinstance(content.get("model"), dict):
-        content = content["model"]
-    if not isinstance(content, dict) or not content:
-        raise UserError(
-            f"checkpoint {path}: expected a state dict (a mapping of parameter names to "
-            f"tensors), found {type(content).__name__}"
-        )
+    content = unwrap_state_dict(load_torch_checkpoint(path), f"checkpoint {path}")
     arrays = {}
     for key, value in content.items():
         if not isinstance(key, str) or not isinstance(value, np.ndarray):

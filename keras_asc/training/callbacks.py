@@ -120,7 +120,22 @@ def warmup_rampdown_factor(epoch, warmup_epochs, rampdown_start, rampdown_epochs
     return warmup * rampdown
 
 
-class WarmupRampdownSchedule(keras.callbacks.Callback):
+class ConstantSchedule(keras.callbacks.Callback):
+    """Keeps the optimizer's learning rate and logs it; no state (subclasses set the rate from
+    the epoch alone)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _learning_rate(self.model)
+
+    def get_state(self):
+        return {}
+
+    def set_state(self, state):
+        pass
+
+
+class WarmupRampdownSchedule(ConstantSchedule):
     """Sets ``base_learning_rate * warmup_rampdown_factor(epoch, ...)`` at each epoch start.
 
     The CPJKU PaSST-on-TAU22 schedule (``exp_warmup_linear_down(3, 10, 3, 0.01)``): a function
@@ -156,30 +171,6 @@ class WarmupRampdownSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.optimizer.learning_rate = self.base_learning_rate * self.factor(epoch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = _learning_rate(self.model)
-
-    def get_state(self):
-        return {}
-
-    def set_state(self, state):
-        pass
-
-
-class ConstantSchedule(keras.callbacks.Callback):
-    """Keeps the optimizer's learning rate; only logs it."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = _learning_rate(self.model)
-
-    def get_state(self):
-        return {}
-
-    def set_state(self, state):
-        pass
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -291,7 +282,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Writes the run directory after every epoch: resume point, best weights, history.
 
     Args:
-        run_dir: :class:`keras_asc.training.run_dir.RunDirectory`.
+        run_dir: :class:`keras_asc.run_dir.RunDirectory`.
         monitor: str, the log key that picks the best epoch.
         mode: ``"min"`` or ``"max"``.
         history: list of the previous epochs' log dicts (resumed runs), extended in place.
@@ -362,7 +353,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.write:
             return
         if improved:
-            from keras_asc.training.run_dir import save_weights_atomic
+            from keras_asc.run_dir import save_weights_atomic
 
             save_weights_atomic(self.model, self.run_dir.best_weights)
         self.run_dir.write_history(self.history)

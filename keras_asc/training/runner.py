@@ -22,15 +22,16 @@ from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
 from keras_asc.data.pipeline import make_datasets
+from keras_asc.run_dir import RunDirectory
+from keras_asc.run_dir import remove_stale_temp_files
+from keras_asc.run_dir import save_model_atomic
+from keras_asc.run_dir import seed_run_dir
 from keras_asc.training import callbacks as cb
 from keras_asc.training.distribute import is_chief
 from keras_asc.training.distribute import make_strategy
 from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.preflight import check_inputs
-from keras_asc.training.run_dir import RunDirectory
-from keras_asc.training.run_dir import remove_stale_temp_files
-from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
 
 # Keys that may change between a run and its resumption (they change no result).
@@ -373,11 +374,7 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
             **config["wandb"],
             "group": config["wandb"].get("group") or os.path.basename(os.path.abspath(run_dir)),
         }
-        runs.append(
-            train(
-                seed_config, os.path.join(run_dir, f"seed-{seed_config['seed']}"), extra_callbacks
-            )
-        )
+        runs.append(train(seed_config, seed_run_dir(run_dir, seed_config["seed"]), extra_callbacks))
     summary = summarize_seeds(runs, config["training"]["monitor_mode"])
     write_json(os.path.join(run_dir, "seeds.json"), summary)
     return summary

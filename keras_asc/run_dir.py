@@ -1,4 +1,9 @@
-"""The run directory: what ``scripts/train.py`` writes and how a killed run resumes from it.
+"""The run directory: its layout, how it is written and read, and how a killed run resumes.
+
+The one home of that knowledge for training (:mod:`keras_asc.training.runner` writes it),
+evaluation (:mod:`keras_asc.evaluation.runs` reads it) and the DIR generator
+(:mod:`keras_asc.irgen.train` writes its own files into the same layout); below all three
+packages, so none imports another for it.
 
 Layout (``docs/design.md``)::
 
@@ -13,6 +18,8 @@ Layout (``docs/design.md``)::
                                             variables (.state.npz)
     RUN_DIR/history.json, history.csv       one row per finished epoch
     RUN_DIR/tensorboard/, RUN_DIR/wandb/
+    RUN_DIR/eval/<split>/                   evaluation outputs (``docs/report_schema.md``)
+    RUN_DIR/seed-S/                         with ``train.py --seeds``: one such run per seed
 
 Crash safety: every file is written under a temporary name and renamed into place. The commit
 point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` files it belongs
@@ -38,6 +45,7 @@ import shutil
 import zipfile
 
 import numpy as np
+import yaml
 
 from asc_core.errors import UserError
 from asc_core.files import atomic_write_bytes
@@ -46,6 +54,11 @@ from asc_core.files import replacing
 from asc_core.files import write_json
 
 STATE_VERSION = 1
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.keras"
+CHECKPOINTS_DIR = "checkpoints"
+EVAL_DIR = "eval"
+SEED_DIR = re.compile(r"^seed-(\d+)$")
 
 
 def _weights_h5_bytes(model):
@@ -162,9 +175,9 @@ class RunDirectory:
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
-        self.checkpoints = os.path.join(self.path, "checkpoints")
-        self.config = os.path.join(self.path, "config.yaml")
-        self.model = os.path.join(self.path, "model.keras")
+        self.checkpoints = os.path.join(self.path, CHECKPOINTS_DIR)
+        self.config = os.path.join(self.path, CONFIG_FILE)
+        self.model = os.path.join(self.path, MODEL_FILE)
         self.best_weights = os.path.join(self.checkpoints, "best.weights.h5")
         self.last_weights = os.path.join(self.checkpoints, "last.weights.h5")
         self.state = os.path.join(self.checkpoints, "state.json")
@@ -309,16 +322,68 @@ class RunDirectory:
 
     def write_history(self, history):
         """Writes ``history`` (list of per-epoch dicts) as JSON and CSV."""
-        write_json(self.history_json, history)
-        keys = []
-        for row in history:
-            keys.extend(k for k in row if k not in keys)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=keys)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: _csv_value(row.get(k)) for k in keys})
-        atomic_write_text(self.history_csv, text.getvalue())
+        write_history(history, self.history_json, self.history_csv)
+
+
+def default_run_dir(config_path, runs="runs"):
+    """``runs/<config file stem>``: where a command trains when no ``--run-dir`` is given."""
+    return os.path.join(runs, os.path.splitext(os.path.basename(os.fspath(config_path)))[0])
+
+
+def seed_run_dir(run_dir, seed):
+    """``RUN_DIR/seed-S``, the run of seed ``S`` of ``train.py --seeds``."""
+    return os.path.join(os.fspath(run_dir), f"seed-{seed}")
+
+
+def seed_dirs(path):
+    """``path/seed-S`` folders (``scripts/train.py --seeds N`` writes them), sorted by seed."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return []
+    found = [(int(m.group(1)), n) for n in os.listdir(path) if (m := SEED_DIR.match(n))]
+    return [os.path.join(path, n) for _, n in sorted(found) if os.path.isdir(os.path.join(path, n))]
+
+
+def eval_dir(run_dir, split):
+    """``RUN_DIR/eval/<split>``, where a run's evaluation outputs go."""
+    return os.path.join(os.fspath(run_dir), EVAL_DIR, split)
+
+
+def read_run_config(run_dir):
+    """The run's ``config.yaml`` as a dict (``{}`` when absent).
+
+    Raises:
+        UserError: the file is not YAML or not a mapping, naming it.
+    """
+    path = os.path.join(os.fspath(run_dir), CONFIG_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        try:
+            config = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            detail = " ".join(line.strip() for line in str(err).splitlines())
+            raise UserError(f"{path}: not valid YAML ({detail})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a mapping of config sections")
+    return config
+
+
+def write_history(history, json_path, csv_path):
+    """Writes ``history`` (list of per-epoch dicts) as JSON and CSV (columns in first-seen
+    order), each atomically."""
+    write_json(json_path, history)
+    keys = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _csv_value(row.get(k)) for k in keys})
+    atomic_write_text(csv_path, text.getvalue())
 
 
 def _first_line(err):
