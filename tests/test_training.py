@@ -89,6 +89,18 @@ def read_wandb_records(path):
     return records
 
 
+def tensorboard_scalars(folder, values=False):
+    """``{tag: [step, ...]}`` (or ``[(step, value), ...]``) of the event files in ``folder``."""
+    scalars = {}
+    for event_file in sorted(glob.glob(os.path.join(folder, "events.*"))):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                entry = (event.step, number) if values else event.step
+                scalars.setdefault(value.tag, []).append(entry)
+    return scalars
+
+
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     """One uninterrupted 3-epoch run (W&B offline), shared by the tests that read its outputs."""
@@ -144,14 +156,18 @@ def test_run_directory_contents(reference):
         loaded.predict(x, verbose=0)["logits"], rebuilt.predict(x, verbose=0)["logits"], atol=1e-5
     )
 
-    # TensorBoard scalars, one per epoch.
-    steps = {}
-    for event_file in glob.glob(os.path.join(run_dir, "tensorboard", "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(event_file):
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    assert steps["val_loss"] == [1, 2, 3] and steps["val_loss_a"] == [1, 2, 3]
-    assert {"loss", "learning_rate", "accuracy"} <= set(steps)
+    # TensorBoard: Keras' layout (train/ and validation/ overlay), one scalar per epoch.
+    train_steps = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"))
+    val_steps = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "validation"))
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_accuracy"} <= set(train_steps)
+    assert all(steps == [1, 2, 3] for steps in train_steps.values())
+    assert val_steps["epoch_loss"] == [1, 2, 3] and val_steps["epoch_loss_a"] == [1, 2, 3]
+    assert val_steps["epoch_accuracy_s6"] == [1, 2, 3] and "epoch_dg" in val_steps
+    assert not any(tag.startswith("epoch_val_") for tag in train_steps)
+    lr = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"), values=True)
+    assert [v for _, v in lr["epoch_learning_rate"]] == pytest.approx(
+        [row["learning_rate"] for row in history]
+    )
 
 
 def test_icl_run_logs_its_diagnostics(corpus, tmp_path):

@@ -32,6 +32,7 @@ from keras_asc.training.run_dir import atomic_write_json
 from keras_asc.training.run_dir import remove_stale_temp_files
 from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
+from keras_asc.training.wandb_logging import run_name
 
 # Keys that may change between a run and its resumption (they change no result).
 RESUMABLE_CHANGES = ("training.epochs", "training.verbose", "wandb")
@@ -175,13 +176,15 @@ def _read_history(run_dir, epochs_done):
     return [row for row in history if row.get("epoch", 0) <= epochs_done]
 
 
-def train(config, run_dir, extra_callbacks=()):
+def train(config, run_dir, extra_callbacks=(), name=None):
     """Trains one run (one seed) into ``run_dir``, resuming it when it was interrupted.
 
     Args:
         config: dict, a resolved config (:func:`keras_asc.config.load_config`).
         run_dir: str, the run directory.
         extra_callbacks: Keras callbacks appended after the runner's own (tests, tools).
+        name: str or None, the config's name (``multi_icl``): the W&B run is named
+            ``<wandb.name or name>-seed-<seed>``; None: the run directory's name.
 
     Returns:
         dict summary: ``run_dir``, ``seed``, ``epochs``, ``monitor``, ``best``, ``best_epoch``,
@@ -259,13 +262,20 @@ def train(config, run_dir, extra_callbacks=()):
         write=chief,
     )
     wandb_cfg = dict(config["wandb"])
+    base_name = wandb_cfg["name"] or name or os.path.basename(run.path)
     logger = WandbLogger(
-        **{**wandb_cfg, "mode": wandb_cfg["mode"] if chief else "disabled"},
+        **{
+            **wandb_cfg,
+            "mode": wandb_cfg["mode"] if chief else "disabled",
+            "name": run_name(base_name, seed),
+        },
         run_dir=run.path,
         config=config,
         run_id=run_id,
         validation=validation,
+        history=history,
     )
+    logger.start()  # also when only the final save is left: it logs missing epochs first
     callbacks = [nan_guard, validation, schedule, checkpoint]
     if chief:
         callbacks.append(cb.TensorBoardLogger(run.tensorboard, validation=validation))
@@ -304,7 +314,16 @@ def train(config, run_dir, extra_callbacks=()):
             atomic_write_json(os.path.join(run.path, "summary.json"), summary)
         except RunWriteError as err:
             raise _write_failed(err, run, checkpoint) from None
-    logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
+    final_metrics = None
+    if logger.run is not None:
+        validation.set_model(model)
+        validation.evaluate()  # the final model's per-device table and confusion matrix
+        final_metrics = validation.metrics
+    logger.finish(
+        {"best": summary["best"], "best_epoch": summary["best_epoch"]},
+        model_path=run.model,
+        metrics=final_metrics,
+    )
     return summary
 
 
@@ -351,8 +370,11 @@ def _summary(run, seed, options, checkpoint):
 # === Several seeds ===
 
 
-def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
+def train_seeds(config, run_dir, num_seeds, extra_callbacks=(), name=None):
     """Runs seeds ``seed .. seed + num_seeds - 1`` into ``run_dir/seed-S`` and summarises them.
+
+    ``name`` (the config's name; None: ``run_dir``'s name) names the W&B runs
+    ``<name>-seed-<seed>`` and groups them.
 
     Writes ``run_dir/seeds.json``: per seed the best monitored value, plus the best seed and
     mean ± std (population) of the per-seed best values and of every final metric.
@@ -367,17 +389,12 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
     remove_stale_temp_files(run_dir)
     save_config(config, os.path.join(run_dir, "config.yaml"))
     runs = []
+    name = name or os.path.basename(os.path.abspath(run_dir))
     for offset in range(num_seeds):
         seed_config = {**config, "seed": config["seed"] + offset}
-        seed_config["wandb"] = {
-            **config["wandb"],
-            "group": config["wandb"].get("group") or os.path.basename(os.path.abspath(run_dir)),
-        }
-        runs.append(
-            train(
-                seed_config, os.path.join(run_dir, f"seed-{seed_config['seed']}"), extra_callbacks
-            )
-        )
+        seed_config["wandb"] = {**config["wandb"], "group": config["wandb"].get("group") or name}
+        seed_dir = os.path.join(run_dir, f"seed-{seed_config['seed']}")
+        runs.append(train(seed_config, seed_dir, extra_callbacks, name=name))
     summary = summarize_seeds(runs, config["training"]["monitor_mode"])
     atomic_write_json(os.path.join(run_dir, "seeds.json"), summary)
     return summary
