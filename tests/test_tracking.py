@@ -4,7 +4,6 @@ The W&B unit tests run the logger against a recording stand-in for the ``wandb``
 calls it makes); tests/test_training.py reads a real offline run's files back.
 """
 
-import json
 import math
 import os
 import sys
@@ -48,8 +47,11 @@ def fake_wandb_module():
     module.runs = []
     module.calls = []
 
+    module.starting_step = 0
+
     def init(**kwargs):
         run = FakeRun(module.calls, kwargs)
+        run.starting_step = module.starting_step
         module.runs.append(run)
         return run
 
@@ -99,13 +101,18 @@ def train_epochs(logger, epochs):
         logger.on_epoch_end(epoch, row)
 
 
-def test_a_resumed_run_continues_the_same_run_with_every_epoch_once(fake_wandb, tmp_path):
-    first = logger_for(tmp_path)
+@pytest.mark.parametrize("server_steps, backfilled", [(2, [3]), (1, [2, 3])])
+def test_online_resume_continues_the_same_run_with_every_epoch_once(
+    fake_wandb, tmp_path, server_steps, backfilled
+):
+    first = logger_for(tmp_path, mode="online")
     first.start()
     train_epochs(first, [0, 1])
-    # Killed after epoch 3 was committed (history.json has it) but before W&B got it.
+    # Killed after epoch 3 was committed (history.json has it); the server kept the rows up to
+    # `server_steps` (W&B writes asynchronously): a resumed run starts after them.
+    fake_wandb.starting_step = server_steps + 1
     history = [epoch_row(e) for e in (1, 2, 3)]
-    second = logger_for(tmp_path, history=history)
+    second = logger_for(tmp_path, history=history, mode="online")
     second.start()
     train_epochs(second, [3])
     second.finish({"best": 0.5, "best_epoch": 4})
@@ -113,24 +120,41 @@ def test_a_resumed_run_continues_the_same_run_with_every_epoch_once(fake_wandb, 
     runs = fake_wandb.runs
     assert [(r.kwargs["id"], r.kwargs["resume"]) for r in runs] == [("abcd-s0", "allow")] * 2
     assert all(r.kwargs["name"] == "multi_icl-seed-0" for r in runs)
-    steps = [step for run in runs for step, _ in run.logged]
-    assert steps == [1, 2, 3, 4]  # epoch 3 from history.json, none twice
+    assert [step for step, _ in runs[1].logged] == [*backfilled, 4]
+    server = [step for step, _ in runs[0].logged][:server_steps] + [s for s, _ in runs[1].logged]
+    assert server == [1, 2, 3, 4]  # every epoch once
     for run in runs:
         for step, row in run.logged:
             assert row["epoch"] == step and row["loss"] == pytest.approx(1.0 / step)
-    assert json.load(open(tmp_path / "wandb" / "logged.json")) == {"run_id": "abcd-s0", "epoch": 4}
     assert runs[1].summary == {"best": 0.5, "best_epoch": 4} and runs[1].finished
-    # Started once more (finished run): nothing is logged again.
-    third = logger_for(tmp_path, history=[*history, epoch_row(4)])
-    third.start()
-    assert fake_wandb.runs[2].logged == []
 
 
-def test_another_run_id_logs_the_history_again(fake_wandb, tmp_path):
-    os.makedirs(tmp_path / "wandb")
-    (tmp_path / "wandb" / "logged.json").write_text('{"run_id": "other", "epoch": 9}')
-    logger_for(tmp_path, history=[epoch_row(1), epoch_row(2)]).start()
-    assert [step for step, _ in fake_wandb.runs[0].logged] == [1, 2]
+def test_offline_resume_logs_only_the_epochs_the_earlier_files_lack(tmp_path):
+    """Real wandb, offline: the first start's file holds epoch 1; epochs 2 and 3 come next."""
+    pytest.importorskip("wandb")
+    from keras_asc.training.wandb_logging import offline_epochs
+    from keras_asc.training.wandb_logging import read_offline_records
+    from keras_asc.training.wandb_logging import record_items
+
+    first = logger_for(tmp_path, history=[epoch_row(1)])
+    first.start()
+    first.finish()
+    other = logger_for(tmp_path / "other", history=[epoch_row(1)])  # another run's folder
+    other.start()
+    other.finish()
+    assert offline_epochs(str(tmp_path), "abcd-s0") == {1}
+    assert offline_epochs(str(tmp_path), "nothing") == set()
+    second = logger_for(tmp_path, history=[epoch_row(e) for e in (1, 2, 3)])
+    second.start()
+    second.finish()
+    pieces = []
+    for folder in sorted(os.listdir(tmp_path / "wandb")):
+        if folder.startswith("offline-run-"):
+            (name,) = [n for n in os.listdir(tmp_path / "wandb" / folder) if n.endswith(".wandb")]
+            records = read_offline_records(str(tmp_path / "wandb" / folder / name))
+            history = [r.history.item for r in records if r.WhichOneof("record_type") == "history"]
+            pieces.append([record_items(items)["epoch"] for items in history])
+    assert pieces == [[1], [2, 3]]
 
 
 def test_per_device_table_each_epoch_and_metrics_against_the_epoch(fake_wandb, tmp_path):

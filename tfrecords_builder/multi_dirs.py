@@ -851,8 +851,6 @@ def build(
 
 
 def _progress(iterable, total):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency, but the build must not need it
-        return iterable
-    return tqdm(iterable, total=total, desc="multi-dirs groups", unit="group", disable=None)
+    from asc_core.progress import progress
+
+    return progress(iterable, total=total, desc="multi-dirs groups", unit="group")

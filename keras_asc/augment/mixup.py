@@ -77,6 +77,10 @@ class Mixup(keras.layers.Layer):
         self.alpha = alpha
         self.seed = seed
         self.batches_seen = _random.add_counter(self, "batches_seen")
+        # All state exists now (none depends on the input shape), and the task calls this layer
+        # only in train_step, after Model.__init__ builds the task: built from the start, or
+        # Keras warns that the task "has unbuilt state".
+        self.built = True
 
     def build(self, input_shape=None):
         self.built = True

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from asc_core.errors import UserError
+from asc_core.progress import keras_verbose
 from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
@@ -289,7 +290,7 @@ def train(config, run_dir, extra_callbacks=(), name=None):
                 initial_epoch=initial_epoch,
                 steps_per_epoch=steps,
                 callbacks=callbacks,
-                verbose=options.verbose,
+                verbose=keras_verbose(options.verbose),  # no \r/ANSI bar in a log file
                 shuffle=False,  # the dataset is shuffled per epoch, reproducibly
             )
         except RunWriteError as err:

@@ -17,11 +17,13 @@ Logged (``step`` = the epoch number, 1-based, as in ``history.json``):
 
 Resuming: the W&B run id is stored in the run directory (``checkpoints/state.json``), so a
 killed run started again continues the *same* W&B run. Every committed epoch reaches W&B exactly
-once: ``RUN_DIR/wandb/logged.json`` records the last epoch handed to W&B, and a resumed run
-first logs the committed epochs after it (from ``history.json``; a kill between an epoch's
-commit and its W&B row leaves such an epoch), then trains on. An offline run killed and resumed
-leaves one ``offline-run-*-ID`` folder per start; ``wandb sync`` uploads them in order of start
-time into the one run.
+once: a resumed run first logs the committed epochs (``history.json``) that W&B does not hold,
+then trains on. What W&B holds is read, not remembered: W&B writes asynchronously, and a SIGKILL
+loses the rows it had not yet written (measured: an offline run killed after two epochs kept
+none of them). Online, the server's last step (``run.starting_step``) says it; offline, the
+earlier starts' ``offline-run-*-ID/run-*.wandb`` files are read (:func:`offline_epochs`). An
+offline run killed and resumed leaves one ``offline-run-*-ID`` folder per start; ``wandb sync``
+uploads them in order of start time into the one run.
 
 Keras integration: ``wandb.integration.keras.WandbMetricsLogger`` logs the in-memory epoch logs
 under an implicit step and reads the learning rate from the optimizer at logging time, so it
@@ -52,6 +54,60 @@ def run_name(base, seed):
 def sync_command(run_dir, run_id):
     """The shell command that uploads every offline piece of the run ``run_id``."""
     return f"wandb sync {os.path.join(run_dir, 'wandb', f'offline-run-*-{run_id}')}"
+
+
+def read_offline_records(path):
+    """The protobuf ``Record`` s of an offline ``run-*.wandb`` file, in order.
+
+    The file is a LevelDB-style log (a 7-byte header, then 32 KiB blocks of chunks with a
+    7-byte ``crc, length, type`` header each); a record cut short by a kill ends the list.
+    """
+    import struct
+
+    from google.protobuf.message import DecodeError
+    from wandb.proto import wandb_internal_pb2
+
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, block, records, pending = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header: padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 or len(chunk) < length:
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk  # full/first, or middle/last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            try:
+                record.ParseFromString(pending)
+            except DecodeError:
+                break
+            records.append(record)
+    return records
+
+
+def record_items(items):
+    """``{key: value}`` of a history row's or summary update's items (nested keys with ``/``)."""
+    return {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in items}
+
+
+def offline_epochs(run_dir, run_id):
+    """The epochs that the offline files of W&B run ``run_id`` under ``run_dir`` hold."""
+    import glob
+
+    epochs = set()
+    pattern = os.path.join(run_dir, "wandb", f"offline-run-*-{run_id}", "run-*.wandb")
+    for path in glob.glob(pattern):
+        for record in read_offline_records(path):
+            if record.WhichOneof("record_type") == "history":
+                epoch = record_items(record.history.item).get("epoch")
+                if epoch is not None:
+                    epochs.add(int(epoch))
+    return epochs
 
 
 def device_rows(flat):
@@ -114,27 +170,15 @@ class WandbLogger(keras.callbacks.Callback):
         self.run = None
         self._wandb = None
 
-    @property
-    def marker(self):
-        """``RUN_DIR/wandb/logged.json``: the W&B run id and the last epoch handed to it."""
-        return os.path.join(self.run_dir, "wandb", "logged.json")
-
-    def _logged_epoch(self):
-        try:
-            with open(self.marker, encoding="utf-8") as f:
-                marker = json.load(f)
-        except (OSError, ValueError):
-            return 0
-        if not isinstance(marker, dict) or marker.get("run_id") != self.run_id:
-            return 0
-        return int(marker.get("epoch", 0))
-
     def start(self):
         """Starts (or resumes) the W&B run and logs committed epochs it lacks; idempotent."""
         if self.mode == "disabled" or self.run is not None:
             return
         wandb = self._wandb = require("wandb", f"wandb.mode {self.mode!r}")
         os.makedirs(os.path.join(self.run_dir, "wandb"), exist_ok=True)
+        held = set()
+        if self.mode == "offline" and self.history:
+            held = offline_epochs(self.run_dir, self.run_id)  # before this start adds a folder
         settings = wandb.Settings(
             console="off", silent=True, save_code=False, disable_git=True, x_disable_stats=True
         )
@@ -165,21 +209,18 @@ class WandbLogger(keras.callbacks.Callback):
                 f"{sync_command(self.run_dir, self.run_id)}",
                 flush=True,
             )
-        logged = self._logged_epoch()
+        if self.mode == "online":  # the server holds the steps (= epochs) before this one
+            held = set(range(1, int(getattr(self.run, "starting_step", 0) or 0)))
         for row in self.history:
-            if row.get("epoch", 0) > logged:
+            if row.get("epoch", 0) not in held:
                 self._log_row(dict(row))
 
     def _log_row(self, row):
-        """Logs one epoch's row (``epoch`` key, 1-based) and records it in :attr:`marker`."""
-        from keras_asc.training.run_dir import atomic_write_json
-
-        epoch = int(row["epoch"])
+        """Logs one epoch's row (``epoch`` key, 1-based) at step = the epoch."""
         rows = device_rows(row)
         if rows:
             row["val_devices"] = self._wandb.Table(columns=DEVICE_COLUMNS, data=rows)
-        self.run.log(row, step=epoch)
-        atomic_write_json(self.marker, {"run_id": self.run_id, "epoch": epoch})
+        self.run.log(row, step=int(row["epoch"]))
 
     def on_train_begin(self, logs=None):
         self.start()
