@@ -12,7 +12,7 @@ Layout (``docs/design.md``)::
                                             (.weights.h5) and optimizer + seed-generator
                                             variables (.state.npz)
     RUN_DIR/history.json, history.csv       one row per finished epoch
-    RUN_DIR/tensorboard/, RUN_DIR/wandb/
+    RUN_DIR/tensorboard/{train,validation}/, RUN_DIR/wandb/
 
 Crash safety: every file is written under a temporary name and renamed into place. The commit
 point of an epoch is the rename of ``state.json``; it names the ``resume-EEEE`` files it belongs
