@@ -105,7 +105,8 @@ class LineProgress:
 
     A line is written when the count crosses the next ``every_percent`` % of ``total`` or
     ``every_seconds`` have passed since the last line (without a total: by time only), and one
-    final line at :meth:`close` (``done`` when the total was reached).
+    final line at :meth:`close` (``done`` when the total was reached); none when the loop or
+    ``with`` block ends with an exception, so an error message stays the last line.
     """
 
     def __init__(
@@ -148,8 +149,10 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.update(1)
-        finally:
-            self.close()
+        except BaseException:
+            self.closed = True  # a failure: its error message is the last line, not a count
+            raise
+        self.close()
 
     def __len__(self):
         return self.total
@@ -157,8 +160,11 @@ class LineProgress:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.closed = True  # a failure: its error message is the last line, not a count
         return False
 
     def set_postfix(self, values=None, refresh=True, **kwargs):

@@ -124,3 +124,15 @@ def test_keras_bar_becomes_one_line_per_epoch_off_a_terminal():
 
     assert [keras_verbose(v, io.StringIO()) for v in (0, 1, 2)] == [0, 2, 2]
     assert [keras_verbose(v, Terminal()) for v in (0, 1, 2)] == [0, 1, 2]
+
+
+def test_a_failure_leaves_no_final_line_so_the_error_is_the_last_line():
+    stream = io.StringIO()
+    with pytest.raises(OSError):
+        with progress(total=50, desc="tau22", unit="clip", stream=stream) as bar:
+            bar.update(1)
+            raise OSError("File too large")
+    with pytest.raises(KeyError):
+        for _ in progress(range(5), desc="groups", stream=stream):
+            raise KeyError("x")
+    assert stream.getvalue() == ""

@@ -169,6 +169,10 @@ def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
         "icl_grad_share",
     }
     assert keys <= set(header)
+    # ... and in TensorBoard's train/ folder, beside the loss.
+    scalars = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"))
+    assert {f"epoch_{key}" for key in keys} <= set(scalars)
+    assert scalars["epoch_icl_grad_share"] == [1]
     row = json.load(open(os.path.join(run_dir, "history.json")))[0]
     assert 0 < row["icl_same_device_fraction"] < 1 and 0 < row["icl_grad_share"] < 1
     loaded = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
