@@ -230,9 +230,24 @@ def test_missing_wandb_names_the_extra(monkeypatch, tmp_path):
     with pytest.raises(MissingExtraError) as info:
         logger_for(tmp_path).start()
     assert str(info.value) == (
-        "wandb.mode 'offline' needs the wandb package: pip install 'keras-asc[wandb]'"
+        "wandb.mode 'offline' needs the wandb package: pip install 'keras-asc[wandb]'; "
+        "or --set wandb.mode=disabled"
     )
     logger_for(tmp_path, mode="disabled").start()  # disabled never imports it
+
+
+def test_training_without_wandb_stops_before_writing_anything(monkeypatch, tmp_path):
+    from keras_asc.config import resolve_config
+    from keras_asc.training import runner
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    monkeypatch.setattr(runner, "check_inputs", lambda config: None)  # no data needed here
+    config = resolve_config(
+        {"data": {"path": str(tmp_path / "data")}, "model": {"preset": "passt_tiny"}}
+    )
+    with pytest.raises(MissingExtraError, match=r"pip install 'keras-asc\[wandb\]'; or --set"):
+        runner.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

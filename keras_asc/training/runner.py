@@ -33,6 +33,7 @@ from keras_asc.training.run_dir import atomic_write_json
 from keras_asc.training.run_dir import remove_stale_temp_files
 from keras_asc.training.run_dir import save_model_atomic
 from keras_asc.training.wandb_logging import WandbLogger
+from keras_asc.training.wandb_logging import require_wandb
 from keras_asc.training.wandb_logging import run_name
 
 # Keys that may change between a run and its resumption (they change no result).
@@ -197,6 +198,8 @@ def train(config, run_dir, extra_callbacks=(), name=None):
     options = TrainingOptions(**config["training"])
     check_inputs(config)  # every missing input at once, before anything is written
     chief = is_chief()
+    if chief and config["wandb"]["mode"] != "disabled":
+        require_wandb(config["wandb"]["mode"])  # a missing extra, before anything is written
     run = RunDirectory(run_dir)
     if chief:
         try:

@@ -39,11 +39,20 @@ import os
 import keras
 
 from asc_core.errors import UserError
+from asc_core.extras import MissingExtraError
 from asc_core.extras import require
 from asc_core.vocab import DEVICE_GROUPS
 from asc_core.vocab import DEVICES
 
 DEVICE_COLUMNS = ["device", "family", "accuracy", "log_loss"]
+
+
+def require_wandb(mode):
+    """The ``wandb`` module, or one error naming the extra (and how to turn W&B off)."""
+    try:
+        return require("wandb", f"wandb.mode {mode!r}")
+    except MissingExtraError as err:
+        raise MissingExtraError(f"{err}; or --set wandb.mode=disabled") from None
 
 
 def run_name(base, seed):
@@ -174,7 +183,7 @@ class WandbLogger(keras.callbacks.Callback):
         """Starts (or resumes) the W&B run and logs committed epochs it lacks; idempotent."""
         if self.mode == "disabled" or self.run is not None:
             return
-        wandb = self._wandb = require("wandb", f"wandb.mode {self.mode!r}")
+        wandb = self._wandb = require_wandb(self.mode)
         os.makedirs(os.path.join(self.run_dir, "wandb"), exist_ok=True)
         held = set()
         if self.mode == "offline" and self.history:
