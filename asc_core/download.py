@@ -7,9 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
-from tqdm import tqdm
-
 from asc_core.errors import UserError
+from asc_core.progress import progress
 
 CHUNK = 1 << 20
 _RETRYABLE = (
@@ -55,15 +54,8 @@ def _transfer(url, part, expected_size, timeout, desc):
         mode = "ab" if have else "wb"
         with (
             open(part, mode) as f,
-            tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=desc,
-                leave=False,
-                disable=None,
+            progress(
+                total=total, initial=have, unit="B", unit_scale=True, desc=desc, leave=False
             ) as bar,
         ):
             while True:

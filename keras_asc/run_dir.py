@@ -17,7 +17,7 @@ Layout (``docs/design.md``)::
                                             (.weights.h5) and optimizer + seed-generator
                                             variables (.state.npz)
     RUN_DIR/history.json, history.csv       one row per finished epoch
-    RUN_DIR/tensorboard/, RUN_DIR/wandb/
+    RUN_DIR/tensorboard/{train,validation}/, RUN_DIR/wandb/
     RUN_DIR/eval/<split>/                   evaluation outputs (``docs/report_schema.md``)
     RUN_DIR/seed-S/                         with ``train.py --seeds``: one such run per seed
 

@@ -4,7 +4,6 @@ import glob
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
@@ -26,6 +25,8 @@ from keras_asc.training import callbacks as cb
 from keras_asc.training.runner import build_model
 from keras_asc.training.runner import summarize_seeds
 from keras_asc.training.runner import train
+from keras_asc.training.wandb_logging import read_offline_records
+from keras_asc.training.wandb_logging import record_items
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -66,27 +67,16 @@ class InitialValidation(keras.callbacks.Callback):
         self.before = self.validation.evaluate()
 
 
-def read_wandb_records(path):
-    """Records of an offline ``.wandb`` file (LevelDB-log framing of protobuf ``Record``s)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = open(path, "rb").read()
-    pos, block, records, pending = 7, 32768, [], b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk = data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind == 0:
-            break
-        pending = chunk if kind in (1, 2) else pending + chunk
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-    return records
+def tensorboard_scalars(folder, values=False):
+    """``{tag: [step, ...]}`` (or ``[(step, value), ...]``) of the event files in ``folder``."""
+    scalars = {}
+    for event_file in sorted(glob.glob(os.path.join(folder, "events.*"))):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                entry = (event.step, number) if values else event.step
+                scalars.setdefault(value.tag, []).append(entry)
+    return scalars
 
 
 @pytest.fixture(scope="module")
@@ -144,14 +134,18 @@ def test_run_directory_contents(reference):
         loaded.predict(x, verbose=0)["logits"], rebuilt.predict(x, verbose=0)["logits"], atol=1e-5
     )
 
-    # TensorBoard scalars, one per epoch.
-    steps = {}
-    for event_file in glob.glob(os.path.join(run_dir, "tensorboard", "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(event_file):
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    assert steps["val_loss"] == [1, 2, 3] and steps["val_loss_a"] == [1, 2, 3]
-    assert {"loss", "learning_rate", "accuracy"} <= set(steps)
+    # TensorBoard: Keras' layout (train/ and validation/ overlay), one scalar per epoch.
+    train_steps = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"))
+    val_steps = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "validation"))
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_accuracy"} <= set(train_steps)
+    assert all(steps == [1, 2, 3] for steps in train_steps.values())
+    assert val_steps["epoch_loss"] == [1, 2, 3] and val_steps["epoch_loss_a"] == [1, 2, 3]
+    assert val_steps["epoch_accuracy_s6"] == [1, 2, 3] and "epoch_dg" in val_steps
+    assert not any(tag.startswith("epoch_val_") for tag in train_steps)
+    lr = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"), values=True)
+    assert [v for _, v in lr["epoch_learning_rate"]] == pytest.approx(
+        [row["learning_rate"] for row in history]
+    )
 
 
 def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
@@ -175,6 +169,10 @@ def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
         "icl_grad_share",
     }
     assert keys <= set(header)
+    # ... and in TensorBoard's train/ folder, beside the loss.
+    scalars = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"))
+    assert {f"epoch_{key}" for key in keys} <= set(scalars)
+    assert scalars["epoch_icl_grad_share"] == [1]
     row = json.load(open(os.path.join(run_dir, "history.json")))[0]
     assert 0 < row["icl_same_device_fraction"] < 1 and 0 < row["icl_grad_share"] < 1
     loaded = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -185,7 +183,7 @@ def test_icl_run_logs_its_diagnostics(corpus, tmp_path):
 def test_wandb_offline_run_has_config_and_per_device_metrics(reference):
     _, run_dir, _, _, history = reference
     (wandb_file,) = glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb"))
-    records = read_wandb_records(wandb_file)
+    records = read_offline_records(wandb_file)
     (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run_record.project == "t"
     wandb_config = {item.key: json.loads(item.value_json) for item in run_record.config.update}
@@ -194,14 +192,91 @@ def test_wandb_offline_run_has_config_and_per_device_metrics(reference):
     logged = []
     for record in records:
         if record.WhichOneof("record_type") == "history":
-            row = {}
-            for item in record.history.item:
-                row["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
-            logged.append(row)
+            logged.append(record_items(record.history.item))
     assert [row["epoch"] for row in logged] == [1, 2, 3]
     for got, expected in zip(logged, history):
         for key in ("loss", "val_loss", "val_loss_a", "val_accuracy_s6", "learning_rate"):
             assert got[key] == pytest.approx(expected[key])
+        assert got["val_devices/_type"] == "table-file"
+    # The run dir is named "run" (no config name given): the W&B run is "run-seed-0", with the
+    # id stored for a resume.
+    state = json.load(open(os.path.join(run_dir, "checkpoints", "state.json")))
+    assert (run_record.display_name, run_record.run_id) == ("run-seed-0", state["wandb_run_id"])
+    summary = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "summary":
+            summary.update(record_items(record.summary.update))
+    assert summary["best_epoch"] == state["best_epoch"]
+    assert summary["final/devices"]["_type"] == "table-file"
+    assert summary["final/confusion"]["_type"] == "image-file"
+    artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    (artifact,) = [a for a in artifacts if a.type == "model"]  # (tables are artifacts too)
+    assert (artifact.type, artifact.name) == ("model", f"model-{state['wandb_run_id']}")
+    assert [entry.path for entry in artifact.manifest.contents] == ["model.keras"]
+
+
+def wandb_history(run_dir):
+    """``(run id, display name, [logged epochs])`` of each offline piece of a run, in order.
+
+    A piece whose process was killed may hold nothing at all (W&B writes asynchronously; its
+    service dies with the process): ``(None, None, [])``.
+    """
+    pieces = []
+    for folder in sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*"))):
+        (wandb_file,) = glob.glob(os.path.join(folder, "run-*.wandb"))
+        records = read_offline_records(wandb_file)
+        runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        if not runs:
+            pieces.append((None, None, []))
+            continue
+        (run_record,) = runs
+        epochs = []
+        for record in records:
+            if record.WhichOneof("record_type") == "history":
+                epochs.append(record_items(record.history.item)["epoch"])
+        pieces.append((run_record.run_id, run_record.display_name, epochs))
+    return pieces
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_killed_and_resumed_keeps_one_run_and_every_epoch_once(
+    reference, tmp_path
+):
+    config, _, _, _, _ = reference
+    config_path = str(tmp_path / "multi_icl.yaml")
+    with open(config_path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    run_dir = str(tmp_path / "multi_icl")  # the killed start names its W&B run after it
+    run_killed(config_path, run_dir, epoch=2, batch=None)  # dies after epoch 2 is committed
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", "--config", config_path, "--run-dir", run_dir],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    pieces = wandb_history(run_dir)
+    state = json.load(open(os.path.join(run_dir, "checkpoints", "state.json")))
+    assert len(pieces) == 2  # one folder per start, both of the one W&B run
+    assert pieces[1][:2] == (state["wandb_run_id"], "multi_icl-seed-0")
+    assert pieces[0][:2] in ((state["wandb_run_id"], "multi_icl-seed-0"), (None, None))
+    # Whatever the killed start's file kept, the resumed start logged the rest: each epoch once.
+    assert [epoch for _, _, epochs in pieces for epoch in epochs] == [1, 2, 3]
+    command = f"wandb sync {run_dir}/wandb/offline-run-*-{state['wandb_run_id']}"
+    assert result.stdout.count(f"upload with: {command}") == 1
+
+
+def child_env():
+    """The environment of a training subprocess: without this process's W&B service.
+
+    ``wandb.init`` (the reference run) exports ``WANDB_SERVICE`` so that child processes share
+    this process's W&B service; a killed child's run would then stay "in use" there, which a
+    killed command started again from a shell never meets (its service dies with it).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
 
 
 def run_killed(config_path, run_dir, epoch, batch):
@@ -209,8 +284,9 @@ def run_killed(config_path, run_dir, epoch, batch):
         f"import sys; sys.path.insert(0, {TESTS!r}); import _corpus; "
         f"_corpus.train_until_killed({config_path!r}, {run_dir!r}, {epoch}, {batch})"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, timeout=600
+    )
     assert result.returncode == -9, result.stderr.decode()[-2000:]
 
 
@@ -314,8 +390,8 @@ def test_seeds_cli_runs_each_seed_and_summarises(corpus, tmp_path, monkeypatch, 
 
     calls = []
 
-    def fake_train(config, run_dir, extra_callbacks=()):
-        calls.append((config["seed"], config["wandb"]["group"], run_dir))
+    def fake_train(config, run_dir, extra_callbacks=(), name=None):
+        calls.append((config["seed"], config["wandb"]["group"], name, run_dir))
         best = 1.0 + 0.1 * config["seed"]
         return {"run_dir": run_dir, "seed": config["seed"], "epochs": 1, "monitor": "val_loss",
                 "best": best, "best_epoch": 1, "last": {"epoch": 1, "val_loss": best}}  # fmt: skip
@@ -326,7 +402,8 @@ def test_seeds_cli_runs_each_seed_and_summarises(corpus, tmp_path, monkeypatch, 
     run_dir = tmp_path / "seeds"
     argv = ["--config", str(config_path), "--run-dir", str(run_dir), "--seeds", "3"]
     assert run_cli(main, argv) == 0
-    assert calls == [(s, "seeds", str(run_dir / f"seed-{s}")) for s in (5, 6, 7)]
+    # Grouped and named by the config (c.yaml): the runner names the W&B runs c-seed-S.
+    assert calls == [(s, "c", "c", str(run_dir / f"seed-{s}")) for s in (5, 6, 7)]
     summary = json.load(open(run_dir / "seeds.json"))
     assert [s["seed"] for s in summary["seeds"]] == [5, 6, 7]
     assert summary["best"] == {"seed": 5, "value": 1.5}

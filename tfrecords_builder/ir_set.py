@@ -221,9 +221,8 @@ def build(cls, source, out, processing, *, shards=1, workers=0, on_error="raise"
         UserError: no IRs under ``source`` (or none left after skipping), a bad file with
             ``on_error="raise"``, or less free space than the records need (checked first).
     """
-    from tqdm import tqdm
-
     from asc_core.example import encode_dir_example
+    from asc_core.progress import progress
     from asc_core.tfrecord import FRAME_BYTES
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
@@ -269,7 +268,7 @@ def build(cls, source, out, processing, *, shards=1, workers=0, on_error="raise"
     with OutputDir(out, builder=cls.BUILDER, policy=policy) as output:
         writer = output.sharded_writer("dirs", shards)
         results = zip(tasks, ordered_map(cls.process, items, workers))
-        bar = tqdm(results, total=len(tasks), desc=cls.BUILDER, unit=cls.TASK_UNIT, disable=None)
+        bar = progress(results, total=len(tasks), desc=cls.BUILDER, unit=cls.TASK_UNIT)
         for task, (entries, extra) in bar:
             written = []
             for planned_ir, entry in zip(task, entries):

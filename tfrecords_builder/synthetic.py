@@ -50,9 +50,9 @@ import time
 
 import numpy as np
 import scipy.fft
-from tqdm import tqdm
 
 from asc_core.errors import UserError
+from asc_core.progress import progress as progress_display
 from asc_core.vocab import DEVICES
 from asc_core.vocab import SCENES
 from asc_core.vocab import TRAIN_DEVICES
@@ -237,7 +237,9 @@ def _write_tau(root, seed, plan, progress):
         split: {"clips": _empty_counts(), "recordings": _empty_counts(), "recording_keys": []}
         for split in rows
     }
-    for index, seg in enumerate(tqdm(plan, desc="TAU22 segments", disable=not progress)):
+    for index, seg in enumerate(
+        progress_display(plan, desc="TAU22 segments", unit="segment", enabled=progress)
+    ):
         loc_key = (seg["scene"], seg["location"])
         if loc_key not in locations:
             loc_rng = np.random.default_rng([seed, _LOCATION, seg["location"]])
@@ -309,7 +311,7 @@ def _write_eval23(root, seed, count, progress):
     rng = np.random.default_rng([seed, _EVAL23, 0])
     order = rng.permutation(count)  # anonymised names do not follow the scene order
     truth = {}
-    for i in tqdm(range(count), desc="2023 evaluation clips", disable=not progress):
+    for i in progress_display(range(count), desc="2023 evaluation clips", enabled=progress):
         scene = SCENES[i % len(SCENES)]
         device = DEVICES[int(rng.integers(len(DEVICES)))]
         city = EVAL23_CITIES[int(rng.integers(len(EVAL23_CITIES)))]
@@ -379,7 +381,7 @@ def generate_corpus(out_dir, size="tiny", seed=0, progress=False):
         out_dir: output folder (created).
         size: `"tiny"` (a few seconds, for tests) or `"small"` (thousands of clips, for demos).
         seed: integer seed; the same seed gives byte-identical files.
-        progress: show tqdm progress bars.
+        progress: show progress (a bar on a terminal, plain lines otherwise).
 
     Returns:
         dict, the content of `out_dir/manifest.json`.

@@ -241,6 +241,10 @@ class DirAugmentation(AugmentationLayer):
             self.irs.assign(bank)
         if labels is not None:
             self.ir_labels.assign(labels.astype(np.int32))
+        # All state exists now (none depends on the input shape), and the task calls this layer
+        # only in train_step, after Model.__init__ builds the task: built from the start, or
+        # Keras warns that the task "has unbuilt state" on every DIR run.
+        self.built = True
 
     @property
     def num_device_classes(self):

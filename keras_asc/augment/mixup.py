@@ -79,6 +79,10 @@ class Mixup(AugmentationLayer):
         if not float(alpha) > 0.0:
             raise UserError(f"Mixup: alpha must be > 0, got {alpha!r}")
         self.alpha = alpha
+        # All state exists now (none depends on the input shape), and the task calls this layer
+        # only in train_step, after Model.__init__ builds the task: built from the start, or
+        # Keras warns that the task "has unbuilt state".
+        self.built = True
 
     def call(self, x, training=None):
         return self.run(x, training=training)

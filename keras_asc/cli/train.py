@@ -12,6 +12,7 @@ again resumes an interrupted run (or does nothing more when it has finished).
 
 import argparse
 import json
+import os
 
 from keras_asc.cli._options import add_config_options
 from keras_asc.config.loader import load_config
@@ -41,17 +42,18 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config, args.overrides)
+    name = os.path.splitext(os.path.basename(args.config))[0]  # W&B runs: <name>-seed-<seed>
     run_dir = args.run_dir or default_run_dir(args.config)
     from keras_asc.training.runner import train
     from keras_asc.training.runner import train_seeds
 
     if args.seeds is None:
-        summary = train(config, run_dir)
+        summary = train(config, run_dir, name=name)
         print(
             f"done: {summary['epochs']} epochs in {summary['run_dir']}; best "
             f"{summary['monitor']} {summary['best']} (epoch {summary['best_epoch']})"
         )
     else:
-        summary = train_seeds(config, run_dir, args.seeds)
+        summary = train_seeds(config, run_dir, args.seeds, name=name)
         print(json.dumps({k: summary[k] for k in ("monitor", "best", "best_mean", "best_std")}))
     return 0

@@ -447,7 +447,7 @@ SCHEMA = {
     ),
     "wandb": Section(
         target="keras_asc.training.wandb_logging:WandbLogger",
-        exclude=("run_dir", "config", "run_id", "validation"),
+        exclude=("run_dir", "config", "run_id", "validation", "history"),
         checks={
             "mode": choice("offline", "online", "disabled"),
             "project": string(),

@@ -211,7 +211,9 @@ def log_to_wandb(run, report):
     settings = run.config.get("wandb")
     if not isinstance(settings, dict) or settings.get("mode", "offline") == "disabled":
         return False
-    import wandb
+    from asc_core.extras import require
+
+    wandb = require("wandb", f"logging the evaluation to W&B (wandb.mode {settings.get('mode')!r})")
 
     m = report["metrics"]
     values = {

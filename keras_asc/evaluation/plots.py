@@ -16,7 +16,9 @@ FAMILY_COLOURS = {"real": "tab:blue", "simulated": "tab:orange", "unseen": "tab:
 
 
 def _pyplot():
-    import matplotlib
+    from asc_core.extras import require
+
+    matplotlib = require("matplotlib", "plotting")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -198,6 +198,17 @@ def read_clips(path, split="evaluate", batch_size=64, max_examples=None):
         }
 
 
+def split_clip_count(path, split, max_examples=None):
+    """The number of 1-s clips of ``split`` that :func:`read_clips` yields (None: unknown)."""
+    from keras_asc.data.pipeline import _info_count
+    from keras_asc.data.pipeline import read_info
+
+    count = _info_count(read_info(path), resolve_split(path, split), "1s")
+    if count is not None and max_examples is not None:
+        count = min(count, max_examples)
+    return count
+
+
 def recording_key(filename):
     """10-s recording key of a 1-s clip name: ``audio/bus-lyon-1-2-3-a.wav`` → ``bus-lyon-1-2-a``.
 
@@ -220,7 +231,8 @@ def predict_clips(
             ``{"logits": [B, C], "embedding": [B, D]}`` (a bare logits tensor is accepted too).
         path, split, batch_size, max_examples: see :func:`read_clips`.
         embeddings: also return the ``embedding`` output.
-        progress: show a tqdm bar.
+        progress: show progress (a bar on a terminal, plain lines otherwise), with the split's
+            clip count from ``info.json`` as total.
 
     Returns:
         dict: ``logits [N, C]`` float32, ``scene_id``, ``device_id`` ``[N]`` int64,
@@ -229,12 +241,13 @@ def predict_clips(
     Raises:
         UserError: the split holds no clip.
     """
-    from tqdm import tqdm
+    from asc_core.progress import progress as progress_display
 
     out = {"logits": [], "scene_id": [], "device_id": [], "filename": [], "group": []}
     if embeddings:
         out["embedding"] = []
-    bar = tqdm(desc=f"predict {split}", unit="clip", disable=not progress)
+    total = split_clip_count(path, split, max_examples)
+    bar = progress_display(total=total, desc=f"predict {split}", unit="clip", enabled=progress)
     try:
         batches = read_clips(path, split, batch_size, max_examples)
         for batch in _named_data_errors(batches, path, split):

@@ -194,14 +194,14 @@ class Predictor:
         Args:
             paths: audio files.
             on_error: called as ``on_error(path, message)`` for a file that cannot be read.
-            progress: show a tqdm bar over the files.
+            progress: show progress over the files (a bar on a terminal, lines otherwise).
 
         Returns:
             list, one entry per path in order: a result dict (``file``, ``scene``,
             ``probability``, ``probabilities`` {class: p}, ``windows``, ``source_rate``,
             ``channels``, ``downmixed``, ``duration_s``, ``padded``) or None for a failed file.
         """
-        from tqdm import tqdm
+        from asc_core.progress import progress as progress_display
 
         results = [None] * len(paths)
         sums = {}
@@ -228,7 +228,7 @@ class Predictor:
                     offset += n
                 pending, pending_count = rest, pending_count - take
 
-        bar = tqdm(paths, desc="predict", disable=None if progress else True)
+        bar = progress_display(paths, desc="predict", unit="file", enabled=bool(progress))
         for index, path in enumerate(bar):
             try:
                 audio, info = load_clip(path, self.sample_rate)

@@ -214,13 +214,12 @@ def _figure_group(arrays, config_token=None, distance_cm=None):
 
 def plot_responses(arrays, path, config_token=None, distance_cm=None):
     """Measured | generated magnitude responses, one curve per angle (paper Figure 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     from keras_asc.evaluation.dir_plots import magnitude_responses
+    from keras_asc.evaluation.plots import _pyplot
     from keras_asc.evaluation.plots import save_figure
+
+    plt = _pyplot()
+    import matplotlib
 
     (token, distance), index = _figure_group(arrays, config_token, distance_cm)
     sr = arrays["sample_rate"]

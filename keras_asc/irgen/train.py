@@ -161,18 +161,16 @@ def prepare(config):
 
 
 def _progress_callback(epochs, verbose):
-    """Epoch-level tqdm bar (verbose 1) or one line per epoch (verbose 2) as a Keras callback."""
+    """Epoch-level progress (verbose 1) or one line per epoch (verbose 2) as a Keras callback."""
     import keras
 
     class Progress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.bar = None
             if verbose == 1:
-                try:
-                    from tqdm import tqdm
-                except ImportError:  # tqdm is a dependency, but training must not need it
-                    return
-                self.bar = tqdm(total=epochs, desc="irgen", unit="epoch")
+                from asc_core.progress import progress
+
+                self.bar = progress(total=epochs, desc="irgen", unit="epoch")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}

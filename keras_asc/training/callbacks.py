@@ -225,6 +225,7 @@ class DeviceValidation(keras.callbacks.Callback):
         self.scenes = np.concatenate(scenes)
         self.devices = np.concatenate(devices)
         self.latest = {}
+        self.metrics = None  # the last evaluation's full scene_metrics dict
         self.seconds = 0.0
         self._predict = None
 
@@ -247,9 +248,9 @@ class DeviceValidation(keras.callbacks.Callback):
 
             self._predict = tf.function(logits_of, reduce_retracing=True)
         logits = np.concatenate([self._predict(x).numpy() for x in self.inputs])
-        metrics = scene_metrics(self.scenes, softmax(logits), self.devices)
+        self.metrics = scene_metrics(self.scenes, softmax(logits), self.devices)
         self.seconds = time.perf_counter() - start
-        return flatten_metrics(metrics)
+        return flatten_metrics(self.metrics)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -374,49 +375,60 @@ def _is_number(value):
     return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
 
 
-class TensorBoardLogger(keras.callbacks.Callback):
-    """Writes every epoch's logs and validation metrics as TensorBoard scalars.
+class _ScalarSummaries:
+    """The part of ``tf.summary`` that :class:`TensorBoardLogger` uses, without ``tensorboard``.
 
-    Uses ``tf.summary.write`` with the ``scalars`` plugin metadata, which is TensorFlow core, so
-    the ``tensorboard`` package is needed only to *view* the files, not to write them.
+    ``tf.summary.scalar`` is implemented by the ``tensorboard`` package; ``tf.summary.write``
+    with the ``scalars`` plugin metadata writes the same event records and is TensorFlow core,
+    so ``tensorboard`` is needed only to *view* the files (``keras-asc[tensorboard]``).
+    """
+
+    def __init__(self):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        self.create_file_writer = tf.summary.create_file_writer
+        self.record_if = tf.summary.record_if
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+
+    def scalar(self, name, data, step=None):
+        tf = self._tf
+        value = tf.constant(float(data), tf.float32)
+        return tf.summary.write(name, value, step=step, metadata=self._metadata)
+
+
+class TensorBoardLogger(keras.callbacks.TensorBoard):
+    """``keras.callbacks.TensorBoard`` with the runner's detailed validation metrics.
+
+    Keras' layout: ``log_dir/train`` holds the training logs (``epoch_loss``,
+    ``epoch_accuracy``, ``epoch_learning_rate``, the ICL diagnostics ``epoch_icl_*`` ...) and
+    ``log_dir/validation`` the validation metrics with the ``val_`` prefix removed
+    (``epoch_loss``, ``epoch_loss_a`` ... ``epoch_dg``), so TensorBoard overlays train and
+    validation curves of the same name. The step is the epoch number (1-based, as in
+    ``history.json`` and W&B); the learning rate is the one used during the epoch.
 
     Args:
-        log_dir: str, the folder of the event files (``RUN_DIR/tensorboard``).
+        log_dir: str, the folder (``RUN_DIR/tensorboard``).
         validation: the :class:`DeviceValidation` callback (detailed metrics), or None.
     """
 
     def __init__(self, log_dir, validation=None):
-        super().__init__()
-        self.log_dir = log_dir
+        super().__init__(log_dir=log_dir, write_graph=False, profile_batch=0)
         self.validation = validation
-        self._writer = None
+        self._summary_module = _ScalarSummaries()
 
-    def on_train_begin(self, logs=None):
-        import tensorflow as tf
-
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+    def _collect_learning_rate(self, logs):
+        if "learning_rate" in logs:  # the schedule logged the rate of this epoch
+            return logs
+        return super()._collect_learning_rate(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        if self._writer is None:
-            return
-        row = {k: v for k, v in (logs or {}).items() if _is_number(v)}
+        row = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
         if self.validation is not None:
             row.update(self.validation.latest)
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-        )
-        with self._writer.as_default():
-            for key, value in row.items():
-                tf.summary.write(
-                    key, tf.constant(float(value), tf.float32), step=epoch + 1, metadata=metadata
-                )
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._log_epoch_metrics(epoch + 1, row)
+        for writer in self._writers.values():
+            writer.flush()

@@ -17,6 +17,7 @@ import tensorflow as tf
 from asc_core.errors import UserError
 from asc_core.files import WriteError
 from asc_core.files import write_json
+from asc_core.progress import keras_verbose
 from asc_core.tfrecord import data_loss_error
 from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
@@ -33,6 +34,8 @@ from keras_asc.training.distribute import prepare_for_multiworker
 from keras_asc.training.options import TrainingOptions
 from keras_asc.training.preflight import check_inputs
 from keras_asc.training.wandb_logging import WandbLogger
+from keras_asc.training.wandb_logging import require_wandb
+from keras_asc.training.wandb_logging import run_name
 
 # Keys that may change between a run and its resumption (they change no result).
 RESUMABLE_CHANGES = ("training.epochs", "training.verbose", "wandb")
@@ -176,13 +179,15 @@ def _read_history(run_dir, epochs_done):
     return [row for row in history if row.get("epoch", 0) <= epochs_done]
 
 
-def train(config, run_dir, extra_callbacks=()):
+def train(config, run_dir, extra_callbacks=(), name=None):
     """Trains one run (one seed) into ``run_dir``, resuming it when it was interrupted.
 
     Args:
         config: dict, a resolved config (:func:`keras_asc.config.load_config`).
         run_dir: str, the run directory.
         extra_callbacks: Keras callbacks appended after the runner's own (tests, tools).
+        name: str or None, the config's name (``multi_icl``): the W&B run is named
+            ``<wandb.name or name>-seed-<seed>``; None: the run directory's name.
 
     Returns:
         dict summary: ``run_dir``, ``seed``, ``epochs``, ``monitor``, ``best``, ``best_epoch``,
@@ -194,6 +199,8 @@ def train(config, run_dir, extra_callbacks=()):
     options = TrainingOptions(**config["training"])
     check_inputs(config)  # every missing input at once, before anything is written
     chief = is_chief()
+    if chief and config["wandb"]["mode"] != "disabled":
+        require_wandb(config["wandb"]["mode"])  # a missing extra, before anything is written
     run = RunDirectory(run_dir)
     if chief:
         try:
@@ -260,13 +267,20 @@ def train(config, run_dir, extra_callbacks=()):
         write=chief,
     )
     wandb_cfg = dict(config["wandb"])
+    base_name = wandb_cfg["name"] or name or os.path.basename(run.path)
     logger = WandbLogger(
-        **{**wandb_cfg, "mode": wandb_cfg["mode"] if chief else "disabled"},
+        **{
+            **wandb_cfg,
+            "mode": wandb_cfg["mode"] if chief else "disabled",
+            "name": run_name(base_name, seed),
+        },
         run_dir=run.path,
         config=config,
         run_id=run_id,
         validation=validation,
+        history=history,
     )
+    logger.start()  # also when only the final save is left: it logs missing epochs first
     callbacks = [nan_guard, validation, schedule, checkpoint]
     if chief:
         callbacks.append(cb.TensorBoardLogger(run.tensorboard, validation=validation))
@@ -280,7 +294,7 @@ def train(config, run_dir, extra_callbacks=()):
                 initial_epoch=initial_epoch,
                 steps_per_epoch=steps,
                 callbacks=callbacks,
-                verbose=options.verbose,
+                verbose=keras_verbose(options.verbose),  # no \r/ANSI bar in a log file
                 shuffle=False,  # the dataset is shuffled per epoch, reproducibly
             )
         except WriteError as err:
@@ -305,7 +319,16 @@ def train(config, run_dir, extra_callbacks=()):
             write_json(os.path.join(run.path, "summary.json"), summary)
         except WriteError as err:
             raise _write_failed(err, run, checkpoint) from None
-    logger.finish({"best": summary["best"], "best_epoch": summary["best_epoch"]})
+    final_metrics = None
+    if logger.run is not None:
+        validation.set_model(model)
+        validation.evaluate()  # the final model's per-device table and confusion matrix
+        final_metrics = validation.metrics
+    logger.finish(
+        {"best": summary["best"], "best_epoch": summary["best_epoch"]},
+        model_path=run.model,
+        metrics=final_metrics,
+    )
     return summary
 
 
@@ -352,8 +375,11 @@ def _summary(run, seed, options, checkpoint):
 # === Several seeds ===
 
 
-def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
+def train_seeds(config, run_dir, num_seeds, extra_callbacks=(), name=None):
     """Runs seeds ``seed .. seed + num_seeds - 1`` into ``run_dir/seed-S`` and summarises them.
+
+    ``name`` (the config's name; None: ``run_dir``'s name) names the W&B runs
+    ``<name>-seed-<seed>`` and groups them.
 
     Writes ``run_dir/seeds.json``: per seed the best monitored value, plus the best seed and
     mean ± std (population) of the per-seed best values and of every final metric.
@@ -368,13 +394,12 @@ def train_seeds(config, run_dir, num_seeds, extra_callbacks=()):
     remove_stale_temp_files(run_dir)
     save_config(config, os.path.join(run_dir, "config.yaml"))
     runs = []
+    name = name or os.path.basename(os.path.abspath(run_dir))
     for offset in range(num_seeds):
         seed_config = {**config, "seed": config["seed"] + offset}
-        seed_config["wandb"] = {
-            **config["wandb"],
-            "group": config["wandb"].get("group") or os.path.basename(os.path.abspath(run_dir)),
-        }
-        runs.append(train(seed_config, seed_run_dir(run_dir, seed_config["seed"]), extra_callbacks))
+        seed_config["wandb"] = {**config["wandb"], "group": config["wandb"].get("group") or name}
+        seed_dir = seed_run_dir(run_dir, seed_config["seed"])
+        runs.append(train(seed_config, seed_dir, extra_callbacks, name=name))
     summary = summarize_seeds(runs, config["training"]["monitor_mode"])
     write_json(os.path.join(run_dir, "seeds.json"), summary)
     return summary

@@ -94,7 +94,8 @@ def build(
         shards: shards per split and view (None: about 256 MB each).
         workers: decoding processes (None: all cores; 0: in this process).
         seed: seed of the stored record order.
-        progress: show a progress bar (None: only on a terminal).
+        progress: show progress (None or True: a bar on a terminal, a plain line every 10 % or
+            30 s otherwise; False: none).
 
     Returns:
         the info dict written to ``OUT/info.json``.
@@ -115,7 +116,7 @@ def build(
 
 def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress):
     """The body of :func:`build` once its worker pool is starting."""
-    from tqdm import tqdm
+    from asc_core.progress import progress as progress_display
 
     on_error = policy.mode
     meta, meta_rows = read_meta(root, policy)
@@ -186,11 +187,8 @@ def _plan_and_write(pool, root, sources, out, policy, *, shards, seed, progress)
             num = min(shards, count) if shards else _auto_shards(count, samples)
             views[(split, view)] = output.placed_shards(f"{split}-{view}", num)
             counters[(split, view)] = Counter()
-        bar = tqdm(
-            total=total_clips,
-            unit="clip",
-            desc="tau22",
-            disable=None if progress is None else not progress,
+        bar = progress_display(
+            total=total_clips, unit="clip", desc="tau22", enabled=progress is not False
         )
         issued = collections.deque()
         results = pool.ordered_map(process_unit, _placed_tasks(tasks, views, issued))
