@@ -2,6 +2,8 @@
 
 import keras
 
+from asc_core.errors import UserError
+
 
 def as_pair(value, what):
     """`10` → `(10, 10)`; `(10, 12)` → `(10, 12)`; anything else is a ValueError naming `what`."""
@@ -19,6 +21,51 @@ def as_pair(value, what):
 def trunc_normal():
     """PaSST's `trunc_normal_(std=.02)` init for tokens, position embeddings and Linear kernels."""
     return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def check_rank(layer, input_shape, rank, expected):
+    """UserError naming `layer` unless `input_shape` has `rank` axes; `expected` describes them."""
+    if len(input_shape) != rank:
+        raise UserError(f"{layer.name}: expected {expected}, got shape {tuple(input_shape)}")
+
+
+def check_patchout(layer, input_shape, axis, drop, what):
+    """UserError naming `layer` when dropping `drop` of axis `axis` (`what`) leaves nothing."""
+    size = input_shape[axis]
+    if drop and size is not None and drop >= size:
+        raise UserError(
+            f"{layer.name}: patchout of {drop} {what} leaves nothing of the {size} in the input "
+            f"of shape {tuple(input_shape)}; expected fewer than {size}"
+        )
+
+
+def linear(layer, units, name, input_shape, use_bias=True):
+    """PaSST's `nn.Linear` inside `layer`: a trunc-normal `Dense` in its dtype policy, built."""
+    dense = keras.layers.Dense(
+        units,
+        use_bias=use_bias,
+        kernel_initializer=trunc_normal(),
+        dtype=layer.dtype_policy,
+        name=name,
+    )
+    dense.build(input_shape)
+    return dense
+
+
+class Patchout(keras.layers.Layer):
+    """Base of the patchout layers: the seed of their draws and a shape check at build.
+
+    Subclasses define `_check(input_shape)`, a UserError for a shape they cannot drop from,
+    and call it again in `call`, where a traced shape may first be known.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="patchout_seed")
+
+    def build(self, input_shape):
+        self._check(input_shape)
 
 
 def kept_sorted_indices(size, drop, seed_generator):

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_asc.layers._utils import trunc_normal
+from keras_asc.layers._utils import linear
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -38,18 +38,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 f"{self.name}: input dimension {dim} is not divisible by num_heads={self.num_heads}"
             )
         self.head_dim = dim // self.num_heads
-        self.qkv = keras.layers.Dense(
-            3 * dim,
-            use_bias=self.use_qkv_bias,
-            kernel_initializer=trunc_normal(),
-            dtype=self.dtype_policy,
-            name="qkv",
-        )
-        self.qkv.build(input_shape)
-        self.proj = keras.layers.Dense(
-            dim, kernel_initializer=trunc_normal(), dtype=self.dtype_policy, name="proj"
-        )
-        self.proj.build(input_shape)
+        self.qkv = linear(self, 3 * dim, "qkv", input_shape, use_bias=self.use_qkv_bias)
+        self.proj = linear(self, dim, "proj", input_shape)
 
     def call(self, inputs):
         batch = keras.ops.shape(inputs)[0]

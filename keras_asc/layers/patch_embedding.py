@@ -4,6 +4,7 @@ import keras
 
 from asc_core.errors import UserError
 from keras_asc.layers._utils import as_pair
+from keras_asc.layers._utils import check_rank
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -58,11 +59,7 @@ class PatchEmbedding(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise UserError(
-                f"{self.name}: expected a mel spectrogram of shape [batch, n_mels, frames], "
-                f"got shape {tuple(input_shape)}"
-            )
+        check_rank(self, input_shape, 3, "a mel spectrogram of shape [batch, n_mels, frames]")
         _, n_mels, frames = input_shape
         for size, kernel, what in (
             (n_mels, self._kernel[0], "mel bins"),

@@ -5,6 +5,7 @@ import warnings
 import keras
 
 from asc_core.errors import UserError
+from keras_asc.layers._utils import check_rank
 from keras_asc.layers._utils import trunc_normal
 
 
@@ -51,11 +52,7 @@ class PatchPositionEmbedding(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed, name="time_offset_seed")
 
     def build(self, input_shape):
-        if len(input_shape) != 4:
-            raise UserError(
-                f"{self.name}: expected a patch grid [batch, freq, time, dim], "
-                f"got shape {tuple(input_shape)}"
-            )
+        check_rank(self, input_shape, 4, "a patch grid [batch, freq, time, dim]")
         _, freq, _, dim = input_shape
         if freq is not None and freq != self.frequency_positions:
             raise UserError(

@@ -2,12 +2,14 @@
 
 import keras
 
-from asc_core.errors import UserError
+from keras_asc.layers._utils import Patchout
+from keras_asc.layers._utils import check_patchout
+from keras_asc.layers._utils import check_rank
 from keras_asc.layers._utils import kept_sorted_indices
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class StructuredPatchout(keras.layers.Layer):
+class StructuredPatchout(Patchout):
     """Randomly removes whole time columns and frequency rows of the patch grid in training.
 
     PaSST's structured patchout (arXiv:2110.05069, Sec. 2.2): time columns are dropped first,
@@ -27,34 +29,17 @@ class StructuredPatchout(keras.layers.Layer):
     """
 
     def __init__(self, frequency=0, time=0, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         for value, what in ((frequency, "frequency"), (time, "time")):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{what}` patchout must be an int >= 0, got {value!r}")
         self.frequency = frequency
         self.time = time
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="patchout_seed")
 
     def _check(self, input_shape):
-        if len(input_shape) != 4:
-            raise UserError(
-                f"{self.name}: expected a patch grid [batch, freq, time, dim], "
-                f"got shape {tuple(input_shape)}"
-            )
-        for size, drop, what in (
-            (input_shape[1], self.frequency, "frequency rows"),
-            (input_shape[2], self.time, "time columns"),
-        ):
-            if drop and size is not None and drop >= size:
-                raise UserError(
-                    f"{self.name}: patchout of {drop} {what} leaves nothing of the "
-                    f"{size} in the input of shape {tuple(input_shape)}; expected fewer than "
-                    f"{size}"
-                )
-
-    def build(self, input_shape):
-        self._check(input_shape)
+        check_rank(self, input_shape, 4, "a patch grid [batch, freq, time, dim]")
+        check_patchout(self, input_shape, 1, self.frequency, "frequency rows")
+        check_patchout(self, input_shape, 2, self.time, "time columns")
 
     def call(self, inputs, training=None):
         if not training or not (self.frequency or self.time):

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_asc.layers._utils import trunc_normal
+from keras_asc.layers._utils import linear
 from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
 
 
@@ -57,17 +57,9 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm2"
         )
         self.norm2.build(input_shape)
-        self.mlp_fc1 = keras.layers.Dense(
-            self.intermediate_dim,
-            kernel_initializer=trunc_normal(),
-            dtype=self.dtype_policy,
-            name="mlp_fc1",
-        )
-        self.mlp_fc1.build(input_shape)
-        self.mlp_fc2 = keras.layers.Dense(
-            dim, kernel_initializer=trunc_normal(), dtype=self.dtype_policy, name="mlp_fc2"
-        )
-        self.mlp_fc2.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
+        self.mlp_fc1 = linear(self, self.intermediate_dim, "mlp_fc1", input_shape)
+        hidden_shape = tuple(input_shape[:-1]) + (self.intermediate_dim,)
+        self.mlp_fc2 = linear(self, dim, "mlp_fc2", hidden_shape)
 
     def call(self, inputs):
         x = inputs + self.attention(self.norm1(inputs))

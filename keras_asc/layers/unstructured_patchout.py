@@ -2,12 +2,14 @@
 
 import keras
 
-from asc_core.errors import UserError
+from keras_asc.layers._utils import Patchout
+from keras_asc.layers._utils import check_patchout
+from keras_asc.layers._utils import check_rank
 from keras_asc.layers._utils import kept_sorted_indices
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
-class UnstructuredPatchout(keras.layers.Layer):
+class UnstructuredPatchout(Patchout):
     """Randomly removes `count` patches from the flattened sequence in training.
 
     PaSST's `u_patchout`: applied after flattening, before the class tokens are prepended.
@@ -26,29 +28,14 @@ class UnstructuredPatchout(keras.layers.Layer):
     """
 
     def __init__(self, count=0, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"`count` must be an int >= 0, got {count!r}")
         self.count = count
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="patchout_seed")
 
     def _check(self, input_shape):
-        if len(input_shape) != 3:
-            raise UserError(
-                f"{self.name}: expected a patch sequence [batch, patches, dim], "
-                f"got shape {tuple(input_shape)}"
-            )
-        size = input_shape[1]
-        if self.count and size is not None and self.count >= size:
-            raise UserError(
-                f"{self.name}: unstructured patchout of {self.count} leaves nothing of the "
-                f"{size} patches in the input of shape {tuple(input_shape)}; expected fewer "
-                f"than {size}"
-            )
-
-    def build(self, input_shape):
-        self._check(input_shape)
+        check_rank(self, input_shape, 3, "a patch sequence [batch, patches, dim]")
+        check_patchout(self, input_shape, 1, self.count, "patches")
 
     def call(self, inputs, training=None):
         if not training or not self.count:
