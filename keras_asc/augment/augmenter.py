@@ -118,11 +118,8 @@ class Augmenter:
 
     def get_config(self):
         return {
-            "dir_augmentation": (
-                None
-                if self.dir_augmentation is None
-                else keras.layers.serialize(self.dir_augmentation)
-            ),
+            # None stays None.
+            "dir_augmentation": keras.saving.serialize_keras_object(self.dir_augmentation),
             "mixstyle_p": self.mixstyle_p,
             "mixstyle_alpha": self.mixstyle_alpha,
             "mixup_alpha": self.mixup_alpha,

@@ -24,6 +24,16 @@ def get_preset(name):
     return copy.deepcopy(passt_presets[name])
 
 
+def restore_dtype_policy(model, dtype):
+    """Sets `dtype` (if given) on a functional `model`, whose `__init__` drops it.
+
+    So get_config (and with it from_config, .keras files and clone_model) rebuilds the model
+    as trained.
+    """
+    if dtype is not None:
+        model.dtype_policy = dtype
+
+
 def _sub_seed(seed, offset):
     return None if seed is None else seed + offset
 
@@ -175,10 +185,7 @@ class PaSSTBackbone(keras.Model):
             dtype=dtype,
             **kwargs,
         )
-        # A functional Model drops `dtype`; keep the policy so get_config (and with it
-        # from_config, .keras files and clone_model) rebuilds the model as trained.
-        if dtype is not None:
-            self.dtype_policy = dtype
+        restore_dtype_policy(self, dtype)
 
         # === Config ===
         self.hidden_dim = hidden_dim

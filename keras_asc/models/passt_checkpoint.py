@@ -57,6 +57,22 @@ _GEOMETRY_LABELS = {
 }
 
 
+def _linear(torch_name, keras_name):
+    """Rows of a PyTorch `Linear` → Keras `Dense`: the weight transposed, the bias as is."""
+    return [
+        (f"{torch_name}.weight", f"{keras_name}/kernel", "linear"),
+        (f"{torch_name}.bias", f"{keras_name}/bias", "same"),
+    ]
+
+
+def _layer_norm(torch_name, keras_name):
+    """Rows of a PyTorch `LayerNorm` → Keras `LayerNormalization`: weight/bias → gamma/beta."""
+    return [
+        (f"{torch_name}.weight", f"{keras_name}/gamma", "same"),
+        (f"{torch_name}.bias", f"{keras_name}/beta", "same"),
+    ]
+
+
 def passt_weight_table(num_layers, classifier=True):
     """`[(torch_key, keras_path, transform)]` for a PaSST with `num_layers` blocks.
 
@@ -76,33 +92,19 @@ def passt_weight_table(num_layers, classifier=True):
         ("patch_embed.proj.bias", "patch_embedding/proj/bias", "same"),
     ]
     for i in range(num_layers):
-        block = f"transformer_layer_{i}"
+        torch_block, block = f"blocks.{i}", f"transformer_layer_{i}"
         rows += [
-            (f"blocks.{i}.norm1.weight", f"{block}/norm1/gamma", "same"),
-            (f"blocks.{i}.norm1.bias", f"{block}/norm1/beta", "same"),
-            (f"blocks.{i}.attn.qkv.weight", f"{block}/attention/qkv/kernel", "linear"),
-            (f"blocks.{i}.attn.qkv.bias", f"{block}/attention/qkv/bias", "same"),
-            (f"blocks.{i}.attn.proj.weight", f"{block}/attention/proj/kernel", "linear"),
-            (f"blocks.{i}.attn.proj.bias", f"{block}/attention/proj/bias", "same"),
-            (f"blocks.{i}.norm2.weight", f"{block}/norm2/gamma", "same"),
-            (f"blocks.{i}.norm2.bias", f"{block}/norm2/beta", "same"),
-            (f"blocks.{i}.mlp.fc1.weight", f"{block}/mlp_fc1/kernel", "linear"),
-            (f"blocks.{i}.mlp.fc1.bias", f"{block}/mlp_fc1/bias", "same"),
-            (f"blocks.{i}.mlp.fc2.weight", f"{block}/mlp_fc2/kernel", "linear"),
-            (f"blocks.{i}.mlp.fc2.bias", f"{block}/mlp_fc2/bias", "same"),
+            *_layer_norm(f"{torch_block}.norm1", f"{block}/norm1"),
+            *_linear(f"{torch_block}.attn.qkv", f"{block}/attention/qkv"),
+            *_linear(f"{torch_block}.attn.proj", f"{block}/attention/proj"),
+            *_layer_norm(f"{torch_block}.norm2", f"{block}/norm2"),
+            *_linear(f"{torch_block}.mlp.fc1", f"{block}/mlp_fc1"),
+            *_linear(f"{torch_block}.mlp.fc2", f"{block}/mlp_fc2"),
         ]
-    rows += [
-        ("norm.weight", "final_norm/gamma", "same"),
-        ("norm.bias", "final_norm/beta", "same"),
-    ]
+    rows += _layer_norm("norm", "final_norm")
     rows = [(key, prefix + path, transform) for key, path, transform in rows]
     if classifier:
-        rows += [
-            ("head.0.weight", "head_norm/gamma", "same"),
-            ("head.0.bias", "head_norm/beta", "same"),
-            ("head.1.weight", "head_dense/kernel", "linear"),
-            ("head.1.bias", "head_dense/bias", "same"),
-        ]
+        rows += [*_layer_norm("head.0", "head_norm"), *_linear("head.1", "head_dense")]
     return rows
 
 

@@ -18,6 +18,7 @@ from keras_asc.models.config_upgrade import V1_KWARGS
 from keras_asc.models.config_upgrade import upgrade_config
 from keras_asc.models.passt_backbone import PaSSTBackbone
 from keras_asc.models.passt_backbone import get_preset
+from keras_asc.models.passt_backbone import restore_dtype_policy
 from keras_asc.models.passt_presets import passt_presets
 from keras_asc.models.task_arguments import TASK_KWARGS
 from keras_asc.models.task_arguments import icl_task_kwargs  # noqa: F401  (public here too)
@@ -158,10 +159,7 @@ class SceneClassifier(keras.Model):
         if auxiliary_loss is not None:
             outputs["class_tokens"] = keras.ops.cast(features["tokens"][:, :2], "float32")
         super().__init__(inputs=waveform, outputs=outputs, dtype=dtype, **kwargs)
-        # A functional Model drops `dtype`; keep the policy so get_config (and with it
-        # from_config, .keras files and clone_model) rebuilds the model as trained.
-        if dtype is not None:
-            self.dtype_policy = dtype
+        restore_dtype_policy(self, dtype)
 
         # === Config ===
         self.num_classes = num_classes
@@ -346,11 +344,8 @@ class SceneClassifier(keras.Model):
             "frontend": keras.layers.serialize(self.frontend),
             "num_classes": self.num_classes,
             "head_norm_epsilon": self.head_norm_epsilon,
-            "auxiliary_loss": (
-                None
-                if self.auxiliary_loss is None
-                else keras.saving.serialize_keras_object(self.auxiliary_loss)
-            ),
+            # None stays None.
+            "auxiliary_loss": keras.saving.serialize_keras_object(self.auxiliary_loss),
             "auxiliary_loss_weight": self.auxiliary_loss_weight,
             "auxiliary_loss_rampup_steps": self.auxiliary_loss_rampup_steps,
             "augmenter": keras.saving.serialize_keras_object(self.augmenter),
