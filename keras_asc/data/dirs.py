@@ -10,6 +10,7 @@ IR's own index and the id of its microphone (all IRs of one microphone, e.g. eve
 distance of a Multi-DIR microphone, share a microphone id).
 """
 
+import dataclasses
 import glob
 import os
 from pathlib import PurePosixPath
@@ -35,6 +36,8 @@ TEXT_FIELDS = (
 INT_FIELDS = ("sample_rate", "distance_cm", "angle_deg", "diaphragm_count")
 
 
+# eq=False: a generated __eq__ would compare the arrays element-wise.
+@dataclasses.dataclass(eq=False)
 class DirBank:
     """Impulse responses of one or more DIR sets.
 
@@ -49,15 +52,16 @@ class DirBank:
         sample_rate: int, the rate of every IR.
     """
 
-    def __init__(self, irs, lengths, microphone_ids, microphones, names, sets, sample_rate):
-        self.irs = irs
-        self.lengths = lengths
-        self.ir_ids = np.arange(len(lengths), dtype=np.int32)
-        self.microphone_ids = microphone_ids
-        self.microphones = microphones
-        self.names = names
-        self.sets = sets
-        self.sample_rate = sample_rate
+    irs: np.ndarray
+    lengths: np.ndarray
+    microphone_ids: np.ndarray
+    microphones: list
+    names: list
+    sets: list
+    sample_rate: int
+
+    def __post_init__(self):
+        self.ir_ids = np.arange(len(self.lengths), dtype=np.int32)
 
     def __len__(self):
         return int(self.irs.shape[0])

@@ -18,22 +18,20 @@ from asc_core.vocab import DEVICE_GROUPS
 
 ABSENT = "n/a"
 
-# (column title, where the value lives in a scene_metrics report).
-TABLE3_COLUMNS = (
-    ("A", ("devices", "a")),
-    ("B", ("devices", "b")),
-    ("C", ("devices", "c")),
-    ("Avg real", ("groups", "real")),
-    ("S1", ("devices", "s1")),
-    ("S2", ("devices", "s2")),
-    ("S3", ("devices", "s3")),
-    ("Avg sim.", ("groups", "simulated")),
-    ("S4", ("devices", "s4")),
-    ("S5", ("devices", "s5")),
-    ("S6", ("devices", "s6")),
-    ("Avg unseen", ("groups", "unseen")),
-    ("Overall", ("overall", None)),
-)
+GROUP_TITLES = {"real": "Avg real", "simulated": "Avg sim.", "unseen": "Avg unseen"}
+
+
+def _table3_columns():
+    """Each device family's devices, then its average, then the pooled value."""
+    columns = []
+    for group, devices in DEVICE_GROUPS.items():
+        columns += [(device.upper(), ("devices", device)) for device in devices]
+        columns.append((GROUP_TITLES[group], ("groups", group)))
+    return (*columns, ("Overall", ("overall", None)))
+
+
+# (column title, where the value lives in a scene_metrics report): A B C Avg real S1 ... Overall.
+TABLE3_COLUMNS = _table3_columns()
 
 METRICS = ("log_loss", "accuracy")
 
