@@ -16,8 +16,7 @@ import numpy as np
 
 from keras_asc.losses.icl_diagnostics import expected_same_device_fraction
 from tfrecords_builder.synthetic import SIZES
-from tfrecords_builder.synthetic_dirs import MICIRP_SMALL_EXTRA
-from tfrecords_builder.synthetic_dirs import MICIRP_TINY
+from tfrecords_builder.synthetic_dirs import MICIRP_FILES
 
 SHARES = {"a": 0.70, "b": 0.06, "c": 0.06, "s1": 0.06, "s2": 0.06, "s3": 0.06}
 TABLE = os.path.join(
@@ -71,7 +70,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     sets = {
-        "synthetic MicIRP (small)": [1] * len(MICIRP_TINY + MICIRP_SMALL_EXTRA),
+        "synthetic MicIRP (small)": [1] * len(MICIRP_FILES),
         "synthetic Multi (small)": synthetic_multi_sizes(),
         "real MicIRP (66)": [1] * 66,
         "real Multi (8138, 25 mics)": real_multi_sizes(),

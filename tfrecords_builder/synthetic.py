@@ -58,7 +58,7 @@ from asc_core.vocab import SCENES
 from asc_core.vocab import TRAIN_DEVICES
 from tfrecords_builder.synthetic_devices import DEVICE_MODELS
 from tfrecords_builder.synthetic_devices import apply_device
-from tfrecords_builder.synthetic_dirs import MICIRP_SMALL_EXTRA
+from tfrecords_builder.synthetic_dirs import MICIRP_FILES
 from tfrecords_builder.synthetic_dirs import MICIRP_TINY
 from tfrecords_builder.synthetic_dirs import SURREY_SMALL
 from tfrecords_builder.synthetic_dirs import SURREY_TINY
@@ -114,7 +114,7 @@ SIZES = {
         "eval_per_device": 20,
         "unused_segments": 6,
         "eval23_clips": 120,
-        "micirp": MICIRP_TINY + MICIRP_SMALL_EXTRA,
+        "micirp": MICIRP_FILES,
         "surrey": SURREY_SMALL,
         "angles": tuple(range(0, 360, 45)),
     },

@@ -26,115 +26,52 @@ from tfrecords_builder.synthetic_scenes import upsample_linear
 
 IR_LENGTH = 2048
 
+# The linear part, a member of the synthetic_mics family (`magnitude_db` arguments):
+# (hp_hz, hp_order, lp_hz, lp_order, tilt in dB/octave, resonances as (centre Hz, gain dB, width
+# in octaves)); None leaves an argument out.
+_RESPONSES = {
+    "a": (25.0, 1, 19000.0, 2, None, None),
+    "b": (300.0, 2, 8000.0, 3, None, [(2500.0, 5.0, 0.5)]),
+    "c": (150.0, 2, 11000.0, 2, None, [(1200.0, -6.0, 0.4), (5500.0, 6.0, 0.4)]),
+    "s1": (100.0, 1, 7000.0, 2, None, [(800.0, 4.0, 0.7)]),
+    "s2": (400.0, 1, 14000.0, 1, 1.5, None),
+    "s3": (80.0, 2, 5000.0, 4, None, [(3000.0, -6.0, 0.5)]),
+    "s4": (40.0, 1, 9000.0, 1, -1.0, [(120.0, 3.0, 0.6)]),
+    "s5": (30.0, 1, 17000.0, 2, None, [(9000.0, 5.0, 0.5)]),
+    "s6": (120.0, 2, 9000.0, 4, None, [(1800.0, 10.0, 0.25), (4500.0, -8.0, 0.3)]),
+}
+_RESPONSE_KEYS = ("hp_hz", "hp_order", "lp_hz", "lp_order", "tilt", "resonances")
+
+# The rest of the chain: (polar part as (pattern, angle in degrees, distance in m) or None for
+# on axis and far, compression as (threshold dB, ratio) or None, soft-clipping drive or None,
+# self-noise dB, gain dB).
+_CHAINS = {
+    "a": (None, None, None, -90.0, 0.0),
+    "b": (None, (-32.0, 3.0), None, -72.0, 2.0),
+    "c": (None, (-30.0, 2.0), 3.0, -74.0, 1.0),
+    "s1": (None, (-34.0, 4.0), None, -80.0, 0.0),
+    "s2": (None, (-30.0, 2.5), None, -80.0, -1.0),
+    "s3": (None, (-32.0, 3.0), 2.0, -80.0, 1.0),
+    # figure-8 ribbon at 50 cm on axis: proximity bass boost, dark top
+    "s4": (("bidirectional", 0.0, 0.5), (-32.0, 3.0), None, -80.0, -3.0),
+    # cardioid condenser, source 150 degrees off axis at 1.25 m
+    "s5": (("cardioid", 150.0, 1.25), (-30.0, 2.5), None, -80.0, 9.0),
+    # vintage dynamic: narrow +10 dB resonance, dip, steep low-pass
+    "s6": (None, (-32.0, 3.0), 2.0, -80.0, -4.0),
+}
+
+
+def _device_model(response, polar, compression, drive, noise_db, gain_db):
+    """One entry of `DEVICE_MODELS` (its key order is that of the corpus manifest)."""
+    model = {"response": {k: v for k, v in zip(_RESPONSE_KEYS, response) if v is not None}}
+    if polar is not None:
+        model["polar"] = polar
+    model.update(compression=compression, drive=drive, noise_db=noise_db, gain_db=gain_db)
+    return model
+
+
 DEVICE_MODELS = {
-    "a": {
-        "response": {"hp_hz": 25.0, "hp_order": 1, "lp_hz": 19000.0, "lp_order": 2},
-        "compression": None,
-        "drive": None,
-        "noise_db": -90.0,
-        "gain_db": 0.0,
-    },
-    "b": {
-        "response": {
-            "hp_hz": 300.0,
-            "hp_order": 2,
-            "lp_hz": 8000.0,
-            "lp_order": 3,
-            "resonances": [(2500.0, 5.0, 0.5)],
-        },
-        "compression": (-32.0, 3.0),
-        "drive": None,
-        "noise_db": -72.0,
-        "gain_db": 2.0,
-    },
-    "c": {
-        "response": {
-            "hp_hz": 150.0,
-            "hp_order": 2,
-            "lp_hz": 11000.0,
-            "lp_order": 2,
-            "resonances": [(1200.0, -6.0, 0.4), (5500.0, 6.0, 0.4)],
-        },
-        "compression": (-30.0, 2.0),
-        "drive": 3.0,
-        "noise_db": -74.0,
-        "gain_db": 1.0,
-    },
-    "s1": {
-        "response": {
-            "hp_hz": 100.0,
-            "hp_order": 1,
-            "lp_hz": 7000.0,
-            "lp_order": 2,
-            "resonances": [(800.0, 4.0, 0.7)],
-        },
-        "compression": (-34.0, 4.0),
-        "drive": None,
-        "noise_db": -80.0,
-        "gain_db": 0.0,
-    },
-    "s2": {
-        "response": {"hp_hz": 400.0, "hp_order": 1, "lp_hz": 14000.0, "lp_order": 1, "tilt": 1.5},
-        "compression": (-30.0, 2.5),
-        "drive": None,
-        "noise_db": -80.0,
-        "gain_db": -1.0,
-    },
-    "s3": {
-        "response": {
-            "hp_hz": 80.0,
-            "hp_order": 2,
-            "lp_hz": 5000.0,
-            "lp_order": 4,
-            "resonances": [(3000.0, -6.0, 0.5)],
-        },
-        "compression": (-32.0, 3.0),
-        "drive": 2.0,
-        "noise_db": -80.0,
-        "gain_db": 1.0,
-    },
-    "s4": {  # figure-8 ribbon at 50 cm on axis: proximity bass boost, dark top
-        "response": {
-            "hp_hz": 40.0,
-            "hp_order": 1,
-            "lp_hz": 9000.0,
-            "lp_order": 1,
-            "tilt": -1.0,
-            "resonances": [(120.0, 3.0, 0.6)],
-        },
-        "polar": ("bidirectional", 0.0, 0.5),
-        "compression": (-32.0, 3.0),
-        "drive": None,
-        "noise_db": -80.0,
-        "gain_db": -3.0,
-    },
-    "s5": {  # cardioid condenser, source 150 degrees off axis at 1.25 m
-        "response": {
-            "hp_hz": 30.0,
-            "hp_order": 1,
-            "lp_hz": 17000.0,
-            "lp_order": 2,
-            "resonances": [(9000.0, 5.0, 0.5)],
-        },
-        "polar": ("cardioid", 150.0, 1.25),
-        "compression": (-30.0, 2.5),
-        "drive": None,
-        "noise_db": -80.0,
-        "gain_db": 9.0,
-    },
-    "s6": {  # vintage dynamic: narrow +10 dB resonance, dip, steep low-pass
-        "response": {
-            "hp_hz": 120.0,
-            "hp_order": 2,
-            "lp_hz": 9000.0,
-            "lp_order": 4,
-            "resonances": [(1800.0, 10.0, 0.25), (4500.0, -8.0, 0.3)],
-        },
-        "compression": (-32.0, 3.0),
-        "drive": 2.0,
-        "noise_db": -80.0,
-        "gain_db": -4.0,
-    },
+    device: _device_model(_RESPONSES[device], *_CHAINS[device]) for device in _RESPONSES
 }
 
 

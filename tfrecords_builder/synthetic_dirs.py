@@ -14,7 +14,8 @@ SURREY_RATE = 48000
 
 # MicIRP-like files: (stem, sample rate, peak value). `IR_*` stems are the 0.5-s batch with
 # JUNK/LIST chunks and an early peak; the others the ~0.37-s batch with FLLR and a later peak.
-MICIRP_TINY = (
+# The tiny corpus has the first 8 (MICIRP_TINY), the small one all of them.
+MICIRP_FILES = (
     ("IR_AKGD12", 44100, 1.0),
     ("IR_Meazzi", 44100, 1.0),
     ("IR_STC4033_Ribbon", 44100, 1.0),
@@ -23,8 +24,6 @@ MICIRP_TINY = (
     ("Altec_670A", 44100, 0.128),
     ("EV_RE20_Flat", 48000, 1.0),
     ("Reslo_RV", 48000, 1.0),
-)
-MICIRP_SMALL_EXTRA = (
     ("IR_Astatic77", 44100, 1.0),
     ("IR_OktavaMD57", 44100, 1.0),
     ("IR_RCAKU3a", 44100, 1.0),
@@ -44,6 +43,7 @@ MICIRP_SMALL_EXTRA = (
     ("Telefunken_M201", 44100, 1.0),
     ("Toshiba_BK5", 44100, 0.287),
 )
+MICIRP_TINY = MICIRP_FILES[:8]
 RIBBON_STEMS = ("IR_STC4033_Ribbon", "Beyer_M260", "Coles_4038", "RCA_44BX_1", "RCA_77DX_1")
 
 # Surrey-like microphones: (microphone token, transducer kind for `sample_response`, pattern

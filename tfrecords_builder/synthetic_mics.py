@@ -33,51 +33,21 @@ PATTERN_COEFFICIENTS = {
 }
 
 # Ranges of the family per transducer kind: (low, high) for uniform draws, log-uniform for Hz.
+# One row a parameter, one column a kind.
+_KINDS = ("condenser", "dynamic", "ribbon", "vintage")
+_RANGES = {
+    "hp_hz": ((20.0, 60.0), (50.0, 160.0), (25.0, 70.0), (60.0, 320.0)),
+    "hp_order": ((1, 2), (1, 2), (1, 2), (1, 3)),
+    "lp_hz": ((14000.0, 20000.0), (8000.0, 15000.0), (5000.0, 12000.0), (3500.0, 11000.0)),
+    "lp_order": ((1, 3), (2, 3), (1, 2), (2, 4)),
+    "tilt": ((-0.5, 0.8), (-1.0, 1.0), (-1.8, -0.3), (-2.0, 1.5)),
+    "num_res": ((1, 2), (1, 3), (0, 2), (1, 3)),
+    "res_hz": ((2500.0, 12000.0), (1500.0, 7000.0), (80.0, 400.0), (250.0, 6000.0)),
+    "res_db": ((-3.0, 6.0), (-4.0, 7.0), (1.0, 5.0), (-10.0, 10.0)),
+    "res_oct": ((0.3, 0.9), (0.3, 0.8), (0.4, 1.0), (0.2, 0.6)),
+}
 MIC_KINDS = {
-    "condenser": {
-        "hp_hz": (20.0, 60.0),
-        "hp_order": (1, 2),
-        "lp_hz": (14000.0, 20000.0),
-        "lp_order": (1, 3),
-        "tilt": (-0.5, 0.8),
-        "num_res": (1, 2),
-        "res_hz": (2500.0, 12000.0),
-        "res_db": (-3.0, 6.0),
-        "res_oct": (0.3, 0.9),
-    },
-    "dynamic": {
-        "hp_hz": (50.0, 160.0),
-        "hp_order": (1, 2),
-        "lp_hz": (8000.0, 15000.0),
-        "lp_order": (2, 3),
-        "tilt": (-1.0, 1.0),
-        "num_res": (1, 3),
-        "res_hz": (1500.0, 7000.0),
-        "res_db": (-4.0, 7.0),
-        "res_oct": (0.3, 0.8),
-    },
-    "ribbon": {
-        "hp_hz": (25.0, 70.0),
-        "hp_order": (1, 2),
-        "lp_hz": (5000.0, 12000.0),
-        "lp_order": (1, 2),
-        "tilt": (-1.8, -0.3),
-        "num_res": (0, 2),
-        "res_hz": (80.0, 400.0),
-        "res_db": (1.0, 5.0),
-        "res_oct": (0.4, 1.0),
-    },
-    "vintage": {
-        "hp_hz": (60.0, 320.0),
-        "hp_order": (1, 3),
-        "lp_hz": (3500.0, 11000.0),
-        "lp_order": (2, 4),
-        "tilt": (-2.0, 1.5),
-        "num_res": (1, 3),
-        "res_hz": (250.0, 6000.0),
-        "res_db": (-10.0, 10.0),
-        "res_oct": (0.2, 0.6),
-    },
+    kind: {key: ranges[i] for key, ranges in _RANGES.items()} for i, kind in enumerate(_KINDS)
 }
 
 
