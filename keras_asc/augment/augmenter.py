@@ -9,6 +9,7 @@ from asc_core.errors import UserError
 from keras_asc.augment.dir_augmentation import DirAugmentation
 from keras_asc.augment.freq_mix_style import FreqMixStyle
 from keras_asc.augment.mixup import Mixup
+from keras_asc.serialization import deserialize_entries
 
 
 def _number(owner, key, value, lo, lo_open=False, hi=None):
@@ -51,14 +52,15 @@ class Augmenter:
     def __init__(
         self, dir_augmentation=None, mixstyle_p=0.0, mixstyle_alpha=0.4, mixup_alpha=0.0, seed=0
     ):
-        _number("Augmenter", "mixstyle_p", mixstyle_p, 0.0, hi=1.0)
-        _number("Augmenter", "mixstyle_alpha", mixstyle_alpha, 0.0, lo_open=True)
-        _number("Augmenter", "mixup_alpha", mixup_alpha, 0.0)
+        # In argument order, so the error names the first bad one.
         if dir_augmentation is not None and not isinstance(dir_augmentation, DirAugmentation):
             raise UserError(
                 "Augmenter: dir_augmentation must be a keras_asc.augment.DirAugmentation "
                 f"layer or None, got {type(dir_augmentation).__name__}"
             )
+        _number("Augmenter", "mixstyle_p", mixstyle_p, 0.0, hi=1.0)
+        _number("Augmenter", "mixstyle_alpha", mixstyle_alpha, 0.0, lo_open=True)
+        _number("Augmenter", "mixup_alpha", mixup_alpha, 0.0)
         self.dir_augmentation = dir_augmentation
         self.mixstyle_p = mixstyle_p
         self.mixstyle_alpha = mixstyle_alpha
@@ -128,7 +130,4 @@ class Augmenter:
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dir_augmentation"), dict):
-            config["dir_augmentation"] = keras.layers.deserialize(config["dir_augmentation"])
-        return cls(**config)
+        return cls(**deserialize_entries(config, dir_augmentation=keras.layers.deserialize))

@@ -15,37 +15,34 @@ or ``KERAS_ASC_TF_LOGS=1`` shows them.
 import argparse
 import sys
 
+# command -> one-line help, for the commands of this package: each in the module named after
+# it (grid-report: keras_asc.cli.grid_report).
+_PACKAGE_COMMANDS = {
+    "train": "train a scene classifier from a config (file or shipped name) into a resumable "
+    "run directory",
+    "evaluate": "per-device report of runs (paper Table 3)",
+    "probe": "device probe of a run's frozen encoder (paper Table 2)",
+    "predict": "scene predictions for audio files",
+    "export": "SavedModel / TFLite export, verified",
+    "convert": "official PaSST .pt checkpoint -> Keras weights (no torch needed)",
+    "grid-report": "alpha / lambda grid table (paper Table 1)",
+    "plot-dirs": "DIR frequency responses (paper Figures 1, 2)",
+    "reproduce-miniature": "CPU miniature of the paper's tables and claims",
+    "irgen-train": "train the DIR generator",
+    "irgen-generate": "generate DIRs with a trained generator",
+    "irgen-report": "report on a trained DIR generator",
+}
+
 # command -> (module with main(argv), one-line help)
 COMMANDS = {
     "build": (
         "tfrecords_builder.__main__",
         "raw datasets -> TFRecords (tau22, micirp, multi-dirs, synthetic, inspect, download)",
     ),
-    "train": (
-        "keras_asc.cli.train",
-        "train a scene classifier from a config (file or "
-        "shipped name) into a resumable run directory",
-    ),
-    "evaluate": ("keras_asc.cli.evaluate", "per-device report of runs (paper Table 3)"),
-    "probe": (
-        "keras_asc.cli.probe",
-        "device probe of a run's frozen encoder (paper Table 2)",
-    ),
-    "predict": ("keras_asc.cli.predict", "scene predictions for audio files"),
-    "export": ("keras_asc.cli.export", "SavedModel / TFLite export, verified"),
-    "convert": (
-        "keras_asc.cli.convert",
-        "official PaSST .pt checkpoint -> Keras weights (no torch needed)",
-    ),
-    "grid-report": ("keras_asc.cli.grid_report", "alpha / lambda grid table (paper Table 1)"),
-    "plot-dirs": ("keras_asc.cli.plot_dirs", "DIR frequency responses (paper Figures 1, 2)"),
-    "reproduce-miniature": (
-        "keras_asc.cli.reproduce_miniature",
-        "CPU miniature of the paper's tables and claims",
-    ),
-    "irgen-train": ("keras_asc.cli.irgen_train", "train the DIR generator"),
-    "irgen-generate": ("keras_asc.cli.irgen_generate", "generate DIRs with a trained generator"),
-    "irgen-report": ("keras_asc.cli.irgen_report", "report on a trained DIR generator"),
+    **{
+        name: (f"keras_asc.cli.{name.replace('-', '_')}", help_text)
+        for name, help_text in _PACKAGE_COMMANDS.items()
+    },
 }
 
 

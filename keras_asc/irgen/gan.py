@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_asc.irgen import losses
+from keras_asc.serialization import deserialize_entries
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
@@ -233,7 +234,9 @@ class DirGAN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
-        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        config = deserialize_entries(
+            config,
+            generator=keras.saving.deserialize_keras_object,
+            discriminator=keras.saving.deserialize_keras_object,
+        )
         return cls(**config)

@@ -13,6 +13,7 @@ from keras_asc.layers.structured_patchout import StructuredPatchout
 from keras_asc.layers.transformer_block import TransformerBlock
 from keras_asc.layers.unstructured_patchout import UnstructuredPatchout
 from keras_asc.models.passt_presets import passt_presets
+from keras_asc.serialization import deserialize_entries
 
 
 def get_preset(name):
@@ -229,10 +230,7 @@ class PaSSTBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**deserialize_entries(config, dtype=keras.dtype_policies.deserialize))
 
     @classmethod
     def from_preset(cls, name, **overrides):

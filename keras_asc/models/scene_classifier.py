@@ -25,6 +25,7 @@ from keras_asc.models.task_arguments import icl_task_kwargs  # noqa: F401  (publ
 from keras_asc.models.task_arguments import logits_compile_arguments
 from keras_asc.models.task_arguments import validate_task_arguments
 from keras_asc.models.weights_cache import load_preset_weights
+from keras_asc.serialization import deserialize_entries
 
 NUM_SCENES = len(SCENES)
 
@@ -353,15 +354,14 @@ class SceneClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = upgrade_config(dict(config))
-        for key in ("backbone", "frontend"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.layers.deserialize(config[key])
-        for key in ("auxiliary_loss", "augmenter"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        config = deserialize_entries(
+            upgrade_config(dict(config)),
+            backbone=keras.layers.deserialize,
+            frontend=keras.layers.deserialize,
+            auxiliary_loss=keras.saving.deserialize_keras_object,
+            augmenter=keras.saving.deserialize_keras_object,
+            dtype=keras.dtype_policies.deserialize,
+        )
         return cls(**config)
 
     # === Presets (keras-hub conventions) ===
