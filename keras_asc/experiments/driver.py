@@ -27,29 +27,25 @@ command continues where it stopped; training itself resumes mid-run):
    (:mod:`keras_asc.experiments.claims`), ``docs/results_miniature.md``
    (:mod:`keras_asc.experiments.report`), ``WORK/results.json``, ``WORK/timings.json``.
 
-Cost on 2 CPU cores (``lscpu``: AMD EPYC; measured 2026-12-02 while other jobs kept the load
-average at 4-6, so an idle machine should be faster). The pretraining step alone, 16 epochs of
-75 steps of ``passt_tiny`` (batch 32, patchout and masks on) with per-epoch validation, took
-9.1 min (0.276 s median, 0.316 s mean per training step); building the ``small`` seed-1 corpus
-and its TAU22 TFRecords took 1.7 min. A CE step of the fine-tuning recipe measured 0.45-0.49 s
-and an ICL + Multi-DIR step 0.69 s on the ``tiny`` corpus at load 4-7. Prediction runs at
-≈ 85 clips/s. The estimate below uses 0.32 s per CE step, 0.40 s per ICL step and 20 s of
-start-up per run:
+Cost on 2 CPU cores (``lscpu``: AMD EPYC), measured by the run that wrote
+``docs/results_miniature.md`` (2026-12-02, every default, while other test jobs kept the load
+average at 3-8, so an idle machine is faster; stopped once after the first calibration runs
+to extend the λ_ICL grid and resumed, the times add up both invocations): 74.8 min in all.
 
 ============== ============================================================ ==========
 step           size                                                         minutes
 ============== ============================================================ ==========
-data           two ``small`` corpora + TFRecords (+ the two DIR sets)       ≈ 4
-pretraining    16 epochs × 75 steps (measured)                              ≈ 9
-calibration    1 + 3 variants × (4 λ + 2 α) = 19 runs of 75 steps, full     ≈ 22
+data           two ``small`` corpora + TFRecords (+ the two DIR sets)       1.2
+pretraining    24 epochs × 75 steps                                         5.6
+calibration    1 + 3 variants × (8 λ + 2 α) = 31 runs of 75 steps, full     29.6
                validation (1,800 clips)
-main           4 rows × 5 seeds × 3 epochs × 75 steps, 320-clip validation  ≈ 40
-evaluation,    20 runs × (1,800 + 4,200 clips predicted, 5 probe fits)      ≈ 23
+main           4 rows × 5 seeds × 3 epochs × 75 steps, 320-clip validation  23.7
+evaluation,    20 runs × (1,800 + 4,200 clips predicted, 5 probe fits)      14.7
 probe
 ============== ============================================================ ==========
 
-≈ 98 min with every default. ``--vintage`` adds ≈ 16 min, ``--secondary-probe`` ≈ 5 min;
-``--icl-targets`` with fewer variants saves ≈ 7 min per variant.
+``--vintage`` adds ≈ 10 min, ``--secondary-probe`` ≈ 5 min; ``--icl-targets`` with fewer
+variants saves ≈ 10 min per variant.
 """
 
 import json
