@@ -6,25 +6,29 @@ Two record kinds, both ``tf.train.Example`` (full description in ``docs/data_for
 * DIR sets (``micirp``, ``multi-dirs``, ``generated``): one device impulse response per record.
 
 :func:`encode_audio_example` and :func:`encode_dir_example` produce the serialized protobuf
-bytes with numpy alone (keys in sorted order, packed float/int lists), so the builders can
-serialize inside worker processes that never import TensorFlow. Equal inputs give equal bytes
-(the builders' outputs are byte-reproducible); the message equals the ``tf.train.Example``
-built from the same values. :func:`audio_example_pieces` gives the same bytes as a list of
-pieces that still share the waveform's memory (for a vectored write without joining them).
-Before the audio exists, :func:`audio_example_size` gives a record's length and
+bytes with numpy alone (:mod:`asc_core.protobuf`, where the wire format lives), so the builders
+can serialize inside worker processes that never import TensorFlow. Equal inputs give equal
+bytes (the builders' outputs are byte-reproducible); the message equals the
+``tf.train.Example`` built from the same values. :func:`audio_example_pieces` gives the same
+bytes as a list of pieces that still share the waveform's memory (for a vectored write without
+joining them). Before the audio exists, :func:`audio_example_size` gives a record's length and
 :func:`audio_example_layout` / :func:`audio_example_layouts` the bytes around its waveform (the
 ``tau22`` builder places every record in its shard before decoding anything, and prepares the
-headers of a recording's records in one go). The protobuf wire format (field numbers, varints)
-stays inside this module.
+headers of a recording's records in one go).
+
+The labels of an audio record are the fields of :class:`AudioLabels`; every audio function
+takes them as keyword arguments.
 
 Reading (TensorFlow) is :mod:`keras_asc.data.schema`, which parses with the feature tables
 defined here.
 """
 
-import struct
+import dataclasses
+import operator
 
 import numpy as np
 
+from asc_core import protobuf
 from asc_core import vocab
 
 AUDIO_KIND = "audio"
@@ -68,179 +72,6 @@ DIR_FEATURES = {
 DIR_SETS = ("micirp", "multi", "generated")
 
 
-# === Encoding (numpy only) ===
-
-
-_SMALL_VARINTS = tuple(bytes((value,)) for value in range(128))
-
-
-def _varint(value):
-    """Protobuf base-128 varint; negative int64 values use their two's complement (10 bytes)."""
-    if 0 <= value < 128:  # tags, most lengths and labels: no loop
-        return _SMALL_VARINTS[value]
-    if 0 <= value < 1 << 21:  # lengths of header fields and 1-s waveforms
-        if value < 1 << 14:
-            return bytes(((value & 0x7F) | 0x80, value >> 7))
-        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-# Tags of the length-delimited fields used here (wire type 2): Example.features = 1,
-# Features.feature (map entry) = 1, entry key = 1, entry value = 2, Feature.bytes_list = 1,
-# Feature.float_list = 2, Feature.int64_list = 3, *List.value = 1.
-_TAGS = {number: _varint((number << 3) | 2) for number in (1, 2, 3)}
-_KIND_TAGS = {"bytes": _TAGS[1], "float": _TAGS[2], "int": _TAGS[3]}
-
-
-def _header(number, length):
-    """Tag and length of a length-delimited field (wire type 2)."""
-    return _TAGS[number] + _varint(length)
-
-
-def _field(number, payload):
-    """A length-delimited field (wire type 2)."""
-    return _TAGS[number] + _varint(len(payload)) + payload
-
-
-class _Blank:
-    """Stands for a waveform of ``nbytes`` bytes when only the record length is wanted."""
-
-    __slots__ = ("nbytes",)
-
-    def __init__(self, nbytes):
-        self.nbytes = nbytes
-
-
-def _scalar_payload(kind, value):
-    """The packed ``value`` list content of a ``bytes``, ``int`` or ``float`` feature."""
-    if kind == "bytes":
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        return _field(1, bytes(value))  # BytesList.value (one element)
-    if kind == "int":
-        return _field(1, _varint(int(value)))  # Int64List.value, packed
-    if kind == "float":
-        return _field(1, struct.pack("<f", float(value)))  # FloatList.value, packed
-    raise ValueError(f"unknown feature kind {kind!r}")
-
-
-def _entry(key_field, feature):
-    """One ``Features.feature`` map entry (its own tag and length included)."""
-    entry = key_field + _TAGS[2] + _varint(len(feature)) + feature
-    return _TAGS[1] + _varint(len(entry)) + entry
-
-
-def _waveform_entry(key_field, value):
-    """Map entry of a ``floats`` feature as ``(head bytes, data or None)``.
-
-    Waveforms are large: the C-contiguous little-endian array itself is the data piece, so a
-    join copies its bytes once and a vectored write or a checksum reads them in place.
-    """
-    data = value if isinstance(value, _Blank) else np.ascontiguousarray(value, dtype="<f4")
-    if not data.nbytes:  # an empty packed list is an empty FloatList, as protobuf writes it
-        return _entry(key_field, _header(2, 0)), None
-    inner = _header(1, data.nbytes)  # FloatList.value, packed
-    feature_head = _header(2, len(inner) + data.nbytes) + inner  # Feature.float_list
-    entry_head = key_field + _header(2, len(feature_head) + data.nbytes) + feature_head
-    return _header(1, len(entry_head) + data.nbytes) + entry_head, data
-
-
-_KEY_FIELDS = {}
-
-
-def _key_field(name):
-    """Serialized map-entry key field of feature ``name`` (cached: schemas have few names)."""
-    field = _KEY_FIELDS.get(name)
-    if field is None:
-        field = _KEY_FIELDS[name] = _field(1, name.encode("utf-8"))
-    return field
-
-
-_ENTRY_CACHE = {}
-
-
-def _scalar_entry(name, kind, value):
-    """Map entry of a ``bytes``/``int``/``float`` feature; cached, as labels repeat a lot."""
-    if kind == "float":  # -0.0 == 0.0 as a dict key, but they serialize differently
-        return _encode_scalar_entry(name, kind, value)
-    cache_key = (name, kind, value)
-    try:
-        entry = _ENTRY_CACHE.get(cache_key)
-    except TypeError:  # an unhashable value: encode it without the cache
-        return _encode_scalar_entry(name, kind, value)
-    if entry is None:
-        entry = _encode_scalar_entry(name, kind, value)
-        if len(_ENTRY_CACHE) >= 4096:  # unique values (file names) would grow it forever
-            _ENTRY_CACHE.clear()
-        _ENTRY_CACHE[cache_key] = entry
-    return entry
-
-
-def _encode_scalar_entry(name, kind, value):
-    payload = _scalar_payload(kind, value)
-    return _entry(_key_field(name), _KIND_TAGS[kind] + _varint(len(payload)) + payload)
-
-
-def example_pieces(features, values):
-    """Serializes ``values`` as a ``tf.train.Example`` in pieces, without joining them.
-
-    Args:
-        features: the schema, :data:`AUDIO_FEATURES` or :data:`DIR_FEATURES`.
-        values: dict with exactly the schema's keys.
-
-    Returns:
-        ``(pieces, size)``: ``bytes`` and C-contiguous little-endian float32 arrays (the
-        waveforms, not copied) whose concatenation is the serialized Example, and its length.
-    """
-    if values.keys() != features.keys():
-        missing = sorted(set(features) - set(values))
-        extra = sorted(set(values) - set(features))
-        raise ValueError(f"example keys differ from the schema: missing {missing}, unknown {extra}")
-    pieces = []
-    size = 0
-    run = []  # consecutive small entries, joined into one piece
-    for name in sorted(features):
-        kind = features[name][0]
-        if kind == "floats":
-            head, data = _waveform_entry(_key_field(name), values[name])
-            run.append(head)
-            if data is not None:
-                joined = b"".join(run)
-                pieces += (joined, data)
-                size += len(joined) + data.nbytes
-                run = []
-            continue
-        run.append(_scalar_entry(name, kind, values[name]))
-    if run:
-        joined = b"".join(run)
-        pieces.append(joined)
-        size += len(joined)
-    head = _header(1, size)  # Example.features
-    return [head, *pieces], len(head) + size
-
-
-def encode_example(features, values):
-    """Serializes ``values`` (name -> python/numpy value) as a ``tf.train.Example``.
-
-    Args:
-        features: the schema, :data:`AUDIO_FEATURES` or :data:`DIR_FEATURES`.
-        values: dict with exactly the schema's keys.
-
-    Returns:
-        bytes, the serialized Example (map entries in sorted key order).
-    """
-    return b"".join(example_pieces(features, values)[0])
-
-
 def _waveform(name, values):
     array = np.asarray(values)
     if array.ndim != 1:
@@ -260,41 +91,11 @@ def _vocab_id(name, value, choices):
     return choices.index(value)
 
 
-def _audio_values(
-    audio, num_samples, filename, scene, device, city, location, segment_id, index, sample_rate
-):
-    return {
-        "audio": audio,
-        "num_samples": num_samples,
-        "sample_rate": sample_rate,
-        "filename": filename,
-        "scene": scene,
-        "scene_id": _vocab_id("scene", scene, vocab.SCENES),
-        "device": device,
-        "device_id": _vocab_id("device", device, vocab.DEVICES),
-        "city": city,
-        "location": location,
-        "segment_id": segment_id,
-        "index": index,
-    }
-
-
-def encode_audio_example(
-    audio,
-    *,
-    filename,
-    scene="",
-    device="",
-    city="",
-    location="",
-    segment_id=-1,
-    index=-1,
-    sample_rate=vocab.SAMPLE_RATE,
-):
-    """Serializes one audio record (a 1-s clip or a 10-s recording).
+@dataclasses.dataclass(frozen=True)
+class AudioLabels:
+    """Everything of an audio record but its waveform (keyword arguments of the audio encoders).
 
     Args:
-        audio: float array ``[num_samples]``, mono waveform at ``sample_rate``.
         filename: 1s: the CSV name (``audio/airport-lisbon-1000-40000-3-a.wav``); 10s: the
             group key (``airport-lisbon-1000-40000-a``).
         scene: a label of ``vocab.SCENES`` or ``""`` when unlabelled (``scene_id`` -1).
@@ -302,37 +103,65 @@ def encode_audio_example(
         city, location: ``lisbon``, ``lisbon-1000``; ``""`` when unknown.
         segment_id: the 10-s segment id from the name, -1 when unknown.
         index: the 1-s index 0..9 inside the segment, -1 for 10-s records.
-        sample_rate: the rate of ``audio`` in Hz.
+        sample_rate: the rate of the waveform in Hz.
+    """
+
+    filename: str
+    scene: str = ""
+    device: str = ""
+    city: str = ""
+    location: str = ""
+    segment_id: int = -1
+    index: int = -1
+    sample_rate: int = vocab.SAMPLE_RATE
+
+    def values(self, audio, num_samples):
+        """The record's :data:`AUDIO_FEATURES` values; ValueError for an unknown scene/device."""
+        return {
+            "audio": audio,
+            "num_samples": num_samples,
+            "sample_rate": self.sample_rate,
+            "filename": self.filename,
+            "scene": self.scene,
+            "scene_id": _vocab_id("scene", self.scene, vocab.SCENES),
+            "device": self.device,
+            "device_id": _vocab_id("device", self.device, vocab.DEVICES),
+            "city": self.city,
+            "location": self.location,
+            "segment_id": self.segment_id,
+            "index": self.index,
+        }
+
+    def length_key(self):
+        """What the record's length depends on besides the waveform: the UTF-8 lengths of the
+        strings and the varint lengths of the integers (a valid scene or device is empty, id
+        -1, exactly when its length is 0)."""
+        return tuple(
+            protobuf.utf8_length(value)
+            if isinstance(value, (str, bytes))
+            else protobuf.varint_length(value)
+            for value in _label_values(self)
+        )
+
+
+# The field values of an AudioLabels, in order (faster than dataclasses.astuple: no copies).
+_label_values = operator.attrgetter(*(field.name for field in dataclasses.fields(AudioLabels)))
+
+
+def encode_audio_example(audio, **labels):
+    """Serializes one audio record (a 1-s clip or a 10-s recording).
+
+    Args:
+        audio: float array ``[num_samples]``, mono waveform at ``sample_rate``.
+        **labels: the fields of :class:`AudioLabels` (``filename`` required).
 
     Returns:
         bytes, the serialized ``tf.train.Example``.
     """
-    pieces, _ = audio_example_pieces(
-        audio,
-        filename=filename,
-        scene=scene,
-        device=device,
-        city=city,
-        location=location,
-        segment_id=segment_id,
-        index=index,
-        sample_rate=sample_rate,
-    )
-    return b"".join(pieces)
+    return b"".join(audio_example_pieces(audio, **labels)[0])
 
 
-def audio_example_pieces(
-    audio,
-    *,
-    filename,
-    scene="",
-    device="",
-    city="",
-    location="",
-    segment_id=-1,
-    index=-1,
-    sample_rate=vocab.SAMPLE_RATE,
-):
+def audio_example_pieces(audio, **labels):
     """:func:`encode_audio_example` as unjoined pieces; arguments as there.
 
     Returns:
@@ -341,49 +170,33 @@ def audio_example_pieces(
         float32 array (no copy).
     """
     audio = _waveform("audio", audio)
-    values = _audio_values(
-        audio,
-        audio.shape[0],
-        filename,
-        scene,
-        device,
-        city,
-        location,
-        segment_id,
-        index,
-        sample_rate,
-    )
-    return example_pieces(AUDIO_FEATURES, values)
+    values = AudioLabels(**labels).values(audio, audio.shape[0])
+    return protobuf.example_pieces(AUDIO_FEATURES, values)
 
 
-def audio_example_layout(
-    num_samples,
-    *,
-    filename,
-    scene="",
-    device="",
-    city="",
-    location="",
-    segment_id=-1,
-    index=-1,
-    sample_rate=vocab.SAMPLE_RATE,
-):
+def _blank_pieces(num_samples, record):
+    """``(blank, pieces, size)`` of the audio record of :class:`AudioLabels` ``record`` whose
+    waveform of ``num_samples`` values is a :class:`protobuf.Blank`."""
+    blank = protobuf.Blank(4 * num_samples)
+    pieces, size = protobuf.example_pieces(AUDIO_FEATURES, record.values(blank, num_samples))
+    return blank, pieces, size
+
+
+def audio_example_layout(num_samples, **labels):
     """The bytes around the waveform of an audio record, before the audio exists.
 
     Every record with these labels and ``num_samples`` values is ``prefix + waveform bytes
     (float32, little-endian) + suffix``, so a writer can prepare the headers of many records in
-    one go and add each waveform as it is computed. Arguments as in
-    :func:`encode_audio_example`.
+    one go and add each waveform as it is computed.
+
+    Args:
+        num_samples: the waveform length.
+        **labels: the fields of :class:`AudioLabels`.
 
     Returns:
         ``(prefix, suffix)``, two ``bytes``.
     """
-    num_samples = int(num_samples)
-    blank = _Blank(4 * num_samples)
-    values = _audio_values(
-        blank, num_samples, filename, scene, device, city, location, segment_id, index, sample_rate
-    )
-    pieces, _ = example_pieces(AUDIO_FEATURES, values)
+    blank, pieces, _ = _blank_pieces(int(num_samples), AudioLabels(**labels))
     at = next((i for i, piece in enumerate(pieces) if piece is blank), len(pieces))
     return b"".join(pieces[:at]), b"".join(pieces[at + 1 :])
 
@@ -450,93 +263,27 @@ def audio_example_layouts(num_samples, records):
     return layouts
 
 
-def varint_lengths(values):
-    """Bytes of the protobuf varint of each int64 value (10 for a negative one).
-
-    An integer feature's encoded length; with the strings' UTF-8 lengths, all that a record's
-    length depends on (:func:`audio_example_size`).
-
-    Args:
-        values: int array ``[n]``.
-
-    Returns:
-        int32 array ``[n]``.
-    """
-    values = np.asarray(values, np.int64)
-    lengths = np.ones(len(values), np.int32)
-    for k in range(1, 9):
-        lengths += values >= 1 << (7 * k)
-    lengths[values < 0] = 10
-    return lengths
-
-
 _SIZE_CACHE = {}
 
 
-def _varint_length(value):
-    """Bytes of ``_varint(value)``: 10 for negative values (two's complement int64)."""
-    value = int(value)
-    return 10 if value < 0 else max(1, -(-value.bit_length() // 7))
-
-
-def _utf8_length(value):
-    return len(value.encode("utf-8") if isinstance(value, str) else bytes(value))
-
-
-def audio_example_size(
-    num_samples,
-    *,
-    filename,
-    scene="",
-    device="",
-    city="",
-    location="",
-    segment_id=-1,
-    index=-1,
-    sample_rate=vocab.SAMPLE_RATE,
-):
+def audio_example_size(num_samples, **labels):
     """Length in bytes of :func:`encode_audio_example` for a waveform of ``num_samples`` values.
 
     The length does not depend on the sample values, so it is known before the audio is
-    decoded. Other arguments as in :func:`encode_audio_example`.
+    decoded. ``labels`` as in :func:`encode_audio_example`.
     """
     num_samples = int(num_samples)
-    scene_id = _vocab_id("scene", scene, vocab.SCENES)
-    device_id = _vocab_id("device", device, vocab.DEVICES)
-    # Every field is a varint or length-delimited, so the length depends only on the lengths of
-    # the strings and varints: records with the same ones share a cached answer (a builder
-    # asks for ~10^5 records with a handful of distinct shapes).
-    shape = (
-        num_samples,
-        _utf8_length(filename),
-        _utf8_length(scene),
-        scene_id < 0,
-        _utf8_length(device),
-        device_id < 0,
-        _utf8_length(city),
-        _utf8_length(location),
-        _varint_length(segment_id),
-        _varint_length(index),
-        _varint_length(sample_rate),
-    )
-    size = _SIZE_CACHE.get(shape)
+    record = AudioLabels(**labels)
+    record.values(None, num_samples)  # checks the scene and device, cached or not
+    # Records with the same string and varint lengths share a cached answer (a builder asks
+    # for ~10^5 records with a handful of distinct shapes).
+    key = (num_samples, *record.length_key())
+    size = _SIZE_CACHE.get(key)
     if size is None:
-        values = _audio_values(
-            _Blank(4 * num_samples),
-            num_samples,
-            filename,
-            scene,
-            device,
-            city,
-            location,
-            segment_id,
-            index,
-            sample_rate,
-        )
-        size = example_pieces(AUDIO_FEATURES, values)[1]
+        size = _blank_pieces(num_samples, record)[2]
         if len(_SIZE_CACHE) >= 4096:
             _SIZE_CACHE.clear()
-        _SIZE_CACHE[shape] = size
+        _SIZE_CACHE[key] = size
     return size
 
 
@@ -593,4 +340,4 @@ def encode_dir_example(
         "address": address,
         "diaphragm_count": diaphragm_count,
     }
-    return encode_example(DIR_FEATURES, values)
+    return protobuf.encode_example(DIR_FEATURES, values)

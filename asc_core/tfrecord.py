@@ -12,7 +12,7 @@ where the extension is missing gives the same bytes, slowly). The bytes equal th
 TensorFlow's ``tf.io.TFRecordWriter`` (no compression) for the same records, so
 ``tf.data.TFRecordDataset`` reads them with its checksum verification.
 
-The builders frame records with :func:`frame` (written by :mod:`tfrecords_builder.tfrecord_io`);
+The builders frame records with :func:`frame` (written by :mod:`asc_core.tfrecord_io`);
 ``keras_asc`` checks finished shards with :func:`shard_problem` before a long run and names the
 damaged file with :func:`data_loss_error` when TensorFlow reports a data loss.
 """

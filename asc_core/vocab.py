@@ -33,7 +33,7 @@ TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 
 SAMPLE_RATE = 32000
 
-# Columns of a microphone table (``tfrecords_builder/data/surrey_microphones.csv``): what the
+# Columns of a microphone table (``asc_core/data/surrey_microphones.csv``): what the
 # multi-dirs builder reads and the DIR generator writes for its training set.
 MICROPHONE_COLUMNS = (
     "config",

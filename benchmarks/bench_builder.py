@@ -76,7 +76,7 @@ def decode_only(task):
 
 def plan_tasks(root):
     """The build's work units, planned exactly as ``tau22.build`` plans them."""
-    from tfrecords_builder import writer as writer_lib
+    from asc_core import writer as writer_lib
     from tfrecords_builder.tau22 import plan as tau22_plan
     from tfrecords_builder.tau22 import source as tau22_source
 
@@ -107,8 +107,8 @@ def interleaved_units(tasks, scratch, passes):
     Returns:
         ``(bound CPU s, build CPU s)`` summed over ``passes`` passes over ``tasks``.
     """
-    from tfrecords_builder import tfrecord_io
-    from tfrecords_builder import writer as writer_lib
+    from asc_core import tfrecord_io
+    from asc_core import writer as writer_lib
     from tfrecords_builder.tau22.plan import record_size
     from tfrecords_builder.tau22.worker import process_unit
 

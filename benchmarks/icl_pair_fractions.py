@@ -9,22 +9,15 @@ mean and spread over N random batches of 32 and of 64.
 
 import argparse
 import collections
-import csv
-import os
 
 import numpy as np
 
+from asc_core.microphones import load_microphones
 from keras_asc.losses.icl_diagnostics import expected_same_device_fraction
 from tfrecords_builder.synthetic import SIZES
 from tfrecords_builder.synthetic_dirs import MICIRP_FILES
 
 SHARES = {"a": 0.70, "b": 0.06, "c": 0.06, "s1": 0.06, "s2": 0.06, "s3": 0.06}
-TABLE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "tfrecords_builder",
-    "data",
-    "surrey_microphones.csv",
-)
 
 
 def synthetic_multi_sizes(size="small"):
@@ -37,9 +30,8 @@ def synthetic_multi_sizes(size="small"):
 
 def real_multi_sizes(num_irs=8138):
     """IRs per microphone of the real set, assuming the same IR count per configuration."""
-    with open(TABLE, encoding="utf-8") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    configs = collections.Counter(row["microphone"] for row in rows)
+    rows = list(load_microphones().values())
+    configs = collections.Counter(row.microphone for row in rows)
     per_config = num_irs / len(rows)
     return [n * per_config for n in configs.values()]
 

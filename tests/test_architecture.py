@@ -1,10 +1,12 @@
 """The package layering: asc_core at the bottom, TensorFlow-free builders, no import cycles.
 
-``asc_core`` (vocabulary, errors, audio, example encoders, TFRecord framing, atomic files,
-downloads) is shared by ``tfrecords_builder`` and ``keras_asc``; the builders never import
-``keras_asc`` (so their worker processes never load TensorFlow), and the packages form no
-cycle. Imports are read from the source (every ``import`` statement, those inside functions
-included), so a function-local import cannot hide a cycle.
+``asc_core`` (vocabulary, errors, audio, example encoders, TFRecord framing and writing, the
+build output folder, the microphone table, atomic files, downloads) is shared by
+``tfrecords_builder`` and ``keras_asc``, and neither of those imports the other: the builders
+never import ``keras_asc`` (so their worker processes never load TensorFlow), ``keras_asc`` never
+imports the builders (the ``keras-asc build`` console command names their module by string), and
+the packages form no cycle. Imports are read from the source (every ``import`` statement, those
+inside functions included), so a function-local import cannot hide a cycle.
 """
 
 import ast
@@ -132,6 +134,17 @@ def test_asc_core_imports_neither_keras_asc_nor_the_builders(graph):
 def test_builders_import_no_keras_asc(graph):
     wrong = {t: e for t, e in graph["tfrecords_builder"].items() if t.startswith("keras_asc")}
     assert not wrong, f"tfrecords_builder must not import keras_asc; it imports {wrong}"
+
+
+def test_keras_asc_imports_no_builders(graph):
+    wrong = {
+        (source, target): edges
+        for source, targets in graph.items()
+        if source.startswith("keras_asc")
+        for target, edges in targets.items()
+        if target.startswith("tfrecords_builder")
+    }
+    assert not wrong, f"keras_asc must not import tfrecords_builder; it imports {wrong}"
 
 
 def test_package_graph_has_no_cycle(graph):

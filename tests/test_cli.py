@@ -73,3 +73,17 @@ def test_unknown_command_is_an_argparse_error():
     with pytest.raises(SystemExit) as info:
         cli.main(["no-such-command"])
     assert info.value.code == 2
+
+
+def test_build_is_the_builders_command_line(tmp_path, capsys):
+    # `keras-asc build ARGS` runs `python -m tfrecords_builder ARGS` (dispatched by module name,
+    # like every command): the same report, here a user error with exit status 2.
+    from asc_core.errors import run_cli
+    from tfrecords_builder.__main__ import main as builder_main
+
+    missing = str(tmp_path / "missing")
+    assert cli.main(["build", "inspect", "--out", missing]) == 2
+    ours = capsys.readouterr().err
+    assert run_cli(builder_main, ["inspect", "--out", missing]) == 2
+    assert ours == capsys.readouterr().err
+    assert ours.startswith(f"error: {missing}/info.json does not exist") and ours.count("\n") == 1

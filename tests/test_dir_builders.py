@@ -16,6 +16,7 @@ from scipy import signal
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from asc_core.microphones import load_microphones
 from tfrecords_builder import ir_processing as irp
 from tfrecords_builder import micirp
 from tfrecords_builder import multi_dirs as md
@@ -140,7 +141,7 @@ def test_micirp_end_to_end(micirp_source, micirp_built):
     item = {i["name"]: i for i in info["items"]}["Altec_670A.wav"]
     assert item["source_peak"] == pytest.approx(0.128, abs=1e-6)
     assert item["source_num_samples"] == 16481
-    from tfrecords_builder.writer import md5_file
+    from asc_core.writer import md5_file
 
     assert info["source_checksums"] == {
         rel: md5_file(os.path.join(root, rel)) for rel, *_ in MICIRP_FILES
@@ -427,78 +428,8 @@ def test_select_files_rejects_two_copies_at_one_depth():
 # === Microphone table ===
 
 
-def test_shipped_microphone_table_matches_the_reference():
-    table = md.load_microphones()
-    assert len(table) == 39
-    mics = {}
-    for row in table.values():
-        mics.setdefault(row.microphone, set()).add(row.transducer)
-        assert row.unverified, row.config  # nothing was checked against the paper's table
-        assert row.diaphragm_count in (1, 2)
-    assert len(mics) == 25
-    assert all(len(t) == 1 for t in mics.values())
-    kinds = [next(iter(t)) for t in mics.values()]
-    assert (kinds.count("condenser"), kinds.count("dynamic"), kinds.count("ribbon")) == (14, 8, 3)
-    suffixes = {
-        "Omni": "omni",
-        "Cardioid": "cardioid",
-        "Hyper": "hypercardioid",
-        "Bidirect": "bidirectional",
-    }
-    multi = {
-        row.microphone
-        for row in table.values()
-        if any(row.config == row.microphone + s for s in suffixes)
-    }
-    assert len(multi) == 7
-    for row in table.values():
-        suffix = row.config[len(row.microphone) :]
-        if suffix in suffixes:
-            assert row.pattern == suffixes[suffix], row.config
-            assert "pattern" not in row.unverified
-    assert table["SchoepsCMC6_MK2H_KA40"].variant == "KA40"
-    assert table["SennheiserMD441"].diaphragm_size == ""
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("config,microphone\nA,A\n", "lacks the column"),
-        ("# only a comment\n", "is empty"),
-        (
-            md.MICROPHONE_COLUMNS[0] + ",microphone,pattern,transducer,diaphragm_size,"
-            "diaphragm_count,address\nA,A,fig8,ribbon,ribbon,1,side\n",
-            ":2: pattern 'fig8'",
-        ),
-        (
-            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-            "A,A,omni,condenser,small,two,end\n",
-            ":2: diaphragm_count 'two'",
-        ),
-        (
-            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-            "# c\nA,A,omni,condenser,small,1,end\nA,A,omni,condenser,small,1,end\n",
-            ":4: config 'A' is listed twice",
-        ),
-        (
-            "config,microphone,pattern,transducer,diaphragm_size,diaphragm_count,address\n"
-            "A,A,omni,condenser\n",
-            ":2: wrong number of fields",
-        ),
-    ],
-)
-def test_bad_microphone_tables(tmp_path, text, message):
-    path = tmp_path / "mics.csv"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message) as err:
-        md.load_microphones(path)
-    assert str(path) in str(err.value)
-    with pytest.raises(UserError, match="cannot read the microphone table"):
-        md.load_microphones(tmp_path / "missing.csv")
-
-
 def test_metadata_join():
-    table = md.load_microphones()
+    table = load_microphones()
     name = parse_surrey_path("Normalised_IRs/SchoepsCMC6_MK2H_KA40_5m/24bit/x_45Deg_1.wav")
     meta = md.record_metadata(name, md.lookup_microphone(table, name))
     assert meta == {
@@ -607,7 +538,7 @@ def test_multi_dirs_end_to_end(surrey_source, surrey_built):
     assert records[0]["name"] == (
         "Normalised_IRs/AKGC414Bidirect_50cm/24bit/AKGC414Bidirect_50cm_0Deg.wav"
     )
-    table = md.load_microphones()
+    table = load_microphones()
     for rec in records:
         assert rec["set"] == "multi" and rec["sample_rate"] == SR
         assert rec["source_sample_rate"] == RATE48
@@ -997,7 +928,7 @@ def test_free_space_is_checked_with_the_bytes_it_writes(
     free than that (plus the metadata margin) is one message, exit 2, nothing written."""
     import shutil
 
-    from tfrecords_builder import writer
+    from asc_core import writer
 
     source_fixture, built_fixture, extra = FREE_SPACE[builder]
     source = request.getfixturevalue(source_fixture)

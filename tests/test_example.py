@@ -1,8 +1,10 @@
-"""asc_core.example's byte-layout helpers: varint lengths and spliced record layouts."""
+"""asc_core.example's byte-layout helpers (spliced record layouts) and protobuf varint lengths."""
 
 import numpy as np
+import pytest
 
 from asc_core import example
+from asc_core import protobuf
 
 CLIP_SAMPLES = 32000
 
@@ -10,7 +12,7 @@ CLIP_SAMPLES = 32000
 def test_varint_lengths_match_protobuf():
     values = [0, 1, 127, 128, 16383, 16384, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
     expected = [1, 1, 1, 2, 2, 3, 6, 8, 9, 9, 10, 10]
-    assert example.varint_lengths(np.array(values, np.int64)).tolist() == expected
+    assert protobuf.varint_lengths(np.array(values, np.int64)).tolist() == expected
 
 
 def _record(name, index, scene="bus", device="a", city="paris", location="paris-2", segment=7):
@@ -71,3 +73,20 @@ def test_spliced_layouts_join_to_the_encoded_records():
         wave = rng.standard_normal(CLIP_SAMPLES).astype(np.float32)
         joined = prefix + wave.astype("<f4").tobytes() + suffix
         assert joined == example.encode_audio_example(wave, **record)
+
+
+def test_cached_sizes_still_check_the_labels():
+    # "park" and "tram" share a record length (a cached answer); an unknown scene of the same
+    # length is refused all the same, and a label that is not a field is a TypeError.
+    wave = np.zeros(CLIP_SAMPLES, np.float32)
+    sizes = [
+        example.audio_example_size(CLIP_SAMPLES, filename="f.wav", scene=s)
+        for s in ("park", "tram")
+    ]
+    assert sizes == [len(example.encode_audio_example(wave, filename="f.wav", scene="tram"))] * 2
+    with pytest.raises(ValueError, match="unknown scene 'xxxx'"):
+        example.audio_example_size(CLIP_SAMPLES, filename="f.wav", scene="xxxx")
+    with pytest.raises(TypeError, match="colour"):
+        example.audio_example_layout(CLIP_SAMPLES, filename="f.wav", colour="red")
+    with pytest.raises(TypeError, match="filename"):
+        example.encode_audio_example(wave, scene="park")

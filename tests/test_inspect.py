@@ -9,11 +9,11 @@ import pytest
 
 from asc_core.errors import UserError
 from asc_core.example import encode_dir_example
-from tfrecords_builder import BUILDER_VERSION
+from asc_core.writer import BUILDER_VERSION
+from asc_core.writer import OutputDir
 from tfrecords_builder import inspect_cmd
 from tfrecords_builder import tau22
 from tfrecords_builder.__main__ import main as builder_main
-from tfrecords_builder.writer import OutputDir
 
 
 @pytest.fixture

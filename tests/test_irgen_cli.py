@@ -12,6 +12,7 @@ import pytest
 
 from asc_core.errors import UserError
 from asc_core.errors import run_cli
+from asc_core.microphones import load_microphones
 from keras_asc.cli import irgen_generate
 from keras_asc.cli import irgen_train
 from keras_asc.data.dirs import load_dirs
@@ -21,7 +22,6 @@ from keras_asc.irgen import train as train_lib
 from keras_asc.irgen.config import load_irgen_config
 from keras_asc.irgen.holdout import read_holdout_list
 from keras_asc.irgen.records import load_dir_set
-from tfrecords_builder.multi_dirs import load_microphones
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "irgen" / "small_cpu.yaml"
 SR, L = 32000, 1024
@@ -63,7 +63,7 @@ def _ir(pattern, transducer, distance_cm, angle_deg):
 
 def _write_dir_set(out, with_metadata=True):
     from asc_core.example import encode_dir_example
-    from tfrecords_builder.writer import OutputDir
+    from asc_core.writer import OutputDir
 
     with OutputDir(out, builder="multi-dirs") as output:
         writer = output.sharded_writer("dirs", 2)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from asc_core.errors import UserError
+from asc_core.microphones import load_microphones
 from keras_asc.irgen.condition_encoding import CONDITION_DIM
 from keras_asc.irgen.condition_encoding import CONDITION_NAMES
 from keras_asc.irgen.condition_encoding import ConditionEncoder
-from tfrecords_builder.multi_dirs import load_microphones
 
 
 def _meta(**overrides):

@@ -6,6 +6,7 @@ import tensorflow as tf
 from harness import assert_tf_data_parity
 
 from asc_core import example
+from asc_core import protobuf
 from asc_core import vocab
 from keras_asc.data import schema
 
@@ -191,7 +192,7 @@ def test_dir_parse_scalar_and_batch_in_map():
             ),
             "unknown DIR set 'vintage'",
         ),
-        (lambda: example.encode_example(example.AUDIO_FEATURES, {"audio": [0.0]}), "missing"),
+        (lambda: protobuf.encode_example(example.AUDIO_FEATURES, {"audio": [0.0]}), "missing"),
         (lambda: schema.parse_audio_example(tf.constant([["a"]])), "scalar or a vector"),
     ],
 )

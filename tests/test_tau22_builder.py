@@ -228,10 +228,10 @@ def test_shards_are_tf_framed_and_round_robin_in_planned_order(tiny_tau, tmp_pat
 
 def _planned_units(root):
     """``(split, key, clips)`` in build order, planned like ``tau22.build`` (seed 0)."""
+    from asc_core.writer import ErrorPolicy
     from tfrecords_builder import csvutil
     from tfrecords_builder.tau22 import plan as tau22_plan
     from tfrecords_builder.tau22 import source as tau22_source
-    from tfrecords_builder.writer import ErrorPolicy
 
     policy = ErrorPolicy("raise")
     meta, _ = tau22_source.read_meta(str(root), policy)
@@ -466,7 +466,7 @@ def test_cli_reports_error_with_exit_2(tiny_tau, tmp_path, capsys):
 def test_disk_full_is_one_message_and_keeps_the_previous_build(tiny_tau, tmp_path, monkeypatch):
     import errno
 
-    from tfrecords_builder import tfrecord_io
+    from asc_core import tfrecord_io
 
     out = tmp_path / "out"
     tau22.build(tiny_tau, out, workers=0, progress=False)
@@ -499,8 +499,8 @@ def test_free_space_is_checked_with_the_exact_bytes_before_writing(
     """The bytes the plan says it will write are the bytes of the shards it writes; one byte
     less free than that (plus the metadata margin) is one message with the numbers, exit 2,
     and nothing written."""
+    from asc_core import writer
     from asc_core.errors import run_cli
-    from tfrecords_builder import writer
 
     out = tmp_path / "out"
     info = tau22.build(tiny_tau, out, workers=0, progress=False)
@@ -809,7 +809,7 @@ def test_worker_pool_starts_its_workers_before_any_work():
 
 
 def test_concurrent_build_of_the_same_output_is_refused(tiny_tau, tmp_path):
-    from tfrecords_builder.writer import OutputDir
+    from asc_core.writer import OutputDir
 
     out = tmp_path / "out"
     with OutputDir(out, builder="tau22"):

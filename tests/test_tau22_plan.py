@@ -12,10 +12,10 @@ import pytest
 
 from asc_core import example
 from asc_core.errors import UserError
+from asc_core.writer import ErrorPolicy
 from tfrecords_builder import csvutil
 from tfrecords_builder.tau22 import plan as tau22_plan
 from tfrecords_builder.tau22 import source as tau22_source
-from tfrecords_builder.writer import ErrorPolicy
 
 
 def test_first_occurrence_matches_a_dict():

@@ -8,11 +8,11 @@ import tensorflow as tf
 
 from asc_core import example
 from asc_core import tfrecord
+from asc_core import tfrecord_io
 from asc_core.errors import UserError
+from asc_core.writer import OutputDir
+from asc_core.writer import PlacedShards
 from tfrecords_builder import parallel
-from tfrecords_builder import tfrecord_io
-from tfrecords_builder.writer import OutputDir
-from tfrecords_builder.writer import PlacedShards
 
 
 def _audio(n, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from asc_core import tfrecord
-from tfrecords_builder import tfrecord_io
+from asc_core import tfrecord_io
 
 
 def _joined(pieces):

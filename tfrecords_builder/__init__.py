@@ -1,3 +1,4 @@
-"""Dataset → TFRecord builders for TAU22 and the DIR sets (``python -m tfrecords_builder -h``)."""
+"""Dataset → TFRecord builders for TAU22 and the DIR sets (``python -m tfrecords_builder -h``).
 
-BUILDER_VERSION = "1.1.0"
+The TFRecord format version they record is ``asc_core.writer.BUILDER_VERSION``.
+"""

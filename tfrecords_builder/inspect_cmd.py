@@ -13,9 +13,9 @@ import os
 from collections import Counter
 
 from asc_core import vocab
+from asc_core import writer as writer_lib
 from asc_core.errors import UserError
 from asc_core.tfrecord import data_loss_error
-from tfrecords_builder import writer as writer_lib
 
 UNKNOWN = "unknown"
 

@@ -28,8 +28,8 @@ from asc_core import vocab
 from asc_core.audio import read_audio
 from asc_core.audio import resample
 from asc_core.errors import UserError
+from asc_core.writer import ON_ERROR_CHOICES
 from tfrecords_builder import ir_processing as irp
-from tfrecords_builder.writer import ON_ERROR_CHOICES
 
 
 class ParameterError(UserError):
@@ -224,11 +224,11 @@ def build(cls, source, out, processing, *, shards=1, workers=0, on_error="raise"
     from asc_core.example import encode_dir_example
     from asc_core.progress import progress
     from asc_core.tfrecord import FRAME_BYTES
+    from asc_core.writer import ErrorPolicy
+    from asc_core.writer import OutputDir
+    from asc_core.writer import check_free_space
     from tfrecords_builder.parallel import default_workers
     from tfrecords_builder.parallel import ordered_map
-    from tfrecords_builder.writer import ErrorPolicy
-    from tfrecords_builder.writer import OutputDir
-    from tfrecords_builder.writer import check_free_space
 
     if shards < 1:
         raise ParameterError("{shards} must be at least 1, got {0}", shards)

@@ -134,7 +134,7 @@ def process_file(path, processing):
 
 def process_files(task):
     """The worker function: ``(source, [relative path], processing)`` → ``(entries, None)``."""
-    from tfrecords_builder.writer import md5_file
+    from asc_core.writer import md5_file
 
     source, paths, processing = task
     entries = []

@@ -111,7 +111,7 @@ class SurreyProcessing(ir_set.Processing):
 
     def info(self, table_path):
         """The ``processing`` section of ``info.json``."""
-        from tfrecords_builder.writer import md5_file
+        from asc_core.writer import md5_file
 
         return {
             "resampler": "soxr HQ",
@@ -147,7 +147,7 @@ def process_group(task):
         ``{"ok": False, "reason"}``; ``group_onset`` is the onset used with ``onset="group"``
         (None otherwise or when no file was readable).
     """
-    from tfrecords_builder.writer import md5_file
+    from asc_core.writer import md5_file
 
     source, paths, opt = task
     entries = []

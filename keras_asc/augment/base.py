@@ -86,6 +86,8 @@ class AugmentationLayer(keras.layers.Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        # Pass-through shape. Keras passes shapes by the names of ``call``'s arguments
+        # (``<name>_shape``), so a layer with other inputs or outputs defines its own.
         return input_shape
 
     def load_own_variables(self, store):

@@ -268,6 +268,9 @@ class DirAugmentation(AugmentationLayer):
     def call(self, audio, device, training=None):
         return self.run(audio, device, training=training)
 
+    def compute_output_shape(self, audio_shape, device_shape):
+        return audio_shape, device_shape
+
     def augment_constants(self):
         # The pipeline's dataset graph holds constant copies of the bank, no variables.
         return (

@@ -84,6 +84,9 @@ class Mixup(AugmentationLayer):
         # Keras warns that the task "has unbuilt state".
         self.built = True
 
+    # Three outputs from one input: Keras infers the shapes by tracing ``call``.
+    compute_output_shape = keras.layers.Layer.compute_output_shape
+
     def call(self, x, training=None):
         return self.run(x, training=training)
 

@@ -3,8 +3,15 @@
 Each command is a ``main(argv)`` function (and its ``build_parser()``) in its own module of this
 package, named below; the library modules it calls take arguments and raise ``UserError``, and
 never parse flags. A command's module is imported only when its command runs (``keras-asc
---help`` imports none of them), and run through :func:`asc_core.errors.run_cli` (a user error is
-one ``error: ...`` line and exit status 2).
+--help`` imports none of them), by name through :func:`asc_core.errors.import_command`, and run
+through :func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status
+2).
+
+The registry names modules by string, so the library packages stay independent: ``build`` is
+``tfrecords_builder``'s own command line (``tfrecords_builder.__main__``), dispatched like every
+other command, and no module of ``keras_asc`` imports ``tfrecords_builder``
+(``tests/test_architecture.py``). This console is the application layer that reaches both.
+
 ``scripts/*.py`` are aliases of the same functions, so ``python scripts/train.py --config
 configs/multi_icl.yaml`` and ``keras-asc train --config multi_icl`` are the same run.
 
@@ -64,6 +71,7 @@ def build_parser():
 
 def main(argv=None):
     """Runs ``keras-asc [--verbose] COMMAND [ARGS...]``; returns the exit status."""
+    from asc_core.errors import import_command
     from asc_core.errors import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -71,12 +79,6 @@ def main(argv=None):
     index = next((i for i, a in enumerate(argv) if a in COMMANDS), len(argv))
     args = build_parser().parse_args(argv[: index + 1])
     command_argv = argv[index + 1 :]
-    if args.command == "build":
-        from tfrecords_builder.__main__ import main as build_main
-
-        return run_cli(build_main, command_argv)
-    from asc_core.errors import import_command
-
     # Imported inside run_cli, so that a broken command is one error line too.
     return run_cli(
         lambda a: import_command(args.command, COMMANDS[args.command][0]).main(a), command_argv

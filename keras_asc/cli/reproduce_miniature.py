@@ -8,6 +8,7 @@ from asc_core.errors import UserError
 from keras_asc.experiments import claims
 from keras_asc.experiments.driver import ALPHA_GRID
 from keras_asc.experiments.driver import ICL_TARGETS
+from keras_asc.experiments.driver import MAIN_ICL_TARGET
 from keras_asc.experiments.driver import WEIGHT_GRID
 from keras_asc.experiments.driver import run_miniature
 
@@ -42,7 +43,9 @@ def build_parser():
         "none given: no calibration)",
     )  # fmt: skip
     parser.add_argument(
-        "--icl-target", default="default", help="ICL variant of the main rows (default: model's)"
+        "--icl-target",
+        default=MAIN_ICL_TARGET,
+        help=f"ICL variant of the main rows (default: {MAIN_ICL_TARGET}; 'default': the model's)",
     )
     parser.add_argument(
         "--icl-weight", type=float, default=None,

@@ -97,8 +97,8 @@ def check_dir_shards(path):
     Returns:
         the sorted shard paths.
     """
-    from keras_asc.data.pipeline import check_shards
-    from keras_asc.data.pipeline import read_info
+    from keras_asc.data.shards import check_shards
+    from keras_asc.data.shards import read_info
 
     files = dir_shard_files(path)
     try:

@@ -86,7 +86,7 @@ def check_shards(files, info=None, split=None, view=None):
         if problem is not None:
             raise UserError(f"{path}: {problem}; {REBUILD_HINT}")
         counts.append(count)
-    expected = _info_count(info, split, view)
+    expected = info_count(info, split, view)
     if expected is not None and sum(counts) != expected:
         held = ", ".join(f"{os.path.basename(f)}: {n}" for f, n in zip(files, counts))
         raise UserError(
@@ -97,7 +97,7 @@ def check_shards(files, info=None, split=None, view=None):
     return sum(counts)
 
 
-def _info_count(info, split, view):
+def info_count(info, split, view):
     """``info["splits"][split]["views"][view]["num_examples"]`` of a tau22 build, or None."""
     try:
         count = info["splits"][split]["views"][view]["num_examples"]

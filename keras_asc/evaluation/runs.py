@@ -140,7 +140,7 @@ def method_name(runs, name=None):
 
 def resolve_split(path, split):
     """The split holding ``split``'s shards (``info.json`` aliases: ``test`` → ``evaluate``)."""
-    from keras_asc.data.pipeline import read_info
+    from keras_asc.data.shards import read_info
 
     info = read_info(path) or {}
     return info.get("aliases", {}).get(split, split)
@@ -148,9 +148,9 @@ def resolve_split(path, split):
 
 def check_split(path, split):
     """Fails early (before a model is loaded) when ``path`` has no 1-s shards of ``split``."""
-    from keras_asc.data.pipeline import check_shards
-    from keras_asc.data.pipeline import read_info
-    from keras_asc.data.pipeline import shard_files
+    from keras_asc.data.shards import check_shards
+    from keras_asc.data.shards import read_info
+    from keras_asc.data.shards import shard_files
 
     name = resolve_split(path, split)
     files = shard_files(path, name, "1s")
@@ -200,10 +200,10 @@ def read_clips(path, split="evaluate", batch_size=64, max_examples=None):
 
 def split_clip_count(path, split, max_examples=None):
     """The number of 1-s clips of ``split`` that :func:`read_clips` yields (None: unknown)."""
-    from keras_asc.data.pipeline import _info_count
-    from keras_asc.data.pipeline import read_info
+    from keras_asc.data.shards import info_count
+    from keras_asc.data.shards import read_info
 
-    count = _info_count(read_info(path), resolve_split(path, split), "1s")
+    count = info_count(read_info(path), resolve_split(path, split), "1s")
     if count is not None and max_examples is not None:
         count = min(count, max_examples)
     return count
@@ -290,7 +290,7 @@ def _named_data_errors(batches, path, split):
     """Yields ``batches``; a TFRecord data loss becomes a UserError naming the shard."""
     import tensorflow as tf
 
-    from keras_asc.data.pipeline import shard_files
+    from keras_asc.data.shards import shard_files
 
     try:
         yield from batches

@@ -19,7 +19,7 @@ index name                        value
 One-hot entries are 0 or 1. Supercardioid and hypercardioid share one entry (the paper names
 only omni, cardioid, supercardioid and bidirectional; the C414 "Hyper" setting is the only
 hypercardioid in the Surrey set). Diaphragm count and address are not encoded: for every row of
-``tfrecords_builder/data/surrey_microphones.csv`` they follow from transducer and size (two
+``asc_core/data/surrey_microphones.csv`` they follow from transducer and size (two
 diaphragms and side address exactly for the large condensers), so they would add no information
 for this data.
 

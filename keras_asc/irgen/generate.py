@@ -7,14 +7,14 @@ From the command line (:mod:`keras_asc.cli`)::
         [--select RodeNT2ACardioid,ShureSM57] [--checkpoint PATH.weights.h5]
 
 The output has the layout and schema of a measured DIR set (``docs/design.md``; written with
-:class:`tfrecords_builder.writer.OutputDir`): ``dirs.tfrecord-*`` shards plus ``info.json``,
+:class:`asc_core.writer.OutputDir`): ``dirs.tfrecord-*`` shards plus ``info.json``,
 records with ``set = "generated"``, the microphone metadata of the condition, 1024 samples at
 the training rate, peak-normalised like ``multi-dirs`` (``--normalize none`` keeps the raw
 tanh output). :func:`keras_asc.data.dirs.load_dirs` reads it unchanged, so DIR augmentation uses
 it through ``dirs.sets`` in a training config.
 
 Conditions: every microphone configuration of ``--microphones`` (a CSV in the format of
-``tfrecords_builder/data/surrey_microphones.csv``; default: ``RUN_DIR/microphones.csv``, the
+``asc_core/data/surrey_microphones.csv``; default: ``RUN_DIR/microphones.csv``, the
 configurations of the training set), optionally narrowed by ``--select``, at every distance and
 angle of the grid (default: the distances and angles measured in the training DIR set). A
 condition outside the trained range (a distance outside the trained span, or a
@@ -196,7 +196,7 @@ def load_microphone_rows(path, select=None):
         UserError: table problems (see ``load_microphones``), or a selected configuration that
             is not in the table.
     """
-    from tfrecords_builder.multi_dirs import load_microphones
+    from asc_core.microphones import load_microphones
 
     table = load_microphones(path)
     if select:
@@ -251,7 +251,7 @@ def generate_set(
 ):
     """Writes a generated DIR set; see the module docstring. Returns the output path."""
     from asc_core.example import encode_dir_example
-    from tfrecords_builder.writer import OutputDir
+    from asc_core.writer import OutputDir
 
     if normalize not in NORMALIZE:
         raise UserError(f"--normalize {normalize!r}: expected one of {', '.join(NORMALIZE)}")

@@ -114,7 +114,7 @@ def microphone_rows(records):
 
     The ``config`` column is the configuration token (:func:`configuration_token` with ``/``
     replaced by ``_``), so the table can be read by
-    :func:`tfrecords_builder.multi_dirs.load_microphones`.
+    :func:`asc_core.microphones.load_microphones`.
     """
     rows = {}
     for r in records:

@@ -29,11 +29,11 @@ stored as resampled, not clipped (what ``librosa.load(path, sr=32000)`` gives th
 code). The length of every record is known before any audio is decoded, so the main process
 places each planned record (shard and byte offset) up front, and the worker processes, which
 never import TensorFlow, decode, resample, encode and write their records straight into the
-shards (:mod:`tfrecords_builder.tfrecord_io`); only a few bytes of status come back per
+shards (:mod:`asc_core.tfrecord_io`); only a few bytes of status come back per
 recording. The shards are therefore byte-identical for any ``--workers``. A record skipped with
 ``--on-error skip`` leaves a gap that is closed at the end: its shard is one record shorter. The
 same lengths give the bytes of the whole build, which are checked against the free space of the
-output's filesystem before anything is written (:func:`tfrecords_builder.writer.check_free_space`).
+output's filesystem before anything is written (:func:`asc_core.writer.check_free_space`).
 The workers start (and import their modules) while the main process plans the CSVs.
 """
 

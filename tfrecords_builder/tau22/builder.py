@@ -8,11 +8,11 @@ from collections import Counter
 
 import numpy as np
 
+from asc_core import tfrecord_io
 from asc_core import vocab
+from asc_core import writer as writer_lib
 from asc_core.errors import UserError
 from tfrecords_builder import parallel
-from tfrecords_builder import tfrecord_io
-from tfrecords_builder import writer as writer_lib
 from tfrecords_builder.tau22.plan import group_recordings
 from tfrecords_builder.tau22.plan import plan_split
 from tfrecords_builder.tau22.plan import work_units

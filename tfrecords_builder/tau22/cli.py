@@ -1,6 +1,6 @@
 """``python -m tfrecords_builder tau22``: the command's arguments and its run."""
 
-from tfrecords_builder import writer as writer_lib
+from asc_core import writer as writer_lib
 from tfrecords_builder.tau22.builder import build
 from tfrecords_builder.tau22.builder import summary
 

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 
 from asc_core import example
+from asc_core import protobuf
 from asc_core import tfrecord
 from asc_core.errors import UserError
 from tfrecords_builder.tau22.source import CLIP_SAMPLES
@@ -360,8 +361,8 @@ def clip_record_sizes(plan):
     shape = name_bytes << 40
     for shift, column in ((32, plan.scene), (24, plan.device), (16, plan.city), (8, plan.location)):
         shape |= utf8[column] << shift
-    shape |= example.varint_lengths(plan.segment_id).astype(np.int64) << 4
-    shape |= example.varint_lengths(plan.index)
+    shape |= protobuf.varint_lengths(plan.segment_id).astype(np.int64) << 4
+    shape |= protobuf.varint_lengths(plan.index)
     _, first, inverse = np.unique(shape, return_index=True, return_inverse=True)
     del shape
     sizes = np.array([record_size(plan.clip(at)) for at in first.tolist()], np.int64)

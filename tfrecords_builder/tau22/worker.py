@@ -6,9 +6,9 @@ Runs in the worker processes, which never import TensorFlow.
 import numpy as np
 
 from asc_core import example
+from asc_core import tfrecord_io
 from asc_core import vocab
 from asc_core.errors import UserError
-from tfrecords_builder import tfrecord_io
 from tfrecords_builder.tau22.source import CLIP_SAMPLES
 from tfrecords_builder.tau22.source import CLIP_SECONDS
 from tfrecords_builder.tau22.source import PARTS

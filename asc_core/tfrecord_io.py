@@ -6,7 +6,7 @@ bytes equal those of TensorFlow's ``tf.io.TFRecordWriter`` for the same records.
 Two ways of writing:
 
 * :class:`RecordWriter` appends records to one file, in order (the DIR builders, through
-  :class:`tfrecords_builder.writer.ShardedWriter`).
+  :class:`asc_core.writer.ShardedWriter`).
 * :func:`write_at` writes one framed record at a byte offset fixed in advance. The ``tau22``
   builder computes every record's length before decoding any audio
   (:func:`asc_core.example.audio_example_size`), so its worker processes write their own

@@ -1,4 +1,7 @@
-"""Safe, deterministic output for every builder: temp folder, sharded TFRecords, info.json, skips.
+"""Safe, deterministic output for every build: temp folder, sharded TFRecords, info.json, skips.
+
+Used by the dataset builders (``tfrecords_builder``) and by ``keras_asc.irgen`` (a generated DIR
+set is a builder output too), so it lives in the TensorFlow-free bottom package.
 
 A build writes into ``<OUT>.incomplete/`` next to ``OUT`` and only a successful build moves it
 into place, so a killed build never leaves a folder that looks finished:
@@ -15,7 +18,7 @@ into place, so a killed build never leaves a folder that looks finished:
 
 Records are written round-robin over ``num_shards`` files named
 ``{prefix}.tfrecord-{i:05d}-of-{n:05d}``, in the TFRecord format (written by
-:mod:`tfrecords_builder.tfrecord_io`; no TensorFlow needed). Given the same records in the same
+:mod:`asc_core.tfrecord_io`; no TensorFlow needed). Given the same records in the same
 order the shards are byte-identical. Two writers:
 
 * :class:`ShardedWriter` (``OutputDir.sharded_writer``): the building process writes each record
@@ -39,10 +42,13 @@ import shutil
 from collections import defaultdict
 
 from asc_core import tfrecord
+from asc_core import tfrecord_io
 from asc_core.errors import UserError
 from asc_core.files import write_json
-from tfrecords_builder import tfrecord_io
 
+# The TFRecord format version, written into every info.json as ``builder_version``; a format
+# change bumps it and is listed in CHANGELOG.md (the package version is separate).
+BUILDER_VERSION = "1.1.0"
 ON_ERROR_CHOICES = ("raise", "skip")
 PREALLOCATE_BYTES = 64 << 20  # PlacedShards reserves disk space in steps of this
 # Room kept for what a build writes besides its records (info.json, skipped.tsv).
@@ -192,7 +198,7 @@ class PlacedShards(_RoundRobin):
 
     :meth:`place` gives the n-th planned record shard ``n % num_shards`` and the byte offset
     after the shard's earlier records; whoever produces the record writes it there with
-    :func:`tfrecords_builder.tfrecord_io.write_at`. :meth:`skip` marks a placed record that
+    :func:`asc_core.tfrecord_io.write_at`. :meth:`skip` marks a placed record that
     will not be written, and :meth:`finish` closes its gap, so the shards hold exactly the
     written records, in planned order. The files are created (empty) here.
 
@@ -440,8 +446,6 @@ class OutputDir:
         Returns:
             the final output path.
         """
-        from tfrecords_builder import BUILDER_VERSION
-
         for writer in self._writers:
             writer.close()
         self._writers = []
