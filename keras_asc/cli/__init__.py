@@ -2,8 +2,8 @@
 
 Each command is a ``main(argv)`` function (and its ``build_parser()``) in its own module of this
 package, named after the command; the library modules it calls take arguments, raise
-``UserError`` and never parse flags. A command's module is imported only when its command runs (``keras-asc
---help`` imports none of them), by name through :func:`asc_core.errors.import_command`, and run
+``UserError`` and never parse flags. A command's module is imported only when its command
+runs (``keras-asc --help`` imports none of them), by name through :func:`asc_core.errors.import_command`, and run
 through :func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status
 2).
 
