@@ -3,9 +3,9 @@
 Each command is a ``main(argv)`` function (and its ``build_parser()``) in its own module of this
 package, named after the command; the library modules it calls take arguments, raise
 ``UserError`` and never parse flags. A command's module is imported only when its command
-runs (``keras-asc --help`` imports none of them), by name through :func:`asc_core.errors.import_command`, and run
-through :func:`asc_core.errors.run_cli` (a user error is one ``error: ...`` line and exit status
-2).
+runs (``keras-asc --help`` imports none of them), by name through
+:func:`asc_core.errors.import_command`, and run through :func:`asc_core.errors.run_cli` (a user
+error is one ``error: ...`` line and exit status 2).
 
 The registry names modules by string, so the library packages stay independent: ``build`` is
 ``tfrecords_builder``'s own command line (``tfrecords_builder.__main__``), dispatched like every
