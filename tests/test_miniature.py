@@ -290,7 +290,8 @@ def test_smoke_whole_driver_tiny(synthetic_corpus, tmp_path, capsys):
     short = ["training.epochs=1", "training.steps_per_epoch=2"]
     args = ["--work-dir", str(work), "--size", "tiny", "--seeds", "2", "--out", str(out),
             "--probe-seeds", "2", "--probe-split-by", "clip", "--rows", "passt", "icl",
-            "--icl-targets", "default", "--weight-grid", "0", "0.5", "--alpha-grid",
+            "--icl-targets", "default", "--icl-target", "default",
+            "--weight-grid", "0", "0.5", "--alpha-grid",
             "--secondary-probe",
             *[x for s in short for x in ("--set", s)],
             *[x for s in short for x in ("--pretrain-set", s)],
