@@ -189,12 +189,16 @@ class KaldiMelSpectrogram(keras.layers.Layer):
         unbatched = waveform.shape.rank == 1
         if unbatched:
             waveform = waveform[None, :]
-        if waveform.shape[-1] is None:
-            tf.debugging.assert_greater_equal(
+        if waveform.shape[-1] is None:  # length known only at run time
+            check = tf.debugging.assert_greater_equal(
                 tf.shape(waveform)[-1],
                 self.min_samples,
-                message=self._too_short_message("too few"),  # length known only at run time
+                message=self._too_short_message("too few"),
             )
+            # The frontend must wait for the check: a graph runs independent ops in any order,
+            # and the reflect padding would otherwise fail first with TensorFlow's own message.
+            with tf.control_dependencies([check]):
+                waveform = tf.identity(waveform)
 
         if training:
             mel = self._training_log_mel(waveform)
