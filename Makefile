@@ -14,6 +14,10 @@ endif
 PIP ?= $(PYTHON) -m pip
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
+# The suite runs on every CPU (pytest-xdist, one worker per logical CPU, at most 4). Whole test
+# files go to one worker (--dist loadfile): a module's fixtures (trained runs, corpora) are built
+# once. `make test PYTEST_PARALLEL=` runs it in one process.
+PYTEST_PARALLEL ?= -n logical --maxprocesses 4 --dist loadfile
 
 .PHONY: install install-oracle lint test demo bench clean
 
@@ -36,7 +40,7 @@ lint:
 	$(PYTHON) -m ruff format --check .
 
 test: install-oracle lint
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Main job: synthetic corpus in the real layouts -> TFRecords -> ICL + Multi-DIR training of a
 # small PaSST (configs/demo.yaml) -> per-device evaluation table. Re-running resumes / skips work.
