@@ -58,6 +58,7 @@ bench: install-oracle
 	$(PYTHON) benchmarks/bench_builder.py
 	$(PYTHON) benchmarks/bench_pipeline.py
 	$(PYTHON) benchmarks/bench_model.py
+	$(PYTHON) benchmarks/bench_optimizer.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache $(VENV)

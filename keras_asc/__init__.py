@@ -14,6 +14,7 @@ from keras_asc import irgen
 from keras_asc import layers
 from keras_asc import losses
 from keras_asc import models
+from keras_asc import optimizers
 from keras_asc._version import __version__
 from keras_asc.augment.augmenter import Augmenter
 from keras_asc.augment.dir_augmentation import DirAugmentation
@@ -43,6 +44,7 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "optimizers",
     "vocab",
     "__version__",
 ]

@@ -136,6 +136,13 @@ OBJECT_TABLE = {
     "keras_asc>Augmenter": lambda: keras_asc.Augmenter(
         _dir_augmentation()[0], mixstyle_p=0.4, mixstyle_alpha=0.3, mixup_alpha=0.2, seed=1
     ),
+    # Optimizers: a compiled model saved to .keras keeps its state (tests/test_fused_adam.py).
+    "keras_asc>FusedAdam": lambda: keras_asc.optimizers.FusedAdam(
+        learning_rate=3e-4, beta_2=0.99, epsilon=1e-6, weight_decay=0.01
+    ),
+    "keras_asc>FusedAdamW": lambda: keras_asc.optimizers.FusedAdamW(
+        learning_rate=3e-4, weight_decay=0.05
+    ),
 }
 
 

@@ -22,7 +22,8 @@ model      ``preset`` (``SceneClassifier.from_preset`` name), ``weights`` (``aud
            ``SceneClassifier`` kwargs overriding the preset
 loss       :func:`keras_asc.models.scene_classifier.icl_task_kwargs` (``icl_weight``,
            ``icl_alpha``, ``icl_beta``, ``icl_target``, ...); ``{}`` = plain CE
-optimizer  ``name`` (adam | adamw) + ``keras.optimizers.Adam`` / ``AdamW`` kwargs
+optimizer  ``name`` (adam | adamw) + ``keras.optimizers.Adam`` / ``AdamW`` kwargs (run fused:
+           ``keras_asc.optimizers.FusedAdam`` / ``FusedAdamW``)
 schedule   ``name`` (plateau | cpjku | constant) + the schedule callback kwargs
 training   :class:`keras_asc.training.options.TrainingOptions`
 wandb      :class:`keras_asc.training.wandb_logging.WandbLogger`
@@ -396,12 +397,12 @@ SCHEMA = {
     "optimizer": DispatchSection(
         {
             "adam": Section(
-                target="keras.optimizers:Adam",
+                target="keras_asc.optimizers:FusedAdam",
                 exclude=_OPTIMIZER_EXCLUDE,
                 checks=_OPTIMIZER_CHECKS,
             ),
             "adamw": Section(
-                target="keras.optimizers:AdamW",
+                target="keras_asc.optimizers:FusedAdamW",
                 exclude=_OPTIMIZER_EXCLUDE,
                 checks=_OPTIMIZER_CHECKS,
             ),

@@ -23,6 +23,8 @@ from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
 from keras_asc.data.pipeline import make_datasets
+from keras_asc.optimizers.fused_adam import FusedAdam
+from keras_asc.optimizers.fused_adam_w import FusedAdamW
 from keras_asc.run_dir import RunDirectory
 from keras_asc.run_dir import remove_stale_temp_files
 from keras_asc.run_dir import save_model_atomic
@@ -108,10 +110,10 @@ def build_dir_augmentation(dirs_cfg, seed, sample_rate):
 
 
 def build_optimizer(optimizer_cfg):
-    """``keras.optimizers.Adam`` / ``AdamW`` from the ``optimizer`` section."""
+    """``FusedAdam`` / ``FusedAdamW`` (Keras' Adam / AdamW, fused) of the ``optimizer`` section."""
     kwargs = dict(optimizer_cfg)
     name = kwargs.pop("name")
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+    classes = {"adam": FusedAdam, "adamw": FusedAdamW}
     return classes[name](**kwargs)
 
 
