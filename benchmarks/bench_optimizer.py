@@ -59,18 +59,16 @@ def main(argv=None):
     count = sum(int(np.prod(w.shape)) for w in weights)
     print(f"{len(weights)} variables, {count / 1e6:.1f} M weights; threads={args.threads}")
 
+    def compiled_update(optimizer, variables):
+        return tf.function(lambda: optimizer.apply(gradients, variables))
+
     updates, copies = {}, {}
     for name, cls in (("keras Adam", keras.optimizers.Adam), ("FusedAdam", FusedAdam)):
         copies[name] = [keras.Variable(w.numpy()) for w in weights]
         optimizer = cls(learning_rate=1e-5)
         optimizer.build(copies[name])
-
-        @tf.function
-        def update(optimizer=optimizer, variables=copies[name]):
-            optimizer.apply(gradients, variables)
-
-        updates[name] = update
-        update()  # tracing, not timed
+        updates[name] = compiled_update(optimizer, copies[name])
+        updates[name]()  # tracing, not timed
 
     times = {name: [] for name in updates}
     for _ in range(args.rounds):
