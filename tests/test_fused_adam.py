@@ -120,3 +120,22 @@ def test_compiled_model_keeps_it_through_a_keras_file(tmp_path):
     assert int(loaded.optimizer.iterations) == 1
     for got, want in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize(
+    "make, fused",
+    [
+        (lambda: FusedAdam(learning_rate=0.01), True),
+        (lambda: FusedAdamW(learning_rate=0.01), True),
+        (lambda: FusedAdam(learning_rate=0.01, amsgrad=True), False),
+        (lambda: keras.optimizers.Adam(learning_rate=0.01), False),
+    ],
+    ids=["FusedAdam", "FusedAdamW", "FusedAdam amsgrad", "keras Adam"],
+)
+def test_the_fused_kernel_is_what_runs(make, fused):
+    variables = [keras.Variable(np.ones(s, "float32")) for s in SHAPES]
+    optimizer = make()
+    grads = [tf.ones(s) for s in SHAPES]
+    graph = tf.function(lambda: optimizer.apply(grads, variables)).get_concrete_function().graph
+    ops = [op.type for op in graph.get_operations()]
+    assert ops.count("ResourceApplyAdam") == (len(SHAPES) if fused else 0)
