@@ -233,3 +233,40 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
     normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
     exact_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
     np.testing.assert_allclose(block(x), x + exact_gelu, rtol=1e-5, atol=2e-6)
+
+
+# === exact_gelu (the MLP activation, with a written-out gradient) ===
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_exact_gelu_forward_is_tf_gelu_and_gradient_is_exact(traced, dtype):
+    import keras
+    import tensorflow as tf
+    from scipy.special import erfc
+
+    from keras_asc.layers._utils import exact_gelu
+
+    x64 = np.concatenate([np.linspace(-9.0, 9.0, 361), 3.0 * _rand(500).astype(np.float64)])
+    upstream64 = 0.5 + np.abs(_rand(x64.size, seed=1).astype(np.float64))
+    x, upstream = tf.constant(x64, dtype), tf.constant(upstream64, dtype)
+
+    def forward_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = exact_gelu(x)
+        return y, tape.gradient(y, x, output_gradients=upstream)
+
+    run = tf.function(forward_and_gradient) if traced else forward_and_gradient
+    y, grad = run(x)
+    assert y.dtype == grad.dtype == tf.as_dtype(dtype)
+    # Forward: bit-identical to tf.nn.gelu's exact form, which the block used before.
+    np.testing.assert_array_equal(y, keras.activations.gelu(x, approximate=False))
+    # Gradient: upstream * (Phi(x) + x phi(x)) in float64, to a few ulps of the dtype.
+    xq = np.asarray(tf.cast(x, "float64"))  # the values actually fed (bf16-rounded)
+    slope = 0.5 * erfc(-xq / np.sqrt(2.0)) + xq * np.exp(-0.5 * xq**2) / np.sqrt(2.0 * np.pi)
+    expected = np.asarray(tf.cast(upstream, "float64")) * slope
+    ulp = 2.0**-23 if dtype == "float32" else 2.0**-7
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(grad, "float64")), expected, rtol=8 * ulp, atol=8 * ulp
+    )

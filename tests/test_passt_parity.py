@@ -100,7 +100,8 @@ def tiny_pair(tmp_path_factory):
     return net, model
 
 
-def test_transformer_block_matches_torch_block():
+def block_pair():
+    """(torch `Block`, Keras `TransformerBlock` with its weights, the weight-name map)."""
     passt = torch_oracle.load_passt_module()
     torch.manual_seed(3)
     block = passt.Block(
@@ -113,9 +114,13 @@ def test_transformer_block_matches_torch_block():
     layer = TransformerBlock(num_heads=4, intermediate_dim=256)
     layer.build((None, None, 64))
     state = {key: value.numpy() for key, value in block.state_dict().items()}
+    names = {}  # Keras variable path -> (torch parameter name, transposed?)
     for name in ("norm1", "norm2"):
-        getattr(layer, name).gamma.assign(state[f"{name}.weight"])
-        getattr(layer, name).beta.assign(state[f"{name}.bias"])
+        norm = getattr(layer, name)
+        norm.gamma.assign(state[f"{name}.weight"])
+        norm.beta.assign(state[f"{name}.bias"])
+        names[norm.gamma.path] = (f"{name}.weight", False)
+        names[norm.beta.path] = (f"{name}.bias", False)
     for keras_dense, key in (
         (layer.attention.qkv, "attn.qkv"),
         (layer.attention.proj, "attn.proj"),
@@ -124,11 +129,51 @@ def test_transformer_block_matches_torch_block():
     ):
         keras_dense.kernel.assign(state[f"{key}.weight"].T)
         keras_dense.bias.assign(state[f"{key}.bias"])
+        names[keras_dense.kernel.path] = (f"{key}.weight", True)
+        names[keras_dense.bias.path] = (f"{key}.bias", False)
+    return block, layer, names
+
+
+def test_transformer_block_matches_torch_block():
+    block, layer, _ = block_pair()
     x = np.random.RandomState(0).randn(2, 20, 64).astype("float32")
     with torch.no_grad():
         expected = block(torch.from_numpy(x)).numpy()
         exact = copy.deepcopy(block).double()(torch.from_numpy(x.astype(np.float64))).numpy()
     assert_float32_parity(layer(x), expected, exact, what="block")
+
+
+def test_transformer_block_gradients_match_torch_block():
+    """The backward pass too: our gradients (the written-out GELU derivative, the unstacked
+    qkv) against torch's autograd of the same block, for the input and all 12 weights."""
+    import tensorflow as tf
+
+    block, layer, names = block_pair()
+    rng = np.random.RandomState(1)
+    x = rng.randn(2, 20, 64).astype("float32")
+    cotangent = rng.randn(2, 20, 64).astype("float32")  # a generic upstream gradient
+
+    def torch_gradients(net, dtype):
+        inputs = torch.tensor(x.astype(dtype), requires_grad=True)
+        (net(inputs) * torch.from_numpy(cotangent.astype(dtype))).sum().backward()
+        grads = {"input": inputs.grad.numpy()}
+        params = dict(net.named_parameters())
+        for path, (key, transposed) in names.items():
+            grad = params[key].grad.numpy()
+            grads[path] = grad.T if transposed else grad
+        return grads
+
+    expected = torch_gradients(block, np.float32)
+    exact = torch_gradients(copy.deepcopy(block).double(), np.float64)
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = tf.reduce_sum(layer(inputs) * cotangent)
+    grads = tape.gradient(loss, [inputs, *layer.trainable_weights])
+    paths = ["input", *(v.path for v in layer.trainable_weights)]
+    assert sorted(paths[1:]) == sorted(names)  # every weight is compared
+    for path, grad in zip(paths, grads):
+        assert_float32_parity(grad, expected[path], exact[path], what=f"gradient of {path}")
 
 
 @pytest.mark.parametrize("frames", [100, 1000])  # 1 s and 10 s

@@ -46,9 +46,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         length = keras.ops.shape(inputs)[1]
         dim = self.num_heads * self.head_dim
         qkv = keras.ops.reshape(self.qkv(inputs), (batch, length, 3, self.num_heads, self.head_dim))
-        # -> [3, B, heads, N, head_dim]
+        # -> [3, B, heads, N, head_dim]. Unstacked rather than indexed: the gradient of an
+        # index is a zero tensor of qkv's full size per slice, summed (the PaSST-S train step
+        # was 9 % slower so); that of unstack is one stack.
         qkv = keras.ops.transpose(qkv, (2, 0, 3, 1, 4))
-        query, key, value = qkv[0], qkv[1], qkv[2]
+        query, key, value = keras.ops.unstack(qkv, 3, axis=0)
         # Scale q ([N, d]) rather than the scores ([N, N]): one pass over N * d values instead
         # of N * N (for a 10-s clip N = 1190, d = 64). For d = 64 the factor 1/8 is a power of
         # two, so the result is bit-identical. The einsum contracts k without a transposed copy.

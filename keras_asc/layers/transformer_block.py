@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_asc.layers._utils import exact_gelu
 from keras_asc.layers._utils import linear
 from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
 
@@ -65,7 +66,7 @@ class TransformerBlock(keras.layers.Layer):
         x = inputs + self.attention(self.norm1(inputs))
         hidden = self.mlp_fc1(self.norm2(x))
         # nn.GELU() is the exact erf form; keras.ops.gelu would default to the tanh form.
-        hidden = keras.activations.gelu(hidden, approximate=False)
+        hidden = exact_gelu(hidden)
         return x + self.mlp_fc2(hidden)
 
     def compute_output_shape(self, input_shape):
