@@ -16,7 +16,7 @@ One invocation measures, in one process and with the same thread count for both 
   BLAS (MKL) is not TensorFlow's, and on AMD CPUs it can be much slower, which explains part of
   any Keras/PyTorch gap;
 * **eval latency** of one 1-s clip (batch 1; Keras through a ``tf.function``, PyTorch under
-  ``inference_mode``), median of ``--latency-runs`` calls;
+  ``inference_mode``), median of ``--latency-runs`` calls each, the two interleaved;
 * the **machine**: the CPU model (``/proc/cpuinfo``), whether oneDNN is on and the ISA it
   dispatches to (``ONEDNN_VERBOSE`` in a subprocess: AVX2 on AMD EPYC; AVX-512 with AMX on a
   Sapphire Rapids Xeon, where bf16 runs on the AMX tiles);
@@ -368,21 +368,27 @@ def main(argv=None):
 
     results = {name: summarize(name, times[name], args.batch, peak, losses[name]) for name in steps}
 
-    # Eval latency, one 1-s clip.
+    # Eval latency, one 1-s clip: Keras and PyTorch calls interleaved (ABBA), so both see the
+    # same host load; the host's speed drifts by more than the difference measured.
     clip = waveform[:1]
     serve = tf.function(lambda x: keras_model(x, training=False))
-    serve(clip)
-    keras_latency = statistics.median(
-        timed(lambda: serve(clip)["logits"].numpy(), args.latency_runs)
-    )
     mel.eval()
     net.eval()
     clip_torch = torch.from_numpy(clip)
+    latency = {"keras_fp32": [], "torch_fp32": []}
     with torch.inference_mode(), contextlib.redirect_stdout(io.StringIO()):
-        net(mel(clip_torch)[:, None])
-        torch_latency = statistics.median(
-            timed(lambda: net(mel(clip_torch)[:, None]), args.latency_runs)
-        )
+        calls = {
+            "keras_fp32": lambda: serve(clip)["logits"].numpy(),
+            "torch_fp32": lambda: net(mel(clip_torch)[:, None]),
+        }
+        for call in calls.values():  # tracing / first-call work, not timed
+            call()
+        for index in range(args.latency_runs):
+            order = list(calls) if index % 2 == 0 else list(calls)[::-1]
+            for name in order:
+                latency[name] += timed(calls[name], 1)
+    keras_latency = statistics.median(latency["keras_fp32"])
+    torch_latency = statistics.median(latency["torch_fp32"])
 
     keras_fp32 = results["keras_fp32"]
     torch_fp32 = results["torch_fp32"]
