@@ -3,9 +3,12 @@
 The layer contract and the .keras round trip of each are in test_serialization_registry.py.
 """
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy.special import erf
+from scipy.special import erfc
 
 from asc_core.errors import UserError
 from keras_asc.layers import ClassTokens
@@ -15,6 +18,7 @@ from keras_asc.layers import PatchPositionEmbedding
 from keras_asc.layers import StructuredPatchout
 from keras_asc.layers import TransformerBlock
 from keras_asc.layers import UnstructuredPatchout
+from keras_asc.layers._utils import exact_gelu
 
 
 def _rand(*shape, seed=0):
@@ -231,8 +235,8 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
     block.mlp_fc2.bias.assign(np.zeros(8, "float32"))
     x = 2.0 * _rand(2, 3, 8, seed=1)
     normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
-    exact_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
-    np.testing.assert_allclose(block(x), x + exact_gelu, rtol=1e-5, atol=2e-6)
+    expected_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
+    np.testing.assert_allclose(block(x), x + expected_gelu, rtol=1e-5, atol=2e-6)
 
 
 # === exact_gelu (the MLP activation, with a written-out gradient) ===
@@ -241,12 +245,6 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_exact_gelu_forward_is_tf_gelu_and_gradient_is_exact(traced, dtype):
-    import keras
-    import tensorflow as tf
-    from scipy.special import erfc
-
-    from keras_asc.layers._utils import exact_gelu
-
     x64 = np.concatenate([np.linspace(-9.0, 9.0, 361), 3.0 * _rand(500).astype(np.float64)])
     upstream64 = 0.5 + np.abs(_rand(x64.size, seed=1).astype(np.float64))
     x, upstream = tf.constant(x64, dtype), tf.constant(upstream64, dtype)

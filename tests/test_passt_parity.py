@@ -12,6 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import torch
 
 from keras_asc.cli.convert import main as convert_main
@@ -146,8 +147,6 @@ def test_transformer_block_matches_torch_block():
 def test_transformer_block_gradients_match_torch_block():
     """The backward pass too: our gradients (the written-out GELU derivative, the unstacked
     qkv) against torch's autograd of the same block, for the input and all 12 weights."""
-    import tensorflow as tf
-
     block, layer, names = block_pair()
     rng = np.random.RandomState(1)
     x = rng.randn(2, 20, 64).astype("float32")
