@@ -12,6 +12,7 @@ from scipy.special import erfc
 
 from asc_core.errors import UserError
 from keras_asc.layers import ClassTokens
+from keras_asc.layers import FusedDense
 from keras_asc.layers import MultiHeadSelfAttention
 from keras_asc.layers import PatchEmbedding
 from keras_asc.layers import PatchPositionEmbedding
@@ -237,6 +238,66 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
     normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
     expected_gelu = 0.5 * normed * (1.0 + erf(normed / np.sqrt(2.0)))
     np.testing.assert_allclose(block(x), x + expected_gelu, rtol=1e-5, atol=2e-6)
+
+
+# === FusedDense (the PaSST linears: one 2-D matmul + bias_add, fused by grappler) ===
+
+
+def _dense_pair(policy="float32", **kwargs):
+    fused, plain = (
+        FusedDense(6, dtype=policy, **kwargs),
+        keras.layers.Dense(6, dtype=policy, **kwargs),
+    )
+    fused.build((None, 8))
+    plain.build((None, 8))
+    plain.set_weights([_rand(*w.shape, seed=i) for i, w in enumerate(plain.get_weights())])
+    fused.set_weights(plain.get_weights())
+    return fused, plain
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "shape", [(5, 8), (2, 5, 8), (2, 3, 5, 8)], ids=["rank2", "rank3", "rank4"]
+)
+def test_fused_dense_is_dense(traced, policy, shape):
+    fused, plain = _dense_pair(policy, activation="relu")
+    x = tf.constant(_rand(*shape))
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        return y, tape.gradient(y, [x, *layer.trainable_weights])
+
+    run = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
+    (y, grads), (y_plain, grads_plain) = run(fused), run(plain)
+    assert y.shape == shape[:-1] + (6,) and y.dtype == y_plain.dtype == fused.compute_dtype
+    np.testing.assert_array_equal(tf.cast(y, "float32"), tf.cast(y_plain, "float32"))
+    for grad, grad_plain in zip(grads, grads_plain):
+        np.testing.assert_allclose(tf.cast(grad, "float32"), tf.cast(grad_plain, "float32"))
+
+
+def test_fused_dense_graph_is_a_2d_matmul_with_bias_add():
+    """What lets grappler fuse: a 2-D MatMul feeding BiasAdd, for any number of leading axes
+    (also unknown ones); rank-2 inputs, no bias and quantized layers keep Dense's own call."""
+    fused, _ = _dense_pair()
+    graph = tf.function(fused).get_concrete_function(tf.TensorSpec((None, None, 8))).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("MatMul") == types.count("BiasAdd") == 1 and "BatchMatMulV2" not in types
+    bias_add = next(op for op in graph.get_operations() if op.type == "BiasAdd")
+    assert bias_add.inputs[0].op.type == "MatMul"
+    no_bias, plain = _dense_pair(use_bias=False)
+    x = _rand(2, 5, 8)
+    np.testing.assert_array_equal(no_bias(x), plain(x))
+    # Quantized, it is a Dense (Keras refuses Dense subclasses unless told otherwise).
+    fused.quantize("int8")
+    plain = keras.layers.Dense(6)
+    plain.build((None, 8))
+    plain.set_weights(_dense_pair()[1].get_weights())
+    plain.quantize("int8")
+    assert fused.quantization_mode == "int8"
+    np.testing.assert_array_equal(fused(x), plain(x))
 
 
 # === exact_gelu (the MLP activation, with a written-out gradient) ===

@@ -81,6 +81,7 @@ SERIALIZATION_TABLE = {
         keras_asc.layers.UnstructuredPatchout(3, seed=5),
         _rand(2, 20, 8),
     ),
+    "keras_asc>FusedDense": lambda: (keras_asc.layers.FusedDense(6), _rand(2, 20, 8)),
     "keras_asc>MultiHeadSelfAttention": lambda: (
         keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False),
         _rand(2, 20, 8),
@@ -171,6 +172,7 @@ LAYER_CONTRACT_TABLE = {
         (2, 20, 8),
     ),
     "keras_asc>ClassTokens": (lambda: keras_asc.layers.ClassTokens(), (2, 20, 8), (2, 22, 8)),
+    "keras_asc>FusedDense": (lambda: keras_asc.layers.FusedDense(6), (2, 20, 8), (2, 20, 6)),
     "keras_asc>MultiHeadSelfAttention": (
         lambda: keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False),
         (2, 20, 8),

@@ -5,6 +5,7 @@ layer for `keras.saving.load_model`.
 """
 
 from keras_asc.layers.class_tokens import ClassTokens
+from keras_asc.layers.fused_dense import FusedDense
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
 from keras_asc.layers.patch_embedding import PatchEmbedding
@@ -15,6 +16,7 @@ from keras_asc.layers.unstructured_patchout import UnstructuredPatchout
 
 __all__ = [
     "ClassTokens",
+    "FusedDense",
     "KaldiMelSpectrogram",
     "MultiHeadSelfAttention",
     "PatchEmbedding",

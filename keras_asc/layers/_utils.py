@@ -5,6 +5,7 @@ import math
 import keras
 
 from asc_core.errors import UserError
+from keras_asc.layers.fused_dense import FusedDense
 
 
 def as_pair(value, what):
@@ -42,8 +43,8 @@ def check_patchout(layer, input_shape, axis, drop, what):
 
 
 def linear(layer, units, name, input_shape, use_bias=True):
-    """PaSST's `nn.Linear` inside `layer`: a trunc-normal `Dense` in its dtype policy, built."""
-    dense = keras.layers.Dense(
+    """PaSST's `nn.Linear` in `layer`: a trunc-normal `FusedDense` in its dtype policy, built."""
+    dense = FusedDense(
         units,
         use_bias=use_bias,
         kernel_initializer=trunc_normal(),
