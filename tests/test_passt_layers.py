@@ -273,9 +273,13 @@ def test_fused_dense_is_dense(traced, policy, shape):
     run = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
     (y, grads), (y_plain, grads_plain) = run(fused), run(plain)
     assert y.shape == shape[:-1] + (6,) and y.dtype == y_plain.dtype == fused.compute_dtype
-    np.testing.assert_array_equal(tf.cast(y, "float32"), tf.cast(y_plain, "float32"))
-    for grad, grad_plain in zip(grads, grads_plain):
-        np.testing.assert_allclose(tf.cast(grad, "float32"), tf.cast(grad_plain, "float32"))
+    # Bit-identical on AMD EPYC; elsewhere oneDNN may sum the 2-D and the batched matmul (and
+    # the kernel gradient's batch reduction) in another order, so two ulps of the compute dtype.
+    tolerance = 2.0**-7 if fused.compute_dtype == "bfloat16" else 2e-6
+    for ours, theirs in zip([y, *grads], [y_plain, *grads_plain]):
+        np.testing.assert_allclose(
+            tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol=tolerance, atol=tolerance
+        )
 
 
 def test_fused_dense_graph_is_a_2d_matmul_with_bias_add():

@@ -14,7 +14,8 @@ class FusedDense(keras.layers.Dense):
     interleaved calls on AMD EPYC; faster in 109 and 92 of them) and left the train step as
     it was.
 
-    Same arguments, weights, config and outputs as `Dense` (bit-identical). Dense's own `call`
+    Same arguments, weights, config and outputs as `Dense` (bit-identical on AMD EPYC; where
+    oneDNN sums the 2-D and the batched matmul in other orders, within rounding). Dense's `call`
     runs on other backends, for rank-2 inputs and without a bias. Quantized (`quantize("int8")`,
     as `model.quantize` does), it is a `Dense`: Keras runs `quantized_call`. The kernel is read
     through `self.kernel`, so LoRA and mixed-precision autocasting apply as in `Dense`.

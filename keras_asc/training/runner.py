@@ -22,9 +22,9 @@ from asc_core.tfrecord import data_loss_error
 from asc_core.vocab import SCENES
 from keras_asc.config.loader import config_differences
 from keras_asc.config.loader import save_config
+from keras_asc.config.schema import SCHEMA
+from keras_asc.config.schema import resolve_target
 from keras_asc.data.pipeline import make_datasets
-from keras_asc.optimizers.fused_adam import FusedAdam
-from keras_asc.optimizers.fused_adam_w import FusedAdamW
 from keras_asc.run_dir import RunDirectory
 from keras_asc.run_dir import remove_stale_temp_files
 from keras_asc.run_dir import save_model_atomic
@@ -110,11 +110,10 @@ def build_dir_augmentation(dirs_cfg, seed, sample_rate):
 
 
 def build_optimizer(optimizer_cfg):
-    """``FusedAdam`` / ``FusedAdamW`` (Keras' Adam / AdamW, fused) of the ``optimizer`` section."""
+    """The ``optimizer`` section's class (the schema's target: ``FusedAdam`` / ``FusedAdamW``)."""
     kwargs = dict(optimizer_cfg)
     name = kwargs.pop("name")
-    classes = {"adam": FusedAdam, "adamw": FusedAdamW}
-    return classes[name](**kwargs)
+    return resolve_target(SCHEMA["optimizer"].options[name].target)(**kwargs)
 
 
 def build_schedule(schedule_cfg, learning_rate):
