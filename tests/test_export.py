@@ -179,6 +179,26 @@ def test_compare_outputs_tolerances():
     assert not report["ok"] and report["top1_disagree_decisive"] == 1
 
 
+def test_compare_outputs_tolerance_follows_the_compute_dtype():
+    """A mixed-precision model may differ by a few roundings of its compute dtype, no more."""
+    reference = {
+        "logits": np.zeros((2, 3)),
+        "probabilities": np.array([[0.8, 0.1, 0.1], [0.36, 0.34, 0.30]]),
+        "embedding": np.zeros((2, 4)),
+    }
+    near = dict(reference, probabilities=reference["probabilities"] + [[-0.01, 0.01, 0.0]] * 2)
+    verdicts = {
+        dtype: export.compare_outputs(reference, near, compute_dtype=dtype)["ok"]
+        for dtype in ("float32", "float16", "bfloat16")
+    }
+    assert verdicts == {"float32": False, "float16": False, "bfloat16": True}
+    assert export.probability_tolerance(compute_dtype="bfloat16") == 4 * 2.0**-7
+    assert export.probability_tolerance("dynamic", "bfloat16") == export.DYNAMIC_ATOL
+    flipped = dict(reference, probabilities=np.array([[0.45, 0.46, 0.09], [0.36, 0.34, 0.30]]))
+    report = export.compare_outputs(reference, flipped, compute_dtype="bfloat16")
+    assert not report["ok"] and report["top1_disagree_decisive"] == 1
+
+
 def test_complexity_tiny_by_hand(tiny):
     model, _ = tiny
     counts = complexity.model_complexity(model)

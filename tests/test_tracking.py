@@ -27,6 +27,7 @@ class FakeRun:
         self.logged = []
         self.artifacts = []
         self.finished = False
+        self.settings = types.SimpleNamespace(sync_file="")  # no offline file to wait for
 
     def define_metric(self, name, step_metric=None):
         self.calls.append(("define_metric", name, step_metric))
@@ -155,6 +156,30 @@ def test_offline_resume_logs_only_the_epochs_the_earlier_files_lack(tmp_path):
             history = [r.history.item for r in records if r.WhichOneof("record_type") == "history"]
             pieces.append([record_items(items)["epoch"] for items in history])
     assert pieces == [[1], [2, 3]]
+
+
+def test_finish_waits_for_the_offline_file_to_end_the_run(tmp_path):
+    """A real offline file ends with ``exit``; cut before that record, the run is not finished."""
+    pytest.importorskip("wandb")
+    from keras_asc.training.wandb_logging import read_offline_records
+    from keras_asc.training.wandb_logging import wait_for_offline_exit
+
+    logger = logger_for(tmp_path, history=[epoch_row(1)])
+    logger.start()
+    path = logger.run.settings.sync_file
+    logger.finish()
+    kinds = [r.WhichOneof("record_type") for r in read_offline_records(path)]
+    assert "history" in kinds and "exit" in kinds  # finish() returned after the file was out
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.wandb"
+    for size in range(len(data), 0, -1):  # the longest prefix without the exit record
+        cut.write_bytes(data[:size])
+        if "exit" not in [r.WhichOneof("record_type") for r in read_offline_records(str(cut))]:
+            break
+    assert "history" in [r.WhichOneof("record_type") for r in read_offline_records(str(cut))]
+    assert wait_for_offline_exit(path, timeout=0.0)
+    assert not wait_for_offline_exit(str(cut), timeout=0.2)
+    assert not wait_for_offline_exit(str(tmp_path / "missing.wandb"), timeout=0.0)
 
 
 def test_per_device_table_each_epoch_and_metrics_against_the_epoch(fake_wandb, tmp_path):

@@ -119,6 +119,26 @@ def offline_epochs(run_dir, run_id):
     return epochs
 
 
+def wait_for_offline_exit(path, timeout=30.0):
+    """Waits until the offline file ``path`` ends the run (an ``exit`` record); True if it did.
+
+    ``run.finish()`` can return before W&B's service has written the file out (seen under load:
+    a finished run's file without its history rows); a resume reads that file, and ``wandb sync``
+    uploads it, so the logger returns only once the run's last record is on disk.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.path.isfile(path) and any(
+            r.WhichOneof("record_type") == "exit" for r in read_offline_records(path)
+        ):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def device_rows(flat):
     """``[device, family, accuracy, log_loss]`` rows of a flat metric dict (``val_loss_a`` ...).
 
@@ -274,9 +294,12 @@ class WandbLogger(keras.callbacks.Callback):
             )
             artifact.add_file(model_path)
             self.run.log_artifact(artifact, aliases=["final"])
+        sync_file = self.run.settings.sync_file if self.mode == "offline" else None
         self.run.finish()
         self.run = None
         if self.mode == "offline":
+            if sync_file and not wait_for_offline_exit(sync_file):
+                print(f"note: W&B has not finished writing {sync_file} after 30 s", flush=True)
             print(f"W&B offline files kept; upload with: {sync_command(self.run_dir, self.run_id)}")
 
     def _confusion_image(self, metrics):
