@@ -304,6 +304,33 @@ def test_fused_dense_graph_is_a_2d_matmul_with_bias_add():
     np.testing.assert_array_equal(fused(x), plain(x))
 
 
+def test_transformer_block_gelu_takes_the_bias_add_directly():
+    """Grappler fuses MatMul + BiasAdd + GELU only where nothing sits between them: mlp_fc1's
+    GELU runs on the 2-D bias add, before FusedDense's reshape back to tokens."""
+    block = TransformerBlock(num_heads=2, intermediate_dim=32)
+    block.build((None, None, 16))
+    graph = tf.function(block).get_concrete_function(tf.TensorSpec((None, None, 16))).graph
+    (bias_add,) = [
+        op for op in graph.get_operations() if op.type == "BiasAdd" and "mlp_fc1" in op.name
+    ]
+    consumers = {op.type for op in bias_add.outputs[0].consumers()}
+    assert "Reshape" not in consumers and consumers <= {"Mul", "Neg", "IdentityN"}
+    (erfc,) = [op for op in graph.get_operations() if op.type == "Erfc"]
+    assert erfc.outputs[0].shape.rank == 2  # the GELU is computed on the flat [B*N, 32]
+    x = _rand(2, 5, 16)
+    hidden = block.mlp_fc1(block.norm2(x))
+    np.testing.assert_array_equal(
+        hidden,
+        exact_gelu(
+            tf.nn.bias_add(
+                tf.reshape(block.norm2(x), (10, 16)) @ block.mlp_fc1.kernel, block.mlp_fc1.bias
+            )
+        )
+        .numpy()
+        .reshape(2, 5, 32),
+    )
+
+
 # === exact_gelu (the MLP activation, with a written-out gradient) ===
 
 

@@ -147,6 +147,13 @@ OBJECT_TABLE = {
 }
 
 
+# Registered functions (activations): serialized by name and revived as the same function; a
+# FusedDense using one round-trips its config with identical outputs.
+FUNCTION_TABLE = {
+    "keras_asc>exact_gelu": (keras_asc.layers._utils.exact_gelu, (2, 5, 8)),
+}
+
+
 # Every registered plain layer (not a model): (factory, input shape(s), output shape(s)[, input
 # dtypes]) for `run_layer_test`: build on the shapes, call, shapes/dtype, compute_output_shape,
 # config round trip.
@@ -213,6 +220,7 @@ def test_every_registered_layer_has_a_contract_case():
         name
         for name, cls in keras.saving.get_custom_objects().items()
         if name.startswith("keras_asc>")
+        and isinstance(cls, type)
         and issubclass(cls, keras.layers.Layer)
         and not issubclass(cls, keras.Model)
     }
@@ -232,7 +240,7 @@ def test_every_registered_class_has_a_serialization_case():
     registered = {
         name for name in keras.saving.get_custom_objects() if name.startswith("keras_asc>")
     }
-    tabled = set(SERIALIZATION_TABLE) | set(LOSS_TABLE) | set(OBJECT_TABLE)
+    tabled = set(SERIALIZATION_TABLE) | set(LOSS_TABLE) | set(OBJECT_TABLE) | set(FUNCTION_TABLE)
     assert registered - tabled == set(), "registered without a serialization case"
     assert tabled - registered == set(), "table entries that are not registered"
 
@@ -257,6 +265,21 @@ def test_loss_serialization_round_trip(name):
     loss, y_true, y_pred = LOSS_TABLE[name]()
     assert keras.saving.get_registered_name(type(loss)) == name
     run_loss_serialization_test(loss, y_true, y_pred)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_TABLE))
+def test_function_serialization_round_trip(name):
+    function, shape = FUNCTION_TABLE[name]
+    serialized = keras.saving.serialize_keras_object(function)
+    assert keras.saving.deserialize_keras_object(serialized) is function
+    dense = keras_asc.layers.FusedDense(4, activation=function)
+    inputs = _rand(*shape)
+    outputs = np.asarray(dense(inputs))
+    revived = keras_asc.layers.FusedDense.from_config(dense.get_config())
+    revived.build(inputs.shape)
+    revived.set_weights(dense.get_weights())
+    assert revived.activation is function
+    np.testing.assert_array_equal(np.asarray(revived(inputs)), outputs)
 
 
 @pytest.mark.parametrize("name", sorted(OBJECT_TABLE))

@@ -58,16 +58,17 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm2"
         )
         self.norm2.build(input_shape)
-        self.mlp_fc1 = linear(self, self.intermediate_dim, "mlp_fc1", input_shape)
+        # nn.GELU() is the exact erf form (keras.ops.gelu defaults to the tanh form). Inside
+        # mlp_fc1 it runs before FusedDense's reshape, so eval fuses matmul + bias + GELU.
+        self.mlp_fc1 = linear(
+            self, self.intermediate_dim, "mlp_fc1", input_shape, activation=exact_gelu
+        )
         hidden_shape = tuple(input_shape[:-1]) + (self.intermediate_dim,)
         self.mlp_fc2 = linear(self, dim, "mlp_fc2", hidden_shape)
 
     def call(self, inputs):
         x = inputs + self.attention(self.norm1(inputs))
-        hidden = self.mlp_fc1(self.norm2(x))
-        # nn.GELU() is the exact erf form; keras.ops.gelu would default to the tanh form.
-        hidden = exact_gelu(hidden)
-        return x + self.mlp_fc2(hidden)
+        return x + self.mlp_fc2(self.mlp_fc1(self.norm2(x)))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
