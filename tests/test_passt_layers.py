@@ -350,8 +350,10 @@ def test_exact_gelu_forward_is_tf_gelu_and_gradient_is_exact(traced, dtype):
     run = tf.function(forward_and_gradient) if traced else forward_and_gradient
     y, grad = run(x)
     assert y.dtype == grad.dtype == tf.as_dtype(dtype)
-    # Forward: bit-identical to tf.nn.gelu's exact form, which the block used before.
-    np.testing.assert_array_equal(y, keras.activations.gelu(x, approximate=False))
+    # Forward: bit-identical to tf.nn.gelu's exact form (which the block used before) in
+    # float32; a bfloat16 input is computed in float32 and rounded once.
+    x32 = tf.cast(x, "float32")
+    np.testing.assert_array_equal(y, tf.cast(keras.activations.gelu(x32, approximate=False), dtype))
     # Gradient: upstream * (Phi(x) + x phi(x)) in float64, to a few ulps of the dtype.
     xq = np.asarray(tf.cast(x, "float64"))  # the values actually fed (bf16-rounded)
     slope = 0.5 * erfc(-xq / np.sqrt(2.0)) + xq * np.exp(-0.5 * xq**2) / np.sqrt(2.0 * np.pi)
