@@ -25,8 +25,8 @@ silence), and compared with the Keras model (``training=False``):
 - a mixed-precision model (``mixed_bfloat16``/``mixed_float16``): max |Δ probability| <=
   ``LOW_PRECISION_ULPS`` (4) machine epsilons of the compute dtype (0.031 in bfloat16, 0.0039 in
   float16), and the top-1 check below. Its ops round to that dtype, and the traced graph fuses
-  some of them (on Intel AMX, oneDNN's bf16 matmul + bias + GELU round once, not three times),
-  so eager Keras and the exported graph differ by a few such roundings;
+  some of them (oneDNN's fused kernels, e.g. matmul + bias, round once where eager Keras rounds
+  after each op), so eager Keras and the exported graph differ by a few such roundings;
 - dynamic quantisation: max |Δ probability| <= ``DYNAMIC_ATOL`` (0.05), and the same top-1
   class on every clip whose Keras top-1 leads its runner-up by more than ``2 * DYNAMIC_ATOL``
   (closer calls may flip within the probability tolerance).

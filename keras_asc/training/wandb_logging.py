@@ -122,9 +122,9 @@ def offline_epochs(run_dir, run_id):
 def wait_for_offline_exit(path, timeout=30.0):
     """Waits until the offline file ``path`` ends the run (an ``exit`` record); True if it did.
 
-    ``run.finish()`` can return before W&B's service has written the file out (seen under load:
-    a finished run's file without its history rows); a resume reads that file, and ``wandb sync``
-    uploads it, so the logger returns only once the run's last record is on disk.
+    W&B's service process writes the file; a CI run under load once read a just-finished run's
+    file without its history rows. A resume reads that file, and ``wandb sync`` uploads it, so
+    the logger returns only once the run's last record is on disk.
     """
     import time
 
