@@ -93,7 +93,7 @@ def exact_gelu(x):
     eight, and the PaSST-S train step is about 4 % faster so. A bfloat16/float16 `x` is computed
     in float32 and rounded once: TensorFlow's bfloat16 `erfc` took 4x its float32 time on Intel
     Xeon (AMX), and the mixed_bfloat16 PaSST-S train step is 9 % faster so (and the result is
-    correctly rounded instead of rounded at every op). Any shape; returns `x`'s dtype. A plain
+    rounded once instead of at every op). Any shape; returns `x`'s dtype. A plain
     function (an activation Keras serializes by name) around the custom-gradient op.
     """
     return _exact_gelu(x)
