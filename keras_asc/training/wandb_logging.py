@@ -65,6 +65,9 @@ def sync_command(run_dir, run_id):
     return f"wandb sync {os.path.join(run_dir, 'wandb', f'offline-run-*-{run_id}')}"
 
 
+OFFLINE_WRITE_TIMEOUT = 30.0  # seconds finish() waits for W&B to write the offline file
+
+
 def read_offline_records(path):
     """The protobuf ``Record`` s of an offline ``run-*.wandb`` file, in order.
 
@@ -119,7 +122,7 @@ def offline_epochs(run_dir, run_id):
     return epochs
 
 
-def wait_for_offline_exit(path, timeout=30.0):
+def wait_for_offline_exit(path, timeout=OFFLINE_WRITE_TIMEOUT):
     """Waits until the offline file ``path`` ends the run (an ``exit`` record); True if it did.
 
     W&B's service process writes the file; a CI run under load once read a just-finished run's
@@ -299,7 +302,11 @@ class WandbLogger(keras.callbacks.Callback):
         self.run = None
         if self.mode == "offline":
             if sync_file and not wait_for_offline_exit(sync_file):
-                print(f"note: W&B has not finished writing {sync_file} after 30 s", flush=True)
+                print(
+                    f"note: W&B has not finished writing {sync_file} after "
+                    f"{OFFLINE_WRITE_TIMEOUT:g} s",
+                    flush=True,
+                )
             print(f"W&B offline files kept; upload with: {sync_command(self.run_dir, self.run_id)}")
 
     def _confusion_image(self, metrics):
