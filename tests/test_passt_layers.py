@@ -12,6 +12,7 @@ from scipy.special import erfc
 
 from asc_core.errors import UserError
 from keras_asc.layers import ClassTokens
+from keras_asc.layers import FastLayerNormalization
 from keras_asc.layers import FusedDense
 from keras_asc.layers import MultiHeadSelfAttention
 from keras_asc.layers import PatchEmbedding
@@ -329,6 +330,77 @@ def test_transformer_block_gelu_takes_the_bias_add_directly():
         .numpy()
         .reshape(2, 5, 32),
     )
+
+
+# === FastLayerNormalization (PyTorch's LayerNorm arithmetic, Keras' LayerNormalization API) ===
+
+
+def _norm_pair(policy="float32", shape=(2, 5, 8), **kwargs):
+    fast = FastLayerNormalization(epsilon=1e-6, dtype=policy, **kwargs)
+    plain = keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy, **kwargs)
+    for layer in (fast, plain):
+        layer.build(shape)
+    plain.set_weights([1.0 + _rand(*w.shape, seed=i) for i, w in enumerate(plain.get_weights())])
+    fast.set_weights(plain.get_weights())
+    return fast, plain
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize(
+    "shape", [(5, 8), (2, 5, 8), (2, 3, 5, 8)], ids=["rank2", "rank3", "rank4"]
+)
+def test_fast_layer_normalization_is_layer_normalization(traced, policy, shape):
+    fast, plain = _norm_pair(policy, shape)
+    # Offset and spread as in PaSST's residual stream: a large mean is where the two
+    # formulations round differently (Keras subtracts mean * inv at the end).
+    x = tf.cast(3.0 * tf.constant(_rand(*shape)) + 20.0, fast.compute_dtype)
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.constant(_rand(*shape, seed=9)))
+        return y, tape.gradient(loss, [x, *layer.trainable_weights])
+
+    run = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
+    (y, grads), (y_plain, grads_plain) = run(fast), run(plain)
+    assert y.shape == shape and y.dtype == y_plain.dtype == fast.compute_dtype
+    assert [g.dtype for g in grads] == [g.dtype for g in grads_plain]
+    # Both normalize in float32; they differ only in the order of float32 roundings, a few
+    # float32 ulps of values of order one, so one bfloat16 rounding (2**-8 relative) at most.
+    tolerance = 2.0**-7 if fast.compute_dtype == "bfloat16" else 2e-5
+    for ours, theirs in zip([y, *grads], [y_plain, *grads_plain]):
+        np.testing.assert_allclose(
+            tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol=tolerance, atol=tolerance
+        )
+    gamma, beta = fast.get_weights()
+    x64 = np.asarray(tf.cast(x, "float32"), "float64")
+    expected = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(
+        tf.cast(y, "float32"), expected * gamma + beta, rtol=tolerance, atol=tolerance
+    )
+
+
+def test_fast_layer_normalization_graph_and_fallbacks():
+    """Normalizing the last axis takes two reductions and one pass per factor; the layout
+    Keras folds (`x * inv + (beta - mean * inv)`) is gone. Other axes, `rms_scaling` and no
+    `beta`/`gamma` run Keras' own call, bit-identically."""
+    fast, _ = _norm_pair()
+    graph = tf.function(fast).get_concrete_function(tf.TensorSpec((None, None, 8))).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("Mean") == 2 and types.count("Rsqrt") == 1 and "Neg" not in types
+    x = _rand(2, 5, 8)
+    for kwargs in ({"axis": 1}, {"axis": (1, 2)}, {"center": False}, {"scale": False}):
+        fast, plain = _norm_pair(**kwargs)
+        np.testing.assert_array_equal(fast(x), plain(x))
+        revived = FastLayerNormalization.from_config(fast.get_config())
+        revived.build(x.shape)
+        revived.set_weights(fast.get_weights())
+        np.testing.assert_array_equal(revived(x), fast(x))
+    with pytest.warns(UserWarning, match="rms_scaling"):  # deprecated in Keras, still served
+        fast, plain = _norm_pair(rms_scaling=True)
+        np.testing.assert_array_equal(fast(x), plain(x))
 
 
 # === exact_gelu (the MLP activation, with a written-out gradient) ===

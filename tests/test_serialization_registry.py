@@ -82,6 +82,10 @@ SERIALIZATION_TABLE = {
         _rand(2, 20, 8),
     ),
     "keras_asc>FusedDense": lambda: (keras_asc.layers.FusedDense(6), _rand(2, 20, 8)),
+    "keras_asc>FastLayerNormalization": lambda: (
+        keras_asc.layers.FastLayerNormalization(epsilon=1e-6),
+        _rand(2, 20, 8),
+    ),
     "keras_asc>MultiHeadSelfAttention": lambda: (
         keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False),
         _rand(2, 20, 8),
@@ -180,6 +184,11 @@ LAYER_CONTRACT_TABLE = {
     ),
     "keras_asc>ClassTokens": (lambda: keras_asc.layers.ClassTokens(), (2, 20, 8), (2, 22, 8)),
     "keras_asc>FusedDense": (lambda: keras_asc.layers.FusedDense(6), (2, 20, 8), (2, 20, 6)),
+    "keras_asc>FastLayerNormalization": (
+        lambda: keras_asc.layers.FastLayerNormalization(epsilon=1e-6),
+        (2, 20, 8),
+        (2, 20, 8),
+    ),
     "keras_asc>MultiHeadSelfAttention": (
         lambda: keras_asc.layers.MultiHeadSelfAttention(4, use_qkv_bias=False),
         (2, 20, 8),

@@ -5,6 +5,7 @@ layer for `keras.saving.load_model`.
 """
 
 from keras_asc.layers.class_tokens import ClassTokens
+from keras_asc.layers.fast_layer_normalization import FastLayerNormalization
 from keras_asc.layers.fused_dense import FusedDense
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
@@ -16,6 +17,7 @@ from keras_asc.layers.unstructured_patchout import UnstructuredPatchout
 
 __all__ = [
     "ClassTokens",
+    "FastLayerNormalization",
     "FusedDense",
     "KaldiMelSpectrogram",
     "MultiHeadSelfAttention",

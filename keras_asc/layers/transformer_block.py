@@ -4,6 +4,7 @@ import keras
 
 from keras_asc.layers._utils import exact_gelu
 from keras_asc.layers._utils import linear
+from keras_asc.layers.fast_layer_normalization import FastLayerNormalization
 from keras_asc.layers.multi_head_self_attention import MultiHeadSelfAttention
 
 
@@ -43,7 +44,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        self.norm1 = keras.layers.LayerNormalization(
+        self.norm1 = FastLayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm1"
         )
         self.norm1.build(input_shape)
@@ -54,7 +55,7 @@ class TransformerBlock(keras.layers.Layer):
             name="attention",
         )
         self.attention.build(input_shape)
-        self.norm2 = keras.layers.LayerNormalization(
+        self.norm2 = FastLayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm2"
         )
         self.norm2.build(input_shape)

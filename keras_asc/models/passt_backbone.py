@@ -7,6 +7,7 @@ import keras
 from asc_core.errors import UserError
 from keras_asc.layers._utils import as_pair
 from keras_asc.layers.class_tokens import ClassTokens
+from keras_asc.layers.fast_layer_normalization import FastLayerNormalization
 from keras_asc.layers.patch_embedding import PatchEmbedding
 from keras_asc.layers.patch_position_embedding import PatchPositionEmbedding
 from keras_asc.layers.structured_patchout import StructuredPatchout
@@ -163,7 +164,7 @@ class PaSSTBackbone(keras.Model):
             )
             for i in range(num_layers)
         ]
-        self.final_norm = keras.layers.LayerNormalization(
+        self.final_norm = FastLayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm"
         )
 

@@ -9,6 +9,7 @@ from asc_core.errors import UserError
 from asc_core.vocab import SCENES
 from keras_asc.augment.augmenter import Augmenter
 from keras_asc.layers._utils import trunc_normal
+from keras_asc.layers.fast_layer_normalization import FastLayerNormalization
 from keras_asc.layers.kaldi_mel_spectrogram import KaldiMelSpectrogram
 from keras_asc.losses.icl_diagnostics import DIAGNOSTICS
 from keras_asc.losses.icl_diagnostics import gradient_share
@@ -132,7 +133,7 @@ class SceneClassifier(keras.Model):
         # === Layers ===
         self.frontend = frontend
         self.backbone = backbone
-        self.head_norm = keras.layers.LayerNormalization(
+        self.head_norm = FastLayerNormalization(
             epsilon=head_norm_epsilon, dtype=dtype, name="head_norm"
         )
         self.head_dense = keras.layers.Dense(
