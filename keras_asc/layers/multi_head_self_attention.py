@@ -12,7 +12,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     The fused projection has the exact layout of PaSST's `attn.qkv` Linear: output units
     `[0:D]` are the queries, `[D:2D]` the keys and `[2D:3D]` the values, each split into
     `num_heads` contiguous heads of `D / num_heads`. So the converter maps the PyTorch
-    weight with a plain transpose. Scores are `(q * head_dim**-0.5) @ k^T`, softmax over the
+    weight with a plain transpose. Scores are `(q @ k^T) * head_dim**-0.5`, softmax over the
     keys (computed in float32 also under mixed precision), then `proj`.
 
     Args:
@@ -52,10 +52,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         qkv = keras.ops.transpose(qkv, (2, 0, 3, 1, 4))
         query, key, value = keras.ops.unstack(qkv, 3, axis=0)
         # The scale is applied to the scores, after the matmul, not to q: the one-clip PaSST-S
-        # attention core took 10 % less time so (Intel Xeon, oneDNN on and off), although q
+        # attention core took 6-10 % less time so (Intel Xeon, oneDNN off and on), although q
         # has fewer values (N * d against N * N). For d = 64 the factor 1/8 is a power of two,
         # so both orders give bit-identical scores. A matmul with `transpose_b` contracts k
-        # without a transposed copy; Keras' einsum took about 1.2x its time.
+        # without a transposed copy; Keras' einsum took about 1.25x its time.
         scale = keras.ops.cast(self.head_dim**-0.5, query.dtype)
         scores = _matmul_transpose_b(query, key) * scale
         weights = keras.ops.softmax(keras.ops.cast(scores, "float32"), axis=-1)
