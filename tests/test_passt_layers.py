@@ -3,10 +3,15 @@
 The layer contract and the .keras round trip of each are in test_serialization_registry.py.
 """
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from scipy.special import erf
 from scipy.special import erfc
 
@@ -401,6 +406,43 @@ def test_fast_layer_normalization_graph_and_fallbacks():
     with pytest.warns(UserWarning, match="rms_scaling"):  # deprecated in Keras, still served
         fast, plain = _norm_pair(rms_scaling=True)
         np.testing.assert_array_equal(fast(x), plain(x))
+
+
+_OPTIMIZED_GRAPH_SCRIPT = """
+import numpy as np, tensorflow as tf
+from keras_asc.layers import FastLayerNormalization
+layer = FastLayerNormalization(epsilon=1e-6)
+layer.build((1, 110, 768))
+tf.function(lambda x: layer(x) + x)(np.ones((1, 110, 768), "float32"))
+"""
+
+
+def test_fast_layer_normalization_runs_no_outer_product_after_grappler(tmp_path):
+    """In an inference graph, grappler's MinimizeBroadcasts reorders `centred * inverse *
+    gamma` into `(inverse * gamma) * centred`, a `[N, 1] * [D]` outer product (3x slower on
+    CPU), unless the per-token factor is broadcast first. Checked on the graph TensorFlow runs,
+    dumped after its optimizations (in a subprocess: the dump is set up from the environment
+    at import)."""
+    env = {
+        **os.environ,
+        "TF_DUMP_GRAPH_PREFIX": str(tmp_path),
+        "TF_DUMP_GRAPH_NAME_FILTER": "*",
+        "TF_DUMP_GRAPH_GROUPS": "main",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    subprocess.run(
+        [sys.executable, "-c", _OPTIMIZED_GRAPH_SCRIPT], env=env, check=True, capture_output=True
+    )
+    (dump,) = [p for p in tmp_path.iterdir() if p.name.endswith("after_partition_passes.pbtxt")]
+    graph = text_format.Parse(dump.read_text(), tf.compat.v1.GraphDef())
+    op_types = {node.name: node.op for node in graph.node}
+    mul_inputs = [
+        {op_types[name.split(":")[0]] for name in node.input if not name.startswith("^")}
+        for node in graph.node
+        if node.op == "Mul"
+    ]
+    assert len(mul_inputs) == 2 and {"ReadVariableOp"} < set.union(*mul_inputs)
+    assert not any({"Rsqrt", "ReadVariableOp"} <= inputs for inputs in mul_inputs), mul_inputs
 
 
 # === exact_gelu (the MLP activation, with a written-out gradient) ===
