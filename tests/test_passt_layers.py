@@ -419,7 +419,7 @@ tf.function(lambda x: layer(x) + x)(np.ones((1, 110, 768), "float32"))
 
 def test_fast_layer_normalization_runs_no_outer_product_after_grappler(tmp_path):
     """In an inference graph, grappler's MinimizeBroadcasts reorders `centred * inverse *
-    gamma` into `(inverse * gamma) * centred`, a `[N, 1] * [D]` outer product (3x slower on
+    gamma` into `(inverse * gamma) * centred`, a `[N, 1] * [D]` outer product (2-4x slower on
     CPU), unless the per-token factor is broadcast first. Checked on the graph TensorFlow runs,
     dumped after its optimizations (in a subprocess: the dump is set up from the environment
     at import)."""

@@ -1,11 +1,11 @@
-"""`keras.layers.LayerNormalization` over the last axis with fewer full-size ops."""
+"""`keras.layers.LayerNormalization` over the last axis without a slow outer product."""
 
 import keras
 
 
 @keras.saving.register_keras_serializable(package="keras_asc")
 class FastLayerNormalization(keras.layers.LayerNormalization):
-    """`keras.layers.LayerNormalization` that normalizes `[..., D]` tokens in fewer passes.
+    """`keras.layers.LayerNormalization` that normalizes `[..., D]` tokens as PyTorch does.
 
     Keras folds gamma and beta into per-token factors, `x * (rsqrt(var + eps) * gamma) +
     (beta - mean * rsqrt(var + eps) * gamma)`: `[..., 1] * [D]` is an outer product, and
