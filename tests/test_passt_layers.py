@@ -27,6 +27,8 @@ from keras_asc.layers import TransformerBlock
 from keras_asc.layers import UnstructuredPatchout
 from keras_asc.layers._utils import exact_gelu
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _rand(*shape, seed=0):
     return np.random.RandomState(seed).randn(*shape).astype("float32")
@@ -246,19 +248,50 @@ def test_transformer_block_residuals_epsilon_and_exact_gelu():
     np.testing.assert_allclose(block(x), x + expected_gelu, rtol=1e-5, atol=2e-6)
 
 
+# === Twins: our layers that replace a Keras layer for speed, with its weights and outputs ===
+
+
+def _twins(ours, theirs, input_shape, weight_offset=0.0):
+    """`ours` and the Keras layer it replaces, built on `input_shape`, same random weights."""
+    for layer in (ours, theirs):
+        layer.build(input_shape)
+    weights = theirs.get_weights()
+    theirs.set_weights([weight_offset + _rand(*w.shape, seed=i) for i, w in enumerate(weights)])
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs
+
+
+def _outputs_and_gradients(layers, x, traced, cotangent=None):
+    """Per layer: its output on `x` and the gradients w.r.t. `x` and its weights of the output
+    (summed) or, given a `cotangent`, of `sum(output * cotangent)`."""
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            target = y if cotangent is None else tf.reduce_sum(tf.cast(y, "float32") * cotangent)
+        return y, tape.gradient(target, [x, *layer.trainable_weights])
+
+    run = tf.function(run) if traced else run
+    return [run(layer) for layer in layers]
+
+
+def _assert_all_close(ours, theirs, tolerance):
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(
+            tf.cast(a, "float32"), tf.cast(b, "float32"), rtol=tolerance, atol=tolerance
+        )
+
+
 # === FusedDense (the PaSST linears: one 2-D matmul + bias_add, fused by grappler) ===
 
 
 def _dense_pair(policy="float32", **kwargs):
-    fused, plain = (
+    return _twins(
         FusedDense(6, dtype=policy, **kwargs),
         keras.layers.Dense(6, dtype=policy, **kwargs),
+        (None, 8),
     )
-    fused.build((None, 8))
-    plain.build((None, 8))
-    plain.set_weights([_rand(*w.shape, seed=i) for i, w in enumerate(plain.get_weights())])
-    fused.set_weights(plain.get_weights())
-    return fused, plain
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
@@ -269,23 +302,12 @@ def _dense_pair(policy="float32", **kwargs):
 def test_fused_dense_is_dense(traced, policy, shape):
     fused, plain = _dense_pair(policy, activation="relu")
     x = tf.constant(_rand(*shape))
-
-    def outputs_and_gradients(layer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-        return y, tape.gradient(y, [x, *layer.trainable_weights])
-
-    run = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
-    (y, grads), (y_plain, grads_plain) = run(fused), run(plain)
+    (y, grads), (y_plain, grads_plain) = _outputs_and_gradients([fused, plain], x, traced)
     assert y.shape == shape[:-1] + (6,) and y.dtype == y_plain.dtype == fused.compute_dtype
     # Bit-identical on AMD EPYC; elsewhere oneDNN may sum the 2-D and the batched matmul (and
     # the kernel gradient's batch reduction) in another order, so two ulps of the compute dtype.
     tolerance = 2.0**-7 if fused.compute_dtype == "bfloat16" else 2e-6
-    for ours, theirs in zip([y, *grads], [y_plain, *grads_plain]):
-        np.testing.assert_allclose(
-            tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol=tolerance, atol=tolerance
-        )
+    _assert_all_close([y, *grads], [y_plain, *grads_plain], tolerance)
 
 
 def test_fused_dense_graph_is_a_2d_matmul_with_bias_add():
@@ -341,13 +363,12 @@ def test_transformer_block_gelu_takes_the_bias_add_directly():
 
 
 def _norm_pair(policy="float32", shape=(2, 5, 8), **kwargs):
-    fast = FastLayerNormalization(epsilon=1e-6, dtype=policy, **kwargs)
-    plain = keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy, **kwargs)
-    for layer in (fast, plain):
-        layer.build(shape)
-    plain.set_weights([1.0 + _rand(*w.shape, seed=i) for i, w in enumerate(plain.get_weights())])
-    fast.set_weights(plain.get_weights())
-    return fast, plain
+    return _twins(
+        FastLayerNormalization(epsilon=1e-6, dtype=policy, **kwargs),
+        keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy, **kwargs),
+        shape,
+        weight_offset=1.0,
+    )
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
@@ -360,25 +381,14 @@ def test_fast_layer_normalization_is_layer_normalization(traced, policy, shape):
     # Offset and spread as in PaSST's residual stream: a large mean is where the two
     # formulations round differently (Keras subtracts mean * inv at the end).
     x = tf.cast(3.0 * tf.constant(_rand(*shape)) + 20.0, fast.compute_dtype)
-
-    def outputs_and_gradients(layer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.constant(_rand(*shape, seed=9)))
-        return y, tape.gradient(loss, [x, *layer.trainable_weights])
-
-    run = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
-    (y, grads), (y_plain, grads_plain) = run(fast), run(plain)
+    cotangent = tf.constant(_rand(*shape, seed=9))
+    (y, grads), (y_plain, grads_plain) = _outputs_and_gradients([fast, plain], x, traced, cotangent)
     assert y.shape == shape and y.dtype == y_plain.dtype == fast.compute_dtype
     assert [g.dtype for g in grads] == [g.dtype for g in grads_plain]
     # Both normalize in float32; they differ only in the order of float32 roundings, a few
     # float32 ulps of values of order one, so one bfloat16 rounding (2**-8 relative) at most.
     tolerance = 2.0**-7 if fast.compute_dtype == "bfloat16" else 2e-5
-    for ours, theirs in zip([y, *grads], [y_plain, *grads_plain]):
-        np.testing.assert_allclose(
-            tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol=tolerance, atol=tolerance
-        )
+    _assert_all_close([y, *grads], [y_plain, *grads_plain], tolerance)
     gamma, beta = fast.get_weights()
     x64 = np.asarray(tf.cast(x, "float32"), "float64")
     expected = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6)
@@ -428,7 +438,7 @@ def test_fast_layer_normalization_runs_no_outer_product_after_grappler(tmp_path)
         "TF_DUMP_GRAPH_PREFIX": str(tmp_path),
         "TF_DUMP_GRAPH_NAME_FILTER": "*",
         "TF_DUMP_GRAPH_GROUPS": "main",
-        "PYTHONPATH": os.pathsep.join(sys.path),
+        "PYTHONPATH": ROOT,
     }
     subprocess.run(
         [sys.executable, "-c", _OPTIMIZED_GRAPH_SCRIPT], env=env, check=True, capture_output=True
