@@ -41,6 +41,31 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds back Ctrl-C (SIGINT) and SIGTERM until the block ends, then delivers them.
+
+    For a few steps that must not be cut in half, such as starting a worker process (a worker
+    whose start-up data was half written fails with an ``EOFError`` traceback of its own). A
+    signal that arrives inside the block is raised again at its end, to the handler in place
+    then (so ``KeyboardInterrupt`` / :class:`Terminated` come out of the ``with``). Main thread
+    only; elsewhere the block runs as is (signals go to the main thread anyway).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda n, _: arrived.append(n)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
+
+
 def run_cli(main, argv=None):
     """Runs ``main(argv)`` and turns a :class:`UserError` into ``error: ...`` and exit code 2.
 

@@ -21,6 +21,7 @@ from conftest import tone
 from conftest import tone_hz
 from conftest import write_tau22
 
+from asc_core import errors
 from asc_core import vocab
 from asc_core.errors import UserError
 from keras_asc.data.schema import parse_audio_example
@@ -806,6 +807,41 @@ def test_worker_pool_starts_its_workers_before_any_work():
         assert list(pool.ordered_map(os.readlink, ["/proc/self"])) == [str(os.getpid())]
     with pytest.raises(UserError, match="bad plan"), parallel.WorkerPool(2):
         raise UserError("bad plan")  # an error before any task: the pool does not hold it up
+    assert not _spawned_workers() - before  # its workers were ended, not left to start up
+
+
+def test_interrupts_deferred_delivers_a_signal_at_the_end_of_the_block():
+    steps = []
+    with errors._sigterm_as_interrupt(), pytest.raises(errors.Terminated):
+        with errors.interrupts_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("the block went on")
+        steps.append("not reached")
+    assert steps == ["the block went on"]
+    assert signal.getsignal(signal.SIGTERM) is not errors._raise_terminated  # all restored
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+def test_a_sigterm_while_workers_start_lets_them_start_then_kills_them(monkeypatch):
+    """A worker whose start-up a signal cut in half printed an EOFError traceback after the
+    build's `terminated`: the pool starts both workers, then kills them and re-raises."""
+    from tfrecords_builder import parallel
+
+    submit, submitted = parallel.ProcessPoolExecutor.submit, []
+
+    def submit_then_sigterm(pool, *args):
+        future = submit(pool, *args)  # starts a worker
+        submitted.append(future)
+        if len(submitted) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return future
+
+    monkeypatch.setattr(parallel.ProcessPoolExecutor, "submit", submit_then_sigterm)
+    before = _spawned_workers()
+    with errors._sigterm_as_interrupt(), pytest.raises(errors.Terminated):
+        parallel.WorkerPool(2)
+    assert len(submitted) == 2  # the signal waited until both workers were started
+    assert not _spawned_workers() - before
 
 
 def test_concurrent_build_of_the_same_output_is_refused(tiny_tau, tmp_path):

@@ -20,6 +20,8 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from asc_core.errors import interrupts_deferred
+
 
 def default_workers():
     """Number of CPU cores this process may use."""
@@ -99,8 +101,9 @@ class WorkerPool:
     A builder creates the pool first and plans its work meanwhile: the workers start (spawn,
     import numpy, soundfile, soxr: about half a second of CPU each) on the other cores while
     the main process reads the CSVs. Usable as a context manager; leaving it cancels tasks not
-    yet started and waits for the workers to exit (except after an error raised before any task
-    was handed out: then they exit on their own once started).
+    yet started and waits for the workers to exit, except after an error raised before any task
+    was handed out (a bad CSV row, Ctrl-C, SIGTERM while planning): then the workers hold no
+    work and are killed, so the caller is not held up by their start-up.
 
     Args:
         workers: number of worker processes; 0 runs everything in the calling process.
@@ -115,16 +118,24 @@ class WorkerPool:
         if self.workers == 0:
             return
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(tuple(warm), os.getpid()),
-        )
-        # The executor starts a process per submitted task until it has ``workers``: one
-        # empty task each starts them all now.
-        for _ in range(self.workers):
-            self._pool.submit(os.getpid)
+        try:
+            # An interrupt here could leave a worker with half its start-up data (it would
+            # print an EOFError traceback after the build's one-line message), so it is held
+            # back until all workers are started; then they are killed.
+            with interrupts_deferred():
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(tuple(warm), os.getpid()),
+                )
+                # The executor starts a process per submitted task until it has ``workers``:
+                # one empty task each starts them all now.
+                for _ in range(self.workers):
+                    self._pool.submit(os.getpid)
+        except BaseException:
+            self._kill()
+            raise
 
     def ordered_map(self, fn, items, window=None):
         """Yields ``fn(item)`` for every item, in order (see :func:`ordered_map`)."""
@@ -160,11 +171,25 @@ class WorkerPool:
     def __enter__(self):
         return self
 
+    def _kill(self):
+        """Kills the workers at once: only for a pool that was never handed a task."""
+        # Not `close(wait=False)`: that leaves them to finish starting up after this process
+        # may have exited. `_processes` is private to ProcessPoolExecutor (Python 3.14 adds
+        # `kill_workers`).
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self.close(wait=False)
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+                process.join(timeout=5)
+
     def __exit__(self, exc_type, *exc):
-        # After an error found before any work was handed out (a bad CSV row while planning)
-        # the caller need not wait for workers that are still starting up. Once tasks were
-        # submitted, wait: a task already queued still runs and may write files.
-        self.close(wait=exc_type is None or self._handed_out)
+        # Once tasks were submitted, wait: a task already queued still runs and may write
+        # files. Before that, an error need not wait for workers that are starting up.
+        if exc_type is not None and not self._handed_out:
+            self._kill()
+        else:
+            self.close()
         return False
 
 
