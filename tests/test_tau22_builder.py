@@ -787,13 +787,26 @@ def _spawned_workers():
     return pids
 
 
+def _new_workers(before, expected, timeout=10.0):
+    """Spawned workers not in ``before``, polled until ``expected`` of them show or ``timeout``.
+
+    A worker shows only once its command line does, and ``Process.start`` returns before that:
+    read right after ``start()`` on a loaded machine, ``/proc/PID/cmdline`` was empty 44 times
+    in 60 (it is, while the child is still in ``execve``). This test once saw 1 of 2 workers so.
+    """
+    deadline = time.monotonic() + timeout
+    while len(started := _spawned_workers() - before) < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return started
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
 def test_worker_pool_starts_its_workers_before_any_work():
     from tfrecords_builder import parallel
 
     before = _spawned_workers()
     with parallel.WorkerPool(2, warm=["asc_core.audio"]) as pool:
-        started = _spawned_workers() - before  # at creation, before any task
+        started = _new_workers(before, 2)  # at creation, before any task
         assert len(started) == 2
         pids = list(pool.ordered_map(os.readlink, ["/proc/self"] * 16, window=2))
         loaded = list(
