@@ -4,7 +4,9 @@ The model, inputs and threads are `bench_model.py`'s (1-s clips, patchout 6, Spe
 random weights). `--mode train` profiles `train_on_batch` steps, `--mode eval` one-clip
 inference calls through a `tf.function`. TensorFlow runs with **one inter-op thread** here, so
 no two ops overlap and the op times add up to the wall time (with the default pool, ops that
-run side by side slow each other and the sum exceeds the step); the script prints both.
+run side by side slow each other and the sum exceeds the step); the script prints both. The
+flip side: with the default pool small ops run beside the matmuls, so removing one saves less
+than its time here (measure a change with an interleaved A/B of whole steps).
 
 Every op is put in a group `(layer, pass)`: the layer is the transformer sub-layer (`norm1`,
 `attention`, `norm2`, `mlp_fc1`, `mlp_fc2`, summed over the 12 blocks) or the model-level layer
