@@ -210,6 +210,19 @@ def timed(function, count):
     return times
 
 
+def interleaved(calls, count):
+    """``{name: [seconds] * count}``: each of ``calls`` timed ``count`` times in ABBA order.
+
+    Interleaved so that all see the same host load; the host's speed drifts by more than the
+    differences measured.
+    """
+    times = {name: [] for name in calls}
+    for index in range(count):
+        for name in list(calls) if index % 2 == 0 else list(calls)[::-1]:
+            times[name] += timed(calls[name], 1)
+    return times
+
+
 def build_keras(keras, dtype, seed):
     from keras_asc.models.scene_classifier import SceneClassifier
 
@@ -368,14 +381,12 @@ def main(argv=None):
 
     results = {name: summarize(name, times[name], args.batch, peak, losses[name]) for name in steps}
 
-    # Eval latency, one 1-s clip: Keras and PyTorch calls interleaved (ABBA), so both see the
-    # same host load; the host's speed drifts by more than the difference measured.
+    # Eval latency, one 1-s clip: Keras and PyTorch calls interleaved (ABBA).
     clip = waveform[:1]
     serve = tf.function(lambda x: keras_model(x, training=False))
     mel.eval()
     net.eval()
     clip_torch = torch.from_numpy(clip)
-    latency = {"keras_fp32": [], "torch_fp32": []}
     with torch.inference_mode(), contextlib.redirect_stdout(io.StringIO()):
         calls = {
             "keras_fp32": lambda: serve(clip)["logits"].numpy(),
@@ -383,10 +394,7 @@ def main(argv=None):
         }
         for call in calls.values():  # tracing / first-call work, not timed
             call()
-        for index in range(args.latency_runs):
-            order = list(calls) if index % 2 == 0 else list(calls)[::-1]
-            for name in order:
-                latency[name] += timed(calls[name], 1)
+        latency = interleaved(calls, args.latency_runs)
     keras_latency = statistics.median(latency["keras_fp32"])
     torch_latency = statistics.median(latency["torch_fp32"])
 

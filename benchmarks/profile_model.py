@@ -27,14 +27,10 @@ import glob
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-
-import bench_model  # noqa: E402  (after the path: a script, not a package)
+import bench_model  # a sibling script (its folder is on the path)
 
 MATMUL_TYPES = ("MatMul", "Conv2D")
 BLOCK_LAYER = re.compile(r"transformer_layer_\d+(?:_\d+)?/([a-z0-9_]+?)(?:_\d+)?/")

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,15 +80,8 @@ def use_fused(model, call):
     return count
 
 
-def interleaved(calls, count):
-    """Medians of ``count`` timed calls of each, in ABBA order."""
-    times = {name: [] for name in calls}
-    for i in range(count):
-        for name in list(calls) if i % 2 == 0 else list(calls)[::-1]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}, times
+def medians(times):
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):
@@ -137,22 +129,18 @@ def main(argv=None):
     waveform = rng.uniform(-0.5, 0.5, (16, bench_model.SAMPLE_RATE)).astype(np.float32)
     labels = rng.integers(0, bench_model.NUM_CLASSES, 16).astype(np.int32)
     losses = {"stock": [], "fused": []}
-
-    def step(model, name):
-        def run():
-            result = model.train_on_batch(waveform, labels, return_dict=True)
-            losses[name].append(float(result["loss"]))
-
-        return run
-
-    calls = {"stock": step(stock, "stock"), "fused": step(fused, "fused")}
+    calls = {
+        name: bench_model.keras_step(model, waveform, labels, losses[name])
+        for name, model in (("stock", stock), ("fused", fused))
+    }
     for run in calls.values():
         run()
-    medians, times = interleaved(calls, args.steps)
+    times = bench_model.interleaved(calls, args.steps)
+    step = medians(times)
     faster = sum(f < s for f, s in zip(times["fused"], times["stock"]))
     print(
-        f"train step, batch 16: stock {medians['stock']:.3f} s, fused {medians['fused']:.3f} s "
-        f"({medians['fused'] / medians['stock']:.3f}x; faster in {faster} of {args.steps}); "
+        f"train step, batch 16: stock {step['stock']:.3f} s, fused {step['fused']:.3f} s "
+        f"({step['fused'] / step['stock']:.3f}x; faster in {faster} of {args.steps}); "
         f"losses differ by at most "
         f"{max(abs(a - b) / abs(a) for a, b in zip(losses['stock'], losses['fused'])):.1e}"
     )
@@ -172,11 +160,11 @@ def main(argv=None):
         for run in calls.values():
             run()
             run()
-        medians, _ = interleaved(calls, args.latency_runs)
-    reference = medians["hear21passt"]
+        latency = medians(bench_model.interleaved(calls, args.latency_runs))
+    reference = latency["hear21passt"]
     print(
         "eval latency, one 1-s clip: "
-        + ", ".join(f"{n} {m * 1e3:.1f} ms ({m / reference:.3f}x)" for n, m in medians.items())
+        + ", ".join(f"{n} {m * 1e3:.1f} ms ({m / reference:.3f}x)" for n, m in latency.items())
     )
 
 
